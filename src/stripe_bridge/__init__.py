@@ -1,0 +1,3 @@
+"""stripe-bridge: keeps Veles and one Stripe account in step."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,159 @@
+"""`stripe-bridge`: every operator command; each exits non-zero with a one-line reason."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+import structlog
+from dotenv import load_dotenv
+
+from stripe_bridge import logs
+from stripe_bridge.bootstrap import Bridge, bootstrap
+from stripe_bridge.errors import BridgeError
+from stripe_bridge.migrate import upgrade
+from stripe_bridge.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+def _serve_http(bridge: Bridge, host: str, port: int) -> None:
+    import uvicorn
+
+    from stripe_bridge.web.app import create_app
+
+    uvicorn.run(create_app(bridge), host=host, port=port, log_config=None, access_log=False)
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    """Everything in one process: migrations, web, worker, sweeper (the embedded default)."""
+    from stripe_bridge.runtime import sweeper, worker
+
+    bridge = bootstrap(settings)
+    upgrade(bridge.engine)
+    log.info(
+        "serving",
+        database=bridge.engine.url.render_as_string(hide_password=True),
+        broker=type(bridge.broker).__name__,
+        address=f"http://{args.host}:{args.port}",
+    )
+    with worker(bridge), sweeper(bridge):
+        _serve_http(bridge, args.host, args.port)
+    bridge.close()
+    return 0
+
+
+def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
+    bridge = bootstrap(settings)
+    _serve_http(bridge, args.host, args.port)
+    bridge.close()
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from stripe_bridge.runtime import sweeper, wait_for_signal, worker
+
+    _require_redis(settings, "worker")
+    bridge = bootstrap(settings)
+    with worker(bridge, args.threads), sweeper(bridge):
+        log.info("worker running", threads=args.threads or settings.worker_threads)
+        wait_for_signal()
+    bridge.close()
+    return 0
+
+
+def cmd_scheduler(settings: Settings, _args: argparse.Namespace) -> int:
+    from stripe_bridge.runtime import sweeper, wait_for_signal
+
+    _require_redis(settings, "scheduler")
+    bridge = bootstrap(settings)
+    with sweeper(bridge):
+        log.info("scheduler running", sweep_interval=settings.sweep_interval)
+        wait_for_signal()
+    bridge.close()
+    return 0
+
+
+def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    bridge = bootstrap(settings)
+    upgrade(bridge.engine)
+    bridge.close()
+    print("database at the latest migration")
+    return 0
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    from stripe_bridge.status import status_object
+
+    bridge = bootstrap(settings)
+    with bridge.session_factory() as session:
+        status = status_object(session, settings)
+    bridge.close()
+    if args.json:
+        print(orjson.dumps(status, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    print(f"connection: {status['status']} ({status['mode']} mode)")
+    print(f"webhook secrets: {status['webhook_secrets']}")
+    inbox = status["inbox"]
+    counts = ", ".join(f"{key} {value}" for key, value in sorted(inbox["by_status"].items()))
+    print(f"inbox: {counts or 'empty'}")
+    if inbox["oldest_unprocessed_age_seconds"] is not None:
+        print(f"oldest unprocessed event: {inbox['oldest_unprocessed_age_seconds']} s old")
+    return 0
+
+
+def _require_redis(settings: Settings, role: str) -> None:
+    if not settings.redis_url:
+        raise BridgeError(
+            f"the {role} role needs BRIDGE_REDIS_URL; "
+            "use `stripe-bridge serve` for the embedded default"
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stripe-bridge", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Callable[[Settings, argparse.Namespace], int], text: str) -> Any:
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    for name, handler, text in (
+        ("serve", cmd_serve, "web, worker and sweeper in one process; applies migrations"),
+        ("web", cmd_web, "the HTTP role (webhooks, Veles events, admin)"),
+    ):
+        sub = add(name, handler, text)
+        sub.add_argument("--host", default="127.0.0.1")
+        sub.add_argument("--port", type=int, default=8000)
+    add("worker", cmd_worker, "the job role: applies stored events").add_argument(
+        "--threads", type=int, default=None
+    )
+    add("scheduler", cmd_scheduler, "the periodic role: sweeper (and syncs)")
+    add("migrate", cmd_migrate, "apply database migrations")
+    add("status", cmd_status, "connection and inbox health").add_argument(
+        "--json", action="store_true"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    load_dotenv(".env", override=False)
+    try:
+        settings = Settings.from_env()
+        logs.configure(settings.log_format)
+        code: int = args.handler(settings, args)
+        return code
+    except BridgeError as exc:
+        print(f"stripe-bridge: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

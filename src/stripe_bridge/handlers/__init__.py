@@ -1,0 +1,17 @@
+"""Handlers: plain functions `(event, session) -> None`, registered by event type.
+
+Each is safe to run twice and never lets an older event overwrite newer state (guard.py)."""
+
+from __future__ import annotations
+
+from stripe_bridge.handlers import catalog, customers, invoices, subscriptions
+from stripe_bridge.handlers.base import Event, Handler
+
+REGISTRY: dict[str, Handler] = {
+    **customers.HANDLERS,
+    **catalog.HANDLERS,
+    **subscriptions.HANDLERS,
+    **invoices.HANDLERS,
+}
+
+__all__ = ["REGISTRY", "Event", "Handler"]

@@ -1,0 +1,95 @@
+"""What every handler shares: the event as handlers see it, row locking, field helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session
+
+from stripe_bridge.db import insert_ignoring_conflicts
+from stripe_bridge.errors import PermanentError
+from stripe_bridge.models import Versioned
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A verified Stripe event, decoded once; handlers never see SDK objects."""
+
+    id: str
+    type: str
+    created: int
+    livemode: bool
+    api_version: str | None
+    object: Mapping[str, Any]
+    previous_attributes: Mapping[str, Any] | None
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> Event:
+        try:
+            data = payload["data"]
+            obj = data["object"]
+            if not isinstance(obj, Mapping) or not isinstance(obj.get("id"), str):
+                raise PermanentError("data.object has no id")
+            prev = data.get("previous_attributes")
+            return cls(
+                id=str(payload["id"]),
+                type=str(payload["type"]),
+                created=int(payload["created"]),
+                livemode=bool(payload.get("livemode", False)),
+                api_version=payload.get("api_version"),
+                object=obj,
+                previous_attributes=prev if isinstance(prev, Mapping) else None,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PermanentError(f"malformed event payload: {exc!r}") from exc
+
+
+Handler = Callable[[Event, Session], None]
+M = TypeVar("M", bound=Versioned)
+
+
+def lock_row(session: Session, model: type[M], object_id: str) -> M:
+    """The mirror row for `object_id`, created empty if missing, locked for this transaction.
+
+    Concurrent jobs for the same object serialise here, so the stale guard compares against
+    the state the other job committed."""
+    row = session.get(model, object_id, with_for_update=True)
+    if row is None:
+        table = model.__table__  # type: ignore[attr-defined]
+        session.execute(insert_ignoring_conflicts(session, table).values(id=object_id))
+        row = session.get(model, object_id, with_for_update=True, populate_existing=True)
+    assert row is not None
+    return row
+
+
+def timestamp(value: Any) -> datetime | None:
+    """Stripe's unix seconds as an aware UTC datetime."""
+    if value is None or isinstance(value, bool):
+        return None
+    if not isinstance(value, int | float):
+        raise PermanentError(f"expected a unix timestamp, got {type(value).__name__}")
+    return datetime.fromtimestamp(value, UTC)
+
+
+def ref_id(value: Any) -> str | None:
+    """An id whether Stripe sent it as a string or as an expanded object."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping) and isinstance(value.get("id"), str):
+        return str(value["id"])
+    raise PermanentError(f"expected an id or an object with an id, got {type(value).__name__}")
+
+
+def dig(obj: Mapping[str, Any], *path: str) -> Any:
+    """`obj[a][b]…`, or None where any step is missing or null."""
+    current: Any = obj
+    for key in path:
+        if not isinstance(current, Mapping):
+            return None
+        current = current.get(key)
+    return current

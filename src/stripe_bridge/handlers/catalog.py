@@ -1,0 +1,80 @@
+"""product.*, price.* and plan.* (old accounts) → the products and prices mirrors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from stripe_bridge.handlers.base import Event, Handler, dig, lock_row, ref_id, timestamp
+from stripe_bridge.handlers.guard import is_stale, stamp
+from stripe_bridge.models import Price, Product
+
+
+def apply_product(event: Event, session: Session) -> None:
+    obj = event.object
+    row = lock_row(session, Product, obj["id"])
+    if is_stale(row, event):
+        return
+    deleted = event.type == "product.deleted" or obj.get("deleted") is True
+    if "name" in obj or not deleted:
+        row.name = obj.get("name")
+        row.description = obj.get("description")
+        row.metadata_ = dict(obj.get("metadata") or {})
+        row.created = timestamp(obj.get("created"))
+    row.active = bool(obj.get("active", True)) and not deleted
+    row.deleted = deleted
+    row.livemode = obj.get("livemode", event.livemode)
+    stamp(row, event)
+
+
+def _price_fields(obj: Mapping[str, Any], *, is_plan: bool) -> dict[str, Any]:
+    if is_plan:
+        recurring_interval = obj.get("interval")
+        return {
+            "unit_amount": obj.get("amount"),
+            "type": "recurring",
+            "recurring_interval": recurring_interval,
+            "recurring_interval_count": obj.get("interval_count"),
+        }
+    recurring = obj.get("recurring")
+    price_type = obj.get("type") or ("recurring" if recurring else "one_time")
+    return {
+        "unit_amount": obj.get("unit_amount"),
+        "type": price_type,
+        "recurring_interval": dig(obj, "recurring", "interval"),
+        "recurring_interval_count": dig(obj, "recurring", "interval_count"),
+    }
+
+
+def apply_price(event: Event, session: Session) -> None:
+    obj = event.object
+    is_plan = event.type.startswith("plan.")
+    row = lock_row(session, Price, obj["id"])
+    if is_stale(row, event):
+        return
+    deleted = event.type.endswith(".deleted") or obj.get("deleted") is True
+    if "currency" in obj or not deleted:
+        for key, value in _price_fields(obj, is_plan=is_plan).items():
+            setattr(row, key, value)
+        row.product_id = ref_id(obj.get("product"))
+        row.currency = obj.get("currency")
+        row.nickname = obj.get("nickname")
+        row.metadata_ = dict(obj.get("metadata") or {})
+        row.created = timestamp(obj.get("created"))
+    row.active = bool(obj.get("active", True)) and not deleted
+    row.deleted = deleted
+    row.livemode = obj.get("livemode", event.livemode)
+    stamp(row, event)
+
+
+HANDLERS: dict[str, Handler] = {
+    f"{family}.{action}": handler
+    for family, handler in (
+        ("product", apply_product),
+        ("price", apply_price),
+        ("plan", apply_price),
+    )
+    for action in ("created", "updated", "deleted")
+}

@@ -1,0 +1,33 @@
+"""customer.created|updated|deleted → the customers mirror."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from stripe_bridge.handlers.base import Event, Handler, lock_row, timestamp
+from stripe_bridge.handlers.guard import is_stale, stamp
+from stripe_bridge.matching import derive_domain
+from stripe_bridge.models import Customer
+
+
+def apply_customer(event: Event, session: Session) -> None:
+    obj = event.object
+    row = lock_row(session, Customer, obj["id"])
+    if is_stale(row, event):
+        return
+    deleted = event.type == "customer.deleted" or obj.get("deleted") is True
+    # A deleted-customer stub carries only id and deleted: keep what the mirror knew.
+    if "email" in obj or not deleted:
+        row.name = obj.get("name")
+        row.email = obj.get("email")
+        row.metadata_ = dict(obj.get("metadata") or {})
+        row.domain = derive_domain(row.email, row.metadata_)
+        row.created = timestamp(obj.get("created"))
+    row.deleted = deleted
+    row.livemode = obj.get("livemode", event.livemode)
+    stamp(row, event)
+
+
+HANDLERS: dict[str, Handler] = {
+    f"customer.{action}": apply_customer for action in ("created", "updated", "deleted")
+}

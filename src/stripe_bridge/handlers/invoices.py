@@ -1,0 +1,92 @@
+"""invoice.* → the invoices mirror.
+
+Current API versions put the subscription under `parent.subscription_details` and dropped
+`paid`; classic ones have a top-level `subscription`, `paid`, `forgiven`, and (before 2018)
+no `status`, which is then derived from those flags and the event type."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from stripe_bridge.handlers.base import Event, Handler, dig, lock_row, ref_id, timestamp
+from stripe_bridge.handlers.guard import is_stale, stamp
+from stripe_bridge.models import Invoice, Versioned
+
+# An invoice only moves forward: in a same-second tie a later stage wins.
+STATUS_PROGRESS = {"draft": 0, "open": 1, "paid": 2, "uncollectible": 2, "void": 3}
+
+_STATUS_BY_EVENT = {
+    "invoice.created": "draft",
+    "invoice.finalized": "open",
+    "invoice.payment_failed": "open",
+    "invoice.paid": "paid",
+    "invoice.payment_succeeded": "paid",
+    "invoice.voided": "void",
+    "invoice.marked_uncollectible": "uncollectible",
+}
+
+
+def invoice_status(obj: Mapping[str, Any], event_type: str) -> str | None:
+    status = obj.get("status")
+    if isinstance(status, str):
+        return status
+    if obj.get("paid") is True:
+        return "paid"
+    if obj.get("forgiven") is True:
+        return "uncollectible"
+    if obj.get("closed") is True and event_type == "invoice.voided":
+        return "void"
+    return _STATUS_BY_EVENT.get(event_type, "open")
+
+
+def _progress(row: Versioned) -> int:
+    return STATUS_PROGRESS.get(getattr(row, "status", None) or "", 0)
+
+
+def apply_invoice(event: Event, session: Session) -> None:
+    obj = event.object
+    status = invoice_status(obj, event.type)
+    row = lock_row(session, Invoice, obj["id"])
+    if is_stale(
+        row, event, progress=_progress, incoming_progress=STATUS_PROGRESS.get(status or "", 0)
+    ):
+        return
+    subscription = obj.get("subscription") or dig(
+        obj, "parent", "subscription_details", "subscription"
+    )
+    amount_paid = obj.get("amount_paid")
+    if amount_paid is None:
+        amount_paid = obj.get("amount_due") if status == "paid" else 0
+    paid_at = dig(obj, "status_transitions", "paid_at")
+    if paid_at is None and status == "paid":
+        paid_at = event.created  # classic payloads have no status_transitions
+    row.customer_id = ref_id(obj.get("customer"))
+    row.subscription_id = ref_id(subscription)
+    row.status = status
+    row.amount_due = obj.get("amount_due")
+    row.amount_paid = amount_paid
+    row.currency = obj.get("currency")
+    row.number = obj.get("number")
+    row.paid_at = timestamp(paid_at)
+    row.metadata_ = dict(obj.get("metadata") or {})
+    row.created = timestamp(obj.get("created") or obj.get("date"))
+    row.livemode = obj.get("livemode", event.livemode)
+    stamp(row, event)
+
+
+HANDLERS: dict[str, Handler] = {
+    f"invoice.{action}": apply_invoice
+    for action in (
+        "created",
+        "finalized",
+        "updated",
+        "paid",
+        "payment_succeeded",
+        "payment_failed",
+        "voided",
+        "marked_uncollectible",
+    )
+}

@@ -1,0 +1,186 @@
+"""Tables. The schema changes only through alembic (migrations/)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Text,
+    TypeDecorator,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from stripe_bridge.db import Base
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given; use datetime.now(UTC)")
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# Inbox statuses
+RECEIVED = "received"
+PROCESSED = "processed"
+IGNORED = "ignored"
+FAILED = "failed"
+
+
+class StripeEvent(Base):
+    """The durable inbox: every verified Stripe event, stored before it is answered."""
+
+    __tablename__ = "stripe_events"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(String(255))
+    api_version: Mapped[str | None] = mapped_column(String(64))
+    livemode: Mapped[bool] = mapped_column(Boolean)
+    account: Mapped[str | None] = mapped_column(String(255))
+    created: Mapped[int] = mapped_column(BigInteger)
+    object_id: Mapped[str | None] = mapped_column(String(255))
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_stripe_events_status_received_at", "status", "received_at"),
+        Index("ix_stripe_events_type", "type"),
+    )
+
+
+class Versioned:
+    """Which event last wrote a mirror row, for the stale-event guard (handlers/guard.py).
+
+    `src_created` is the event's `created` (-1 for a row not written by any event yet),
+    `src_rank` orders created < updated < deleted within one second, `src_prev` keeps the
+    `previous_attributes` of the event that wrote the row."""
+
+    src_created: Mapped[int] = mapped_column(BigInteger, default=-1, server_default=text("-1"))
+    src_rank: Mapped[int] = mapped_column(SmallInteger, default=0, server_default=text("0"))
+    src_event_id: Mapped[str | None] = mapped_column(String(255))
+    src_prev: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Customer(Versioned, Base):
+    __tablename__ = "customers"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    name: Mapped[str | None] = mapped_column(Text)
+    email: Mapped[str | None] = mapped_column(Text)
+    domain: Mapped[str | None] = mapped_column(Text)
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    livemode: Mapped[bool | None] = mapped_column(Boolean)
+    created: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Product(Versioned, Base):
+    __tablename__ = "products"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    name: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    livemode: Mapped[bool | None] = mapped_column(Boolean)
+    created: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Price(Versioned, Base):
+    """Prices, and the plans of old accounts (a plan id is also a price id in Stripe)."""
+
+    __tablename__ = "prices"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    product_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    unit_amount: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    type: Mapped[str | None] = mapped_column(String(16))
+    recurring_interval: Mapped[str | None] = mapped_column(String(8))
+    recurring_interval_count: Mapped[int | None] = mapped_column(Integer)
+    nickname: Mapped[str | None] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    livemode: Mapped[bool | None] = mapped_column(Boolean)
+    created: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Subscription(Versioned, Base):
+    __tablename__ = "subscriptions"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    customer_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    status: Mapped[str | None] = mapped_column(String(32))
+    items: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    current_period_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    current_period_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancel_at_period_end: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=text("false")
+    )
+    canceled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    livemode: Mapped[bool | None] = mapped_column(Boolean)
+    created: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Invoice(Versioned, Base):
+    __tablename__ = "invoices"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    customer_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    subscription_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    status: Mapped[str | None] = mapped_column(String(32))
+    amount_due: Mapped[int | None] = mapped_column(BigInteger)
+    amount_paid: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    number: Mapped[str | None] = mapped_column(Text)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    livemode: Mapped[bool | None] = mapped_column(Boolean)
+    created: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+MIRRORS: dict[str, type[Versioned]] = {
+    "customers": Customer,
+    "products": Product,
+    "prices": Price,
+    "subscriptions": Subscription,
+    "invoices": Invoice,
+}

@@ -1,0 +1,56 @@
+"""Running the roles: the in-process Dramatiq worker, the sweeper thread, and `serve`."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import dramatiq
+import structlog
+
+from stripe_bridge.bootstrap import Bridge
+from stripe_bridge.sweeper import run_periodically
+
+log = structlog.get_logger(__name__)
+
+
+@contextmanager
+def worker(bridge: Bridge, threads: int | None = None) -> Iterator[dramatiq.Worker]:
+    """A Dramatiq worker consuming the bridge's queues in this process."""
+    instance = dramatiq.Worker(
+        bridge.broker, worker_threads=threads or bridge.settings.worker_threads, worker_timeout=100
+    )
+    instance.start()
+    try:
+        yield instance
+    finally:
+        instance.stop()
+
+
+@contextmanager
+def sweeper(bridge: Bridge) -> Iterator[threading.Event]:
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=run_periodically, args=(bridge, stop), name="sweeper", daemon=True
+    )
+    thread.start()
+    try:
+        yield stop
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def wait_for_signal() -> None:
+    """Block until SIGINT or SIGTERM."""
+    done = threading.Event()
+
+    def _stop(signum: int, _frame: object) -> None:
+        log.info("stopping", signal=signal.Signals(signum).name)
+        done.set()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    done.wait()

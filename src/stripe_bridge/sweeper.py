@@ -1,0 +1,36 @@
+"""Re-enqueues events that were stored but never applied (broker down, job lost)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import structlog
+
+from stripe_bridge.bootstrap import Bridge
+from stripe_bridge.inbox import due_for_sweep, mark_enqueued
+
+log = structlog.get_logger(__name__)
+
+
+def sweep_once(bridge: Bridge) -> int:
+    """One pass; answers how many events were re-enqueued."""
+    with bridge.session_factory.begin() as session:
+        due = due_for_sweep(session, grace=timedelta(seconds=bridge.settings.sweep_grace))
+    if not due:
+        return 0
+    sent = bridge.enqueue_events(due)
+    with bridge.session_factory.begin() as session:
+        mark_enqueued(session, sent)
+    log.info("swept stored events back onto the queue", count=len(sent), due=len(due))
+    return len(sent)
+
+
+def run_periodically(bridge: Bridge, stop: threading.Event) -> None:
+    """The sweeper loop of the `worker`, `scheduler` and `serve` roles."""
+    while not stop.is_set():
+        try:
+            sweep_once(bridge)
+        except Exception as exc:
+            log.error("sweep failed; will try again", error=repr(exc))
+        stop.wait(bridge.settings.sweep_interval)

@@ -1,0 +1,1 @@
+"""HTTP entry points: the Starlette app factory and its routes."""

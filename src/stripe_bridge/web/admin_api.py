@@ -1,0 +1,255 @@
+"""The JSON admin API under /admin/api (bearer token): the read side of the mirrors."""
+
+from __future__ import annotations
+
+import base64
+import hmac
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, or_, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from stripe_bridge.bootstrap import Bridge
+from stripe_bridge.errors import BadRequest, Forbidden, Unauthorized
+from stripe_bridge.models import Customer, Invoice, Price, Product, StripeEvent, Subscription
+from stripe_bridge.web.responses import JSON
+
+MAX_LIMIT = 100
+
+
+def require_admin(request: Request) -> None:
+    token = request.app.state.bridge.settings.admin_token
+    if not token:
+        raise Forbidden("admin is disabled: BRIDGE_ADMIN_TOKEN is not set")
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+        raise Unauthorized("missing or wrong bearer token")
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def customer_json(row: Customer) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "email": row.email,
+        "domain": row.domain,
+        "metadata": row.metadata_ or {},
+        "deleted": row.deleted,
+        "created": iso(row.created),
+    }
+
+
+def price_json(row: Price) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "product": row.product_id,
+        "unit_amount": row.unit_amount,
+        "currency": row.currency,
+        "type": row.type,
+        "recurring_interval": row.recurring_interval,
+        "recurring_interval_count": row.recurring_interval_count,
+        "active": row.active,
+        "deleted": row.deleted,
+    }
+
+
+def product_json(row: Product, session: Session) -> dict[str, Any]:
+    prices = session.scalars(select(Price).where(Price.product_id == row.id).order_by(Price.id))
+    return {
+        "id": row.id,
+        "name": row.name,
+        "description": row.description,
+        "active": row.active,
+        "deleted": row.deleted,
+        "metadata": row.metadata_ or {},
+        "created": iso(row.created),
+        "prices": [price_json(price) for price in prices],
+    }
+
+
+def subscription_json(row: Subscription) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "customer": row.customer_id,
+        "status": row.status,
+        "items": [
+            {
+                "price": item.get("price"),
+                "product": item.get("product"),
+                "quantity": item.get("quantity"),
+            }
+            for item in row.items or []
+        ],
+        "current_period_start": iso(row.current_period_start),
+        "current_period_end": iso(row.current_period_end),
+        "cancel_at_period_end": row.cancel_at_period_end,
+        "canceled_at": iso(row.canceled_at),
+        "created": iso(row.created),
+    }
+
+
+def invoice_json(row: Invoice) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "customer": row.customer_id,
+        "subscription": row.subscription_id,
+        "status": row.status,
+        "amount_due": row.amount_due,
+        "amount_paid": row.amount_paid,
+        "currency": row.currency,
+        "number": row.number,
+        "paid_at": iso(row.paid_at),
+        "created": iso(row.created),
+    }
+
+
+def event_json(row: StripeEvent) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "type": row.type,
+        "status": row.status,
+        "reason": row.reason,
+        "attempts": row.attempts,
+        "last_error": row.last_error,
+        "object_id": row.object_id,
+        "livemode": row.livemode,
+        "created": row.created,
+        "received_at": iso(row.received_at),
+        "processed_at": iso(row.processed_at),
+    }
+
+
+def _encode_cursor(last_id: str) -> str:
+    return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("malformed cursor") from None
+
+
+def _limit(request: Request) -> int:
+    raw = request.query_params.get("limit", "50")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise BadRequest(f"limit must be between 1 and {MAX_LIMIT}")
+    return int(raw)
+
+
+def page(
+    session: Session,
+    request: Request,
+    query: Select[Any],
+    id_column: InstrumentedAttribute[str],
+    render: Callable[[Any], dict[str, Any]],
+) -> dict[str, Any]:
+    """Keyset pagination by Stripe id: `{"data": [...], "next_cursor": …}`."""
+    limit = _limit(request)
+    if cursor := request.query_params.get("cursor"):
+        query = query.where(id_column > _decode_cursor(cursor))
+    rows = list(session.scalars(query.order_by(id_column).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {
+        "data": [render(row) for row in rows],
+        "next_cursor": _encode_cursor(rows[-1].id) if more and rows else None,
+    }
+
+
+def _search(
+    query: Select[Any], request: Request, *columns: InstrumentedAttribute[Any]
+) -> Select[Any]:
+    if q := request.query_params.get("q", "").strip():
+        escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{escaped}%"
+        query = query.where(or_(*(column.ilike(pattern, escape="\\") for column in columns)))
+    return query
+
+
+def _list(request: Request, build: Callable[[Session], dict[str, Any]]) -> Any:
+    require_admin(request)
+    bridge: Bridge = request.app.state.bridge
+
+    def work() -> dict[str, Any]:
+        with bridge.session_factory() as session:
+            return build(session)
+
+    return run_in_threadpool(work)
+
+
+async def list_customers(request: Request) -> Response:
+    def build(session: Session) -> dict[str, Any]:
+        query = _search(select(Customer), request, Customer.name, Customer.email, Customer.id)
+        return page(session, request, query, Customer.id, customer_json)
+
+    return JSON(await _list(request, build))
+
+
+async def list_products(request: Request) -> Response:
+    def build(session: Session) -> dict[str, Any]:
+        query = _search(select(Product), request, Product.name, Product.id)
+        if (active := request.query_params.get("active")) in ("true", "false"):
+            query = query.where(Product.active == (active == "true"))
+        return page(session, request, query, Product.id, lambda row: product_json(row, session))
+
+    return JSON(await _list(request, build))
+
+
+async def list_prices(request: Request) -> Response:
+    def build(session: Session) -> dict[str, Any]:
+        query = _search(select(Price), request, Price.id, Price.product_id, Price.nickname)
+        return page(session, request, query, Price.id, price_json)
+
+    return JSON(await _list(request, build))
+
+
+async def list_subscriptions(request: Request) -> Response:
+    def build(session: Session) -> dict[str, Any]:
+        query = _search(select(Subscription), request, Subscription.id, Subscription.customer_id)
+        if status := request.query_params.get("status"):
+            query = query.where(Subscription.status == status)
+        return page(session, request, query, Subscription.id, subscription_json)
+
+    return JSON(await _list(request, build))
+
+
+async def list_invoices(request: Request) -> Response:
+    def build(session: Session) -> dict[str, Any]:
+        query = _search(select(Invoice), request, Invoice.id, Invoice.customer_id, Invoice.number)
+        if status := request.query_params.get("status"):
+            query = query.where(Invoice.status == status)
+        return page(session, request, query, Invoice.id, invoice_json)
+
+    return JSON(await _list(request, build))
+
+
+async def list_events(request: Request) -> Response:
+    def build(session: Session) -> dict[str, Any]:
+        query = _search(select(StripeEvent), request, StripeEvent.id, StripeEvent.object_id)
+        if status := request.query_params.get("status"):
+            query = query.where(StripeEvent.status == status)
+        if event_type := request.query_params.get("type"):
+            query = query.where(StripeEvent.type == event_type)
+        return page(session, request, query, StripeEvent.id, event_json)
+
+    return JSON(await _list(request, build))
+
+
+routes = [
+    Route("/customers", list_customers),
+    Route("/products", list_products),
+    Route("/prices", list_prices),
+    Route("/subscriptions", list_subscriptions),
+    Route("/invoices", list_invoices),
+    Route("/events", list_events),
+]

@@ -1,0 +1,44 @@
+"""The Starlette app factory: routes, error mapping, and the lifespan that owns shared objects."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.routing import Mount, Route
+
+from stripe_bridge.bootstrap import Bridge
+from stripe_bridge.connection import InboundConfig
+from stripe_bridge.errors import BridgeError
+from stripe_bridge.web import admin_api
+from stripe_bridge.web.group_commit import GroupCommit
+from stripe_bridge.web.health import healthz, readyz
+from stripe_bridge.web.inbound import make_flush, stripe_webhook
+from stripe_bridge.web.responses import bridge_error, unexpected_error
+
+
+def create_app(bridge: Bridge) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        group_commit = GroupCommit(make_flush(bridge))
+        group_commit.start()
+        app.state.group_commit = group_commit
+        try:
+            yield
+        finally:
+            await group_commit.stop()
+
+    app = Starlette(
+        routes=[
+            Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Mount("/admin/api", routes=admin_api.routes),
+        ],
+        exception_handlers={BridgeError: bridge_error, Exception: unexpected_error},
+        lifespan=lifespan,
+    )
+    app.state.bridge = bridge
+    app.state.inbound = InboundConfig(bridge.settings)
+    return app

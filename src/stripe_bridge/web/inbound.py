@@ -1,0 +1,66 @@
+"""POST /webhooks/stripe: verify, store durably (group commit), enqueue, answer. Nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from stripe_bridge.bootstrap import Bridge
+from stripe_bridge.errors import BadRequest, PayloadTooLarge
+from stripe_bridge.inbox import Incoming, classify, parse_event, store
+from stripe_bridge.models import RECEIVED
+from stripe_bridge.signatures import verify
+from stripe_bridge.web.group_commit import Flush
+from stripe_bridge.web.responses import JSON
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing (413) anything over `limit` without reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise PayloadTooLarge(f"body over {limit} bytes")
+        except ValueError:
+            raise BadRequest("malformed Content-Length") from None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def make_flush(bridge: Bridge) -> Flush:
+    """The writer thread's work: one transaction for the batch, then one job per new event."""
+
+    def flush(batch: Sequence[Incoming]) -> set[str]:
+        with bridge.session_factory.begin() as session:
+            inserted = store(session, batch)
+        bridge.enqueue_events(
+            item.id for item in batch if item.id in inserted and item.status == RECEIVED
+        )
+        return inserted
+
+    return flush
+
+
+async def stripe_webhook(request: Request) -> Response:
+    state = request.app.state
+    bridge: Bridge = state.bridge
+    body = await read_body(request, bridge.settings.max_body_bytes)
+    inbound = state.inbound
+    verify(
+        body,
+        request.headers.get("stripe-signature"),
+        inbound.webhook_secrets(),
+        bridge.settings.webhook_tolerance,
+    )
+    incoming = parse_event(body)
+    classify(incoming, mode=inbound.mode(), handled=bridge.handlers)
+    duplicate = await state.group_commit.submit(incoming)
+    return JSON({"received": True, "duplicate": duplicate})
