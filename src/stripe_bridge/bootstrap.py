@@ -53,5 +53,6 @@ def bootstrap(settings: Settings, *, broker: dramatiq.Broker | None = None) -> B
     engine = make_engine(settings.database_url)
     session_factory = make_session_factory(engine)
     broker = broker or build_broker(settings)
-    actors = declare_actors(broker, session_factory, REGISTRY)
-    return Bridge(settings, engine, session_factory, broker, actors)
+    handlers = dict(REGISTRY)
+    actors = declare_actors(broker, session_factory, handlers)
+    return Bridge(settings, engine, session_factory, broker, actors, handlers)

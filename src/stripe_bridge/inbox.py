@@ -204,4 +204,4 @@ def _describe(exc: BaseException) -> str:
 
 def counts_by_status(session: Session) -> dict[str, int]:
     query = select(StripeEvent.status, func.count()).group_by(StripeEvent.status)
-    return {status: count for status, count in session.execute(query).tuples()}
+    return {status: count for status, count in session.execute(query).all()}

@@ -55,7 +55,7 @@ def _is_final_attempt() -> bool:
 
 @dataclass(frozen=True)
 class Actors:
-    apply_stripe_event: dramatiq.Actor[[str], str]
+    apply_stripe_event: dramatiq.Actor[[str], None]
 
 
 def declare_actors(
@@ -64,11 +64,11 @@ def declare_actors(
     handlers: Mapping[str, Handler],
     accept: Callable[[Event], str | None] = lambda _event: None,
 ) -> Actors:
-    def apply_stripe_event(event_id: str) -> str:
+    def apply_stripe_event(event_id: str) -> None:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(stripe_event_id=event_id)
         try:
-            return apply_event(
+            apply_event(
                 session_factory,
                 handlers,
                 event_id,

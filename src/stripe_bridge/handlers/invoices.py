@@ -30,6 +30,7 @@ _STATUS_BY_EVENT = {
 
 
 def invoice_status(obj: Mapping[str, Any], event_type: str) -> str | None:
+    """The invoice's status; for classic payloads without one, derived from its flags."""
     status = obj.get("status")
     if isinstance(status, str):
         return status
@@ -37,9 +38,11 @@ def invoice_status(obj: Mapping[str, Any], event_type: str) -> str | None:
         return "paid"
     if obj.get("forgiven") is True:
         return "uncollectible"
-    if obj.get("closed") is True and event_type == "invoice.voided":
+    if obj.get("closed") is True:
         return "void"
-    return _STATUS_BY_EVENT.get(event_type, "open")
+    if event_type in _STATUS_BY_EVENT and event_type != "invoice.created":
+        return _STATUS_BY_EVENT[event_type]
+    return "draft" if obj.get("number") is None else "open"
 
 
 def _progress(row: Versioned) -> int:

@@ -1,0 +1,191 @@
+"""Nothing lost, nothing twice: concurrent deliveries, a broker outage, failing handlers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import orjson
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+from starlette.testclient import TestClient
+
+from stripe_bridge.bootstrap import Bridge, bootstrap
+from stripe_bridge.handlers import Event
+from stripe_bridge.inbox import apply_event
+from stripe_bridge.models import Customer, StripeEvent
+from stripe_bridge.sweeper import sweep_once
+from stripe_bridge.web.app import create_app
+from tests.conftest import event, make_settings, post_event, queued_jobs, run_jobs, signed_headers
+
+CUSTOMER = {"id": "cus_C", "object": "customer", "name": "Conc", "email": "c@conc.example"}
+
+
+def event_rows(bridge: Bridge) -> list[StripeEvent]:
+    with bridge.session_factory() as session:
+        return list(session.scalars(select(StripeEvent)))
+
+
+def test_fifty_concurrent_deliveries_of_one_event_store_one_row_and_one_job(bridge: Bridge) -> None:
+    body = orjson.dumps(event("customer.created", CUSTOMER))
+    app = create_app(bridge)
+
+    async def deliver_all() -> list[httpx.Response]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://bridge") as http:
+                return await asyncio.gather(
+                    *(
+                        http.post("/webhooks/stripe", content=body, headers=signed_headers(body))
+                        for _ in range(50)
+                    )
+                )
+
+    responses = asyncio.run(deliver_all())
+
+    assert [response.status_code for response in responses] == [200] * 50
+    duplicates = [response.json()["duplicate"] for response in responses]
+    assert duplicates.count(False) == 1
+    assert len(event_rows(bridge)) == 1
+    assert queued_jobs(bridge) == 1
+
+
+def test_concurrent_deliveries_of_different_events_each_store_once(bridge: Bridge) -> None:
+    payloads = [event("customer.created", {**CUSTOMER, "id": f"cus_{n}"}) for n in range(40)]
+    bodies = [orjson.dumps(payload) for payload in payloads] * 2  # every event twice
+    app = create_app(bridge)
+
+    async def deliver_all() -> list[httpx.Response]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://bridge") as http:
+                return await asyncio.gather(
+                    *(
+                        http.post("/webhooks/stripe", content=b, headers=signed_headers(b))
+                        for b in bodies
+                    )
+                )
+
+    responses = asyncio.run(deliver_all())
+
+    assert all(response.status_code == 200 for response in responses)
+    assert sum(not response.json()["duplicate"] for response in responses) == 40
+    assert len(event_rows(bridge)) == 40
+    assert queued_jobs(bridge) == 40
+
+
+def test_broker_down_during_delivery_is_answered_and_swept_later(
+    database_url: str, redis_namespace: str, bridge: Bridge
+) -> None:
+    no_broker = bootstrap(
+        make_settings(database_url, redis_namespace, BRIDGE_REDIS_URL="redis://127.0.0.1:1/0")
+    )
+    payload = event("customer.created", CUSTOMER)
+    try:
+        with TestClient(create_app(no_broker)) as client:
+            response = post_event(client, payload)
+    finally:
+        no_broker.close()
+    assert response.status_code == 200
+    assert [row.status for row in event_rows(bridge)] == ["received"]
+    assert queued_jobs(bridge) == 0
+
+    recovered = bootstrap(make_settings(database_url, redis_namespace, BRIDGE_SWEEP_GRACE="0"))
+    try:
+        swept = sweep_once(recovered)
+        run_jobs(recovered)
+        again = sweep_once(recovered)
+    finally:
+        recovered.close()
+
+    assert swept == 1
+    assert again == 0
+    [row] = event_rows(bridge)
+    assert row.status == "processed"
+    with bridge.session_factory() as session:
+        assert session.get(Customer, "cus_C") is not None
+
+
+def test_sweeper_leaves_fresh_events_to_their_own_job(client: TestClient, bridge: Bridge) -> None:
+    post_event(client, event("customer.created", CUSTOMER))
+
+    assert sweep_once(bridge) == 0  # default grace: 60 s
+    assert queued_jobs(bridge) == 1
+
+
+def test_malformed_object_fails_permanently_and_is_not_retried(
+    client: TestClient, bridge: Bridge
+) -> None:
+    payload = event("customer.created", {**CUSTOMER, "created": "yesterday"})
+    post_event(client, payload)
+
+    run_jobs(bridge)
+
+    [row] = event_rows(bridge)
+    assert row.status == "failed"
+    assert row.attempts == 1
+    assert "unix timestamp" in (row.last_error or "")
+    assert queued_jobs(bridge) == 0
+    with bridge.session_factory() as session:
+        assert session.get(Customer, "cus_C") is None  # nothing half-written
+
+
+def test_transient_failure_is_retried_with_backoff_then_applied(
+    client: TestClient, bridge: Bridge
+) -> None:
+    real = bridge.handlers["customer.created"]
+    calls: list[str] = []
+
+    def flaky(event: Event, session: Session) -> None:
+        calls.append(event.id)
+        if len(calls) == 1:
+            raise OperationalError("SELECT 1", {}, Exception("connection reset"))
+        real(event, session)
+
+    bridge.handlers["customer.created"] = flaky
+    post_event(client, event("customer.created", CUSTOMER))
+
+    run_jobs(bridge)
+
+    [row] = event_rows(bridge)
+    assert len(calls) == 2
+    assert (row.status, row.attempts, row.last_error) == ("processed", 2, None)
+
+
+def test_transient_failure_on_the_last_attempt_marks_the_event_failed(
+    client: TestClient, bridge: Bridge
+) -> None:
+    def broken(_event: Event, _session: Session) -> None:
+        raise OperationalError("SELECT 1", {}, Exception("database went away"))
+
+    bridge.handlers["customer.created"] = broken
+    payload = event("customer.created", CUSTOMER)
+    post_event(client, payload)
+
+    with pytest.raises(OperationalError):
+        apply_event(bridge.session_factory, bridge.handlers, payload["id"], final_attempt=False)
+    assert event_rows(bridge)[0].status == "received"
+    with pytest.raises(OperationalError):
+        apply_event(bridge.session_factory, bridge.handlers, payload["id"], final_attempt=True)
+
+    [row] = event_rows(bridge)
+    assert row.status == "failed"
+    assert row.attempts == 2
+    assert "database went away" in (row.last_error or "")
+
+
+def test_status_and_attempts_are_visible_in_the_inbox(client: TestClient, bridge: Bridge) -> None:
+    post_event(client, event("customer.created", CUSTOMER))
+    post_event(client, event("customer.created", {**CUSTOMER, "created": "bad"}))
+    post_event(client, event("charge.succeeded", {"id": "ch_1"}))
+    run_jobs(bridge)
+
+    with bridge.session_factory() as session:
+        counts = dict(
+            session.execute(
+                select(StripeEvent.status, func.count()).group_by(StripeEvent.status)
+            ).all()
+        )
+    assert counts == {"processed": 1, "failed": 1, "ignored": 1}

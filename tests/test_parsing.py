@@ -1,0 +1,126 @@
+"""Dense little functions: event parsing at the door, signatures, domains, settings."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import pytest
+
+from stripe_bridge.errors import BadRequest, ConfigError
+from stripe_bridge.inbox import classify, parse_event
+from stripe_bridge.matching import derive_domain, normalise_domain
+from stripe_bridge.settings import Settings, mode_of_key
+from stripe_bridge.signatures import sign, verify
+
+GOOD = {
+    "id": "evt_1",
+    "object": "event",
+    "type": "customer.created",
+    "created": 1,
+    "livemode": False,
+    "data": {"object": {"id": "cus_1"}},
+}
+
+
+def test_parse_event_keeps_the_raw_body_and_the_indexed_fields() -> None:
+    body = orjson.dumps({**GOOD, "account": "acct_1", "api_version": "2017-08-15"})
+
+    incoming = parse_event(body)
+
+    assert (incoming.id, incoming.type, incoming.object_id, incoming.account) == (
+        "evt_1",
+        "customer.created",
+        "cus_1",
+        "acct_1",
+    )
+    assert incoming.payload is body
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"id": 5},
+        {"id": "cus_1"},
+        {"type": ""},
+        {"created": "1"},
+        {"created": True},
+        {"livemode": "no"},
+        {"data": {}},
+        {"data": {"object": []}},
+    ],
+)
+def test_parse_event_refuses_what_is_not_a_stripe_event(change: dict[str, object]) -> None:
+    with pytest.raises(BadRequest):
+        parse_event(orjson.dumps({**GOOD, **change}))
+
+
+def test_classify_ignores_unknown_types_and_other_modes() -> None:
+    unknown = parse_event(orjson.dumps({**GOOD, "type": "charge.refunded"}))
+    live = parse_event(orjson.dumps({**GOOD, "livemode": True}))
+    fine = parse_event(orjson.dumps(GOOD))
+    handled = {"customer.created": lambda event, session: None}
+
+    for incoming in (unknown, live, fine):
+        classify(incoming, mode="test", handled=handled)
+
+    assert (unknown.status, live.status, fine.status) == ("ignored", "ignored", "received")
+
+
+def test_signature_with_several_v1_values_verifies_if_any_matches() -> None:
+    body = b'{"a": 1}'
+    now = int(time.time())
+    good = sign(body, "whsec_a", now).split(",")[1]
+    header = f"t={now},v1={'0' * 64},{good}"
+
+    verify(body, header, ["whsec_a"], 300)
+
+
+def test_signature_refuses_a_body_that_is_not_utf8() -> None:
+    with pytest.raises(BadRequest, match="UTF-8"):
+        verify(b"\xff\xfe", "t=1,v1=00", ["whsec_a"], 300)
+
+
+@pytest.mark.parametrize(
+    ("value", "domain"),
+    [
+        ("https://www.Acme.example/about", "acme.example"),
+        ("billing@Sub.Acme.Example", "sub.acme.example"),
+        ("acme.example", "acme.example"),
+        ("localhost", None),
+        ("", None),
+    ],
+)
+def test_normalise_domain(value: str, domain: str | None) -> None:
+    assert normalise_domain(value) == domain
+
+
+def test_derive_domain_prefers_metadata_over_email() -> None:
+    assert derive_domain("a@gmail.com", {"website": "https://acme.example"}) == "acme.example"
+    assert derive_domain("a@acme.example", {}) == "acme.example"
+    assert derive_domain(None, None) is None
+
+
+@pytest.mark.parametrize(
+    ("key", "mode"),
+    [("sk_test_1", "test"), ("rk_test_1", "test"), ("sk_live_1", "live"), ("rk_live_1", "live")],
+)
+def test_mode_of_key(key: str, mode: str) -> None:
+    assert mode_of_key(key) == mode
+
+
+def test_settings_refuse_a_malformed_key_and_mode() -> None:
+    with pytest.raises(ConfigError):
+        Settings.from_env({"STRIPE_API_KEY": "pk_test_1"})
+    with pytest.raises(ConfigError):
+        Settings.from_env({"STRIPE_MODE": "staging"})
+
+
+def test_settings_default_to_the_embedded_sqlite_file_and_split_secrets() -> None:
+    settings = Settings.from_env({"STRIPE_WEBHOOK_SECRET": "whsec_a, whsec_b"})
+
+    assert settings.database_url.startswith("sqlite:///")
+    assert settings.database_url.endswith("/var/stripe-bridge.db")
+    assert settings.redis_url is None
+    assert settings.stripe_webhook_secrets == ("whsec_a", "whsec_b")
+    assert "whsec_a" not in repr(settings)

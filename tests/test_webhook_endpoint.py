@@ -1,0 +1,261 @@
+"""POST /webhooks/stripe: every answer, at the HTTP level, with the database and queue behind it."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+from freezegun import freeze_time
+from sqlalchemy import func, select
+from starlette.testclient import TestClient
+
+from stripe_bridge.bootstrap import Bridge, bootstrap
+from stripe_bridge.models import StripeEvent
+from stripe_bridge.web.app import create_app
+from tests.conftest import (
+    OTHER_SECRET,
+    SECRET,
+    event,
+    make_settings,
+    post_event,
+    queued_jobs,
+    signed_headers,
+)
+
+CUSTOMER = {"id": "cus_A", "object": "customer", "name": "Acme", "email": "a@acme.example"}
+
+
+def stored(bridge: Bridge) -> list[StripeEvent]:
+    with bridge.session_factory() as session:
+        return list(session.scalars(select(StripeEvent).order_by(StripeEvent.id)))
+
+
+def test_verified_event_is_stored_enqueued_and_acknowledged(
+    client: TestClient, bridge: Bridge
+) -> None:
+    payload = event("customer.created", CUSTOMER)
+
+    response = post_event(client, payload)
+
+    assert response.status_code == 200
+    assert response.json() == {"received": True, "duplicate": False}
+    [row] = stored(bridge)
+    assert (row.id, row.type, row.status, row.object_id) == (
+        payload["id"],
+        "customer.created",
+        "received",
+        "cus_A",
+    )
+    assert row.api_version == "2025-03-31.basil"
+    assert row.livemode is False
+    assert orjson.loads(row.payload) == payload
+    assert queued_jobs(bridge) == 1
+
+
+def test_duplicate_delivery_is_acknowledged_and_enqueues_nothing(
+    client: TestClient, bridge: Bridge
+) -> None:
+    payload = event("customer.created", CUSTOMER)
+    post_event(client, payload)
+
+    response = post_event(client, payload)
+
+    assert response.status_code == 200
+    assert response.json() == {"received": True, "duplicate": True}
+    assert len(stored(bridge)) == 1
+    assert queued_jobs(bridge) == 1
+
+
+def test_missing_signature_is_refused_and_nothing_stored(
+    client: TestClient, bridge: Bridge
+) -> None:
+    body = orjson.dumps(event("customer.created", CUSTOMER))
+
+    response = client.post("/webhooks/stripe", content=body)
+
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "missing signature header"
+    assert stored(bridge) == []
+
+
+def test_wrong_secret_is_refused(client: TestClient, bridge: Bridge) -> None:
+    response = post_event(client, event("customer.created", CUSTOMER), secret="whsec_someone_else")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "signature does not match"
+    assert stored(bridge) == []
+
+
+def test_tampered_body_is_refused(client: TestClient, bridge: Bridge) -> None:
+    body = orjson.dumps(event("customer.created", CUSTOMER))
+    headers = signed_headers(body)
+
+    response = client.post(
+        "/webhooks/stripe", content=body.replace(b"Acme", b"Evil"), headers=headers
+    )
+
+    assert response.status_code == 400
+    assert stored(bridge) == []
+
+
+def test_malformed_signature_header_is_refused(client: TestClient, bridge: Bridge) -> None:
+    body = orjson.dumps(event("customer.created", CUSTOMER))
+
+    response = client.post(
+        "/webhooks/stripe", content=body, headers={"Stripe-Signature": "garbage"}
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "malformed signature header"
+    assert stored(bridge) == []
+
+
+def test_signature_at_the_tolerance_edge_is_accepted_and_one_second_later_refused(
+    client: TestClient, bridge: Bridge
+) -> None:
+    signed_at = 1_760_000_000
+    fresh = event("customer.created", CUSTOMER)
+    stale = event("customer.created", CUSTOMER)
+
+    with freeze_time("2025-10-09 08:58:20"):  # signed_at + 300 s
+        assert int(time.time()) == signed_at + 300
+        at_edge = post_event(client, fresh, timestamp=signed_at)
+    with freeze_time("2025-10-09 08:58:21"):  # signed_at + 301 s
+        too_late = post_event(client, stale, timestamp=signed_at)
+
+    assert at_edge.status_code == 200
+    assert too_late.status_code == 400
+    assert too_late.json()["error"]["message"] == "timestamp outside the tolerance window"
+    assert [row.id for row in stored(bridge)] == [fresh["id"]]
+
+
+def test_either_of_two_rolling_secrets_verifies(
+    database_url: str, redis_namespace: str, bridge: Bridge
+) -> None:
+    settings = make_settings(
+        database_url, redis_namespace, STRIPE_WEBHOOK_SECRET=f"{SECRET}, {OTHER_SECRET}"
+    )
+    rolling = bootstrap(settings)
+    try:
+        with TestClient(create_app(rolling)) as client:
+            old = post_event(client, event("customer.created", CUSTOMER), secret=SECRET)
+            new = post_event(client, event("customer.created", CUSTOMER), secret=OTHER_SECRET)
+            other = post_event(client, event("customer.created", CUSTOMER), secret="whsec_third")
+    finally:
+        rolling.close()
+
+    assert (old.status_code, new.status_code, other.status_code) == (200, 200, 400)
+    assert len(stored(bridge)) == 2
+
+
+def test_body_that_is_not_json_is_refused(client: TestClient, bridge: Bridge) -> None:
+    body = b"{not json"
+
+    response = client.post("/webhooks/stripe", content=body, headers=signed_headers(body))
+
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "body is not valid JSON"
+    assert stored(bridge) == []
+
+
+def test_json_that_is_not_a_stripe_event_is_refused(client: TestClient, bridge: Bridge) -> None:
+    for body in (b"[]", b'{"id": "evt_1"}', b'{"id": "nope", "type": "x", "created": 1}'):
+        response = client.post("/webhooks/stripe", content=body, headers=signed_headers(body))
+        assert response.status_code == 400, body
+        assert response.json()["error"]["code"] == "bad_request"
+    assert stored(bridge) == []
+
+
+def test_body_over_one_mebibyte_is_refused_with_413(client: TestClient, bridge: Bridge) -> None:
+    payload = event("customer.created", {**CUSTOMER, "metadata": {"blob": "x" * (1024 * 1024)}})
+    body = orjson.dumps(payload)
+
+    response = client.post("/webhooks/stripe", content=body, headers=signed_headers(body))
+
+    assert response.status_code == 413
+    assert stored(bridge) == []
+
+
+def test_body_over_the_limit_without_content_length_is_refused(
+    client: TestClient, bridge: Bridge
+) -> None:
+    body = orjson.dumps(event("customer.created", {**CUSTOMER, "note": "y" * (1024 * 1024 + 10)}))
+
+    def chunks():  # streamed: no Content-Length header
+        for start in range(0, len(body), 65536):
+            yield body[start : start + 65536]
+
+    response = client.post("/webhooks/stripe", content=chunks(), headers=signed_headers(body))
+
+    assert response.status_code == 413
+    assert stored(bridge) == []
+
+
+def test_event_that_cannot_be_stored_is_answered_503(
+    database_url: str, redis_namespace: str
+) -> None:
+    unreachable = database_url.rsplit("/", 1)[0] + "/sb_no_such_database"
+    broken = bootstrap(make_settings(unreachable, redis_namespace))
+    try:
+        with TestClient(create_app(broken)) as client:
+            response = post_event(client, event("customer.created", CUSTOMER))
+    finally:
+        broken.close()
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "store_unavailable"
+
+
+def test_event_of_the_other_mode_is_stored_as_ignored_and_not_enqueued(
+    client: TestClient, bridge: Bridge
+) -> None:
+    response = post_event(client, event("customer.created", CUSTOMER, livemode=True))
+
+    assert response.status_code == 200
+    [row] = stored(bridge)
+    assert row.status == "ignored"
+    assert row.reason == "mode mismatch: live event, bridge is in test mode"
+    assert queued_jobs(bridge) == 0
+
+
+def test_live_key_makes_test_events_the_mismatch(database_url: str, redis_namespace: str) -> None:
+    settings = make_settings(database_url, redis_namespace, STRIPE_API_KEY="sk_live_abc123")
+    live = bootstrap(settings)
+    try:
+        with TestClient(create_app(live)) as client:
+            post_event(client, event("customer.created", CUSTOMER, livemode=False))
+            post_event(client, event("customer.created", CUSTOMER, livemode=True))
+        rows = stored(live)
+    finally:
+        live.close()
+
+    assert sorted((row.livemode, row.status) for row in rows) == [
+        (False, "ignored"),
+        (True, "received"),
+    ]
+
+
+def test_unknown_event_type_is_stored_as_ignored_and_not_an_error(
+    client: TestClient, bridge: Bridge
+) -> None:
+    response = post_event(client, event("charge.refunded", {"id": "ch_1", "object": "charge"}))
+
+    assert response.status_code == 200
+    [row] = stored(bridge)
+    assert (row.status, row.reason) == ("ignored", "unhandled event type charge.refunded")
+    assert queued_jobs(bridge) == 0
+
+
+def test_no_configured_secret_refuses_everything(database_url: str, redis_namespace: str) -> None:
+    settings = make_settings(database_url, redis_namespace, STRIPE_WEBHOOK_SECRET=None)
+    unconfigured = bootstrap(settings)
+    try:
+        with TestClient(create_app(unconfigured)) as client:
+            response = post_event(client, event("customer.created", CUSTOMER))
+        with unconfigured.session_factory() as session:
+            count = session.scalar(select(func.count()).select_from(StripeEvent))
+    finally:
+        unconfigured.close()
+
+    assert response.status_code == 400
+    assert count == 0
