@@ -8,6 +8,7 @@ removed at the end. Override the servers with BRIDGE_TEST_PG_ADMIN_URL / BRIDGE_
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import time
 import uuid
@@ -20,6 +21,7 @@ import orjson
 import psycopg
 import pytest
 import redis
+import structlog
 from psycopg import sql
 from sqlalchemy import Engine, text
 from starlette.testclient import TestClient
@@ -91,6 +93,17 @@ def admin_engine(database_url: str) -> Iterator[Engine]:
     engine = make_engine(database_url, pool_size=2)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """`stripe_bridge.logs.configure` replaces the root handlers; put pytest's back."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.reset_defaults()
 
 
 @pytest.fixture(autouse=True)

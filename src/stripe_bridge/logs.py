@@ -6,7 +6,7 @@ import logging
 import re
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import IO, Any
 
 import structlog
 
@@ -42,8 +42,9 @@ def redact(
     return event_dict
 
 
-def configure(fmt: str = "auto", level: int = logging.INFO) -> None:
-    json_lines = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+def configure(fmt: str = "auto", level: int = logging.INFO, stream: IO[str] | None = None) -> None:
+    stream = stream or sys.stderr
+    json_lines = fmt == "json" or (fmt == "auto" and not stream.isatty())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -61,7 +62,7 @@ def configure(fmt: str = "auto", level: int = logging.INFO) -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,

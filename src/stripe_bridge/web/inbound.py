@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import structlog
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -14,6 +15,8 @@ from stripe_bridge.models import RECEIVED
 from stripe_bridge.signatures import verify
 from stripe_bridge.web.group_commit import Flush
 from stripe_bridge.web.responses import JSON
+
+log = structlog.get_logger(__name__)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -41,8 +44,14 @@ def make_flush(bridge: Bridge) -> Flush:
     def flush(batch: Sequence[Incoming]) -> set[str]:
         with bridge.session_factory.begin() as session:
             inserted = store(session, batch)
-        bridge.enqueue_events(
-            item.id for item in batch if item.id in inserted and item.status == RECEIVED
+        new = [item.id for item in batch if item.id in inserted and item.status == RECEIVED]
+        sent = bridge.enqueue_events(new)
+        log.info(
+            "stored events",
+            batch=len(batch),
+            new=len(inserted),
+            duplicates=len(batch) - len(inserted),
+            enqueued=len(sent),
         )
         return inserted
 

@@ -25,8 +25,9 @@ def error_body(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 
 
-async def bridge_error(_request: Request, exc: Exception) -> Response:
+async def bridge_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BridgeError)
+    log.info("request refused", path=request.url.path, status=exc.http_status, reason=str(exc))
     return JSON(error_body(exc.code, str(exc)), status_code=exc.http_status)
 
 
