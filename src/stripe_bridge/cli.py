@@ -102,6 +102,11 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     print(f"inbox: {counts or 'empty'}")
     if inbox["oldest_unprocessed_age_seconds"] is not None:
         print(f"oldest unprocessed event: {inbox['oldest_unprocessed_age_seconds']} s old")
+    for failure in inbox["recent_failures"]:
+        print(
+            f"failed: {failure['id']} {failure['type']} after {failure['attempts']} attempt(s): "
+            f"{failure['last_error']}"
+        )
     return 0
 
 

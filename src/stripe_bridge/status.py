@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from stripe_bridge.inbox import counts_by_status
-from stripe_bridge.models import RECEIVED, StripeEvent, utcnow
+from stripe_bridge.models import FAILED, RECEIVED, StripeEvent, utcnow
 from stripe_bridge.settings import Settings
 
 
@@ -16,6 +16,12 @@ def status_object(session: Session, settings: Settings) -> dict[str, Any]:
     oldest = session.scalar(
         select(func.min(StripeEvent.received_at)).where(StripeEvent.status == RECEIVED)
     )
+    failures = session.execute(
+        select(StripeEvent.id, StripeEvent.type, StripeEvent.attempts, StripeEvent.last_error)
+        .where(StripeEvent.status == FAILED)
+        .order_by(StripeEvent.received_at.desc())
+        .limit(5)
+    ).all()
     key = settings.stripe_api_key
     return {
         "status": "not_connected",
@@ -34,5 +40,14 @@ def status_object(session: Session, settings: Settings) -> dict[str, Any]:
             "oldest_unprocessed_age_seconds": (
                 round((utcnow() - oldest).total_seconds(), 1) if oldest else None
             ),
+            "recent_failures": [
+                {
+                    "id": row.id,
+                    "type": row.type,
+                    "attempts": row.attempts,
+                    "last_error": row.last_error,
+                }
+                for row in failures
+            ],
         },
     }
