@@ -28,7 +28,7 @@ def test_parse_event_keeps_the_raw_body_and_the_indexed_fields() -> None:
 
     incoming = parse_event(body)
 
-    assert (incoming.id, incoming.type, incoming.object_id, incoming.account) == (
+    assert (incoming.id, incoming.type, incoming.object_id, incoming.extra["account"]) == (
         "evt_1",
         "customer.created",
         "cus_1",

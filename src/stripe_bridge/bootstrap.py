@@ -11,8 +11,10 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from stripe_bridge.db import make_engine, make_session_factory
-from stripe_bridge.handlers import REGISTRY, Handler
+from stripe_bridge.handlers import REGISTRY, VELES_REGISTRY, Handler
+from stripe_bridge.inbox import Inbox
 from stripe_bridge.jobs import Actors, build_broker, declare_actors
+from stripe_bridge.models import StripeEvent, VelesEvent
 from stripe_bridge.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -26,14 +28,21 @@ class Bridge:
     broker: dramatiq.Broker
     actors: Actors
     handlers: dict[str, Handler] = field(default_factory=lambda: dict(REGISTRY))
+    veles_handlers: dict[str, Handler] = field(default_factory=lambda: dict(VELES_REGISTRY))
 
-    def enqueue_events(self, event_ids: Iterable[str]) -> list[str]:
+    def actor_for(self, inbox: Inbox) -> dramatiq.Actor[[str], None]:
+        if inbox is VelesEvent:
+            return self.actors.apply_veles_event
+        return self.actors.apply_stripe_event
+
+    def enqueue_events(self, event_ids: Iterable[str], inbox: Inbox = StripeEvent) -> list[str]:
         """Send one job per event id; answers the ids sent. Stops at the first broker error:
         the events stay `received` and the sweeper sends them once the broker is back."""
+        actor = self.actor_for(inbox)
         sent: list[str] = []
         for event_id in event_ids:
             try:
-                self.actors.apply_stripe_event.send(event_id)
+                actor.send(event_id)
             except Exception as exc:
                 log.warning(
                     "broker unavailable; the sweeper will re-enqueue",
@@ -53,6 +62,6 @@ def bootstrap(settings: Settings, *, broker: dramatiq.Broker | None = None) -> B
     engine = make_engine(settings.database_url)
     session_factory = make_session_factory(engine)
     broker = broker or build_broker(settings)
-    handlers = dict(REGISTRY)
-    actors = declare_actors(broker, session_factory, handlers)
-    return Bridge(settings, engine, session_factory, broker, actors, handlers)
+    handlers, veles_handlers = dict(REGISTRY), dict(VELES_REGISTRY)
+    actors = declare_actors(broker, session_factory, handlers, veles_handlers)
+    return Bridge(settings, engine, session_factory, broker, actors, handlers, veles_handlers)

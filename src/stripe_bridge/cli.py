@@ -13,6 +13,7 @@ from dotenv import load_dotenv
 
 from stripe_bridge import logs
 from stripe_bridge.bootstrap import Bridge, bootstrap
+from stripe_bridge.commands import review as review_commands
 from stripe_bridge.errors import BridgeError
 from stripe_bridge.migrate import upgrade
 from stripe_bridge.settings import Settings
@@ -142,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("status", cmd_status, "connection and inbox health").add_argument(
         "--json", action="store_true"
     )
+    review_commands.register(commands)
     return parser
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import structlog
@@ -16,23 +16,32 @@ from sqlalchemy.orm import Session, sessionmaker
 from stripe_bridge.db import insert_ignoring_conflicts
 from stripe_bridge.errors import BadRequest, PermanentError
 from stripe_bridge.handlers import Event, Handler
-from stripe_bridge.models import FAILED, IGNORED, PROCESSED, RECEIVED, StripeEvent, utcnow
+from stripe_bridge.models import (
+    FAILED,
+    IGNORED,
+    PROCESSED,
+    RECEIVED,
+    StripeEvent,
+    VelesEvent,
+    utcnow,
+)
 
 log = structlog.get_logger(__name__)
 
 
+Inbox = type[StripeEvent] | type[VelesEvent]
+
+
 @dataclass(slots=True)
 class Incoming:
-    """A verified delivery, parsed just enough to be stored."""
+    """A verified delivery, parsed just enough to be stored (`extra`: inbox-specific columns)."""
 
     id: str
     type: str
     created: int
-    livemode: bool
-    api_version: str | None
-    account: str | None
     object_id: str | None
     payload: bytes
+    extra: dict[str, Any] = field(default_factory=dict)
     status: str = RECEIVED
     reason: str | None = None
 
@@ -61,15 +70,18 @@ def parse_event(body: bytes) -> Incoming:
         raise BadRequest("body is not a Stripe event: missing 'livemode'")
     object_id = obj.get("id")
     account = doc.get("account")
+    api_version = doc.get("api_version")
     return Incoming(
         id=event_id,
         type=event_type,
         created=created,
-        livemode=livemode,
-        api_version=doc.get("api_version") if isinstance(doc.get("api_version"), str) else None,
-        account=account if isinstance(account, str) else None,
         object_id=object_id if isinstance(object_id, str) else None,
         payload=body,
+        extra={
+            "livemode": livemode,
+            "api_version": api_version if isinstance(api_version, str) else None,
+            "account": account if isinstance(account, str) else None,
+        },
     )
 
 
@@ -77,13 +89,13 @@ def classify(incoming: Incoming, *, mode: str, handled: Mapping[str, Handler]) -
     """Decide at the door whether an event will be applied; the rest are stored as ignored."""
     if incoming.type not in handled:
         incoming.status, incoming.reason = IGNORED, f"unhandled event type {incoming.type}"
-    elif incoming.livemode != (mode == "live"):
-        event_mode = "live" if incoming.livemode else "test"
+    elif incoming.extra["livemode"] != (mode == "live"):
+        event_mode = "live" if incoming.extra["livemode"] else "test"
         incoming.status = IGNORED
         incoming.reason = f"mode mismatch: {event_mode} event, bridge is in {mode} mode"
 
 
-def store(session: Session, batch: Sequence[Incoming]) -> set[str]:
+def store(session: Session, inbox: Inbox, batch: Sequence[Incoming]) -> set[str]:
     """Insert a batch in the caller's transaction; answers the ids that were new."""
     if not batch:
         return set()
@@ -92,9 +104,6 @@ def store(session: Session, batch: Sequence[Incoming]) -> set[str]:
         {
             "id": item.id,
             "type": item.type,
-            "api_version": item.api_version,
-            "livemode": item.livemode,
-            "account": item.account,
             "created": item.created,
             "object_id": item.object_id,
             "payload": item.payload,
@@ -102,37 +111,38 @@ def store(session: Session, batch: Sequence[Incoming]) -> set[str]:
             "status": item.status,
             "reason": item.reason,
             "attempts": 0,
+            **item.extra,
         }
         for item in batch
     ]
-    statement = insert_ignoring_conflicts(session, StripeEvent.__table__).returning(  # type: ignore[arg-type]
-        StripeEvent.id
-    )
+    table = inbox.__table__
+    statement = insert_ignoring_conflicts(session, table).returning(table.c.id)  # type: ignore[arg-type]
     return set(session.scalars(statement, rows))
 
 
-def due_for_sweep(session: Session, *, grace: timedelta, limit: int = 1000) -> list[str]:
+def due_for_sweep(
+    session: Session, inbox: Inbox, *, grace: timedelta, limit: int = 1000
+) -> list[str]:
     """Events stored but still not applied after `grace`: their job was lost or never sent."""
     cutoff = utcnow() - grace
-    last_sent = func.coalesce(StripeEvent.enqueued_at, StripeEvent.received_at)
+    last_sent = func.coalesce(inbox.enqueued_at, inbox.received_at)
     query = (
-        select(StripeEvent.id)
-        .where(StripeEvent.status == RECEIVED, StripeEvent.received_at < cutoff, last_sent < cutoff)
-        .order_by(StripeEvent.received_at)
+        select(inbox.id)
+        .where(inbox.status == RECEIVED, inbox.received_at < cutoff, last_sent < cutoff)
+        .order_by(inbox.received_at)
         .limit(limit)
     )
     return list(session.scalars(query))
 
 
-def mark_enqueued(session: Session, ids: Iterable[str]) -> None:
+def mark_enqueued(session: Session, inbox: Inbox, ids: Iterable[str]) -> None:
     ids = list(ids)
     if ids:
-        session.execute(
-            update(StripeEvent).where(StripeEvent.id.in_(ids)).values(enqueued_at=utcnow())
-        )
+        session.execute(update(inbox).where(inbox.id.in_(ids)).values(enqueued_at=utcnow()))
 
 
 PERMANENT = (PermanentError, KeyError, TypeError, ValueError)
+_ID_KEY = {StripeEvent: "stripe_event_id", VelesEvent: "veles_event_id"}
 
 
 def apply_event(
@@ -141,6 +151,8 @@ def apply_event(
     event_id: str,
     *,
     final_attempt: bool,
+    inbox: Inbox = StripeEvent,
+    decode: Callable[[Any], Event] = Event.from_payload,
     accept: Callable[[Event], str | None] = lambda _event: None,
 ) -> str:
     """Apply one stored event with its handler, in one transaction; answers the new status.
@@ -149,16 +161,19 @@ def apply_event(
     marks the event failed at once; a transient one re-raises (the job retries) unless this
     was the last attempt, which marks it failed with the error. `accept` may return a reason
     to ignore the event instead (e.g. the connection was disconnected)."""
-    bound = log.bind(stripe_event_id=event_id)
+    bound = log.bind(**{_ID_KEY[inbox]: event_id})
     try:
         with session_factory.begin() as session:
-            row = session.get(StripeEvent, event_id, with_for_update=True)
+            row = cast(
+                "StripeEvent | VelesEvent | None",
+                session.get(inbox, event_id, with_for_update=True),
+            )
             if row is None or row.status != RECEIVED:
                 return row.status if row else "missing"
             structlog.contextvars.bind_contextvars(event_type=row.type)
             row.attempts += 1
             try:
-                event = Event.from_payload(orjson.loads(row.payload))
+                event = decode(orjson.loads(row.payload))
                 ignored_because = accept(event)
                 if ignored_because:
                     row.status, row.reason = IGNORED, ignored_because
@@ -175,26 +190,29 @@ def apply_event(
                 bound.info("event applied", status=row.status)
             return row.status
     except Exception as exc:
-        _record_transient(session_factory, event_id, exc, final=final_attempt)
+        _record_transient(session_factory, inbox, event_id, exc, final=final_attempt)
         bound.warning("event failed, will retry", error=_describe(exc), final=final_attempt)
         raise
 
 
 def _record_transient(
-    session_factory: sessionmaker[Session], event_id: str, exc: BaseException, *, final: bool
+    session_factory: sessionmaker[Session],
+    inbox: Inbox,
+    event_id: str,
+    exc: BaseException,
+    *,
+    final: bool,
 ) -> None:
-    values: dict[str, Any] = {"attempts": StripeEvent.attempts + 1, "last_error": _describe(exc)}
+    values: dict[str, Any] = {"attempts": inbox.attempts + 1, "last_error": _describe(exc)}
     if final:
         values["status"] = FAILED
     try:
         with session_factory.begin() as session:
             session.execute(
-                update(StripeEvent)
-                .where(StripeEvent.id == event_id, StripeEvent.status == RECEIVED)
-                .values(**values)
+                update(inbox).where(inbox.id == event_id, inbox.status == RECEIVED).values(**values)
             )
     except Exception as record_exc:  # the database itself may be what failed
-        log.error("could not record the failure", stripe_event_id=event_id, error=repr(record_exc))
+        log.error("could not record the failure", event_id=event_id, error=repr(record_exc))
 
 
 def _describe(exc: BaseException) -> str:
@@ -202,6 +220,6 @@ def _describe(exc: BaseException) -> str:
     return summary[:2000]
 
 
-def counts_by_status(session: Session) -> dict[str, int]:
-    query = select(StripeEvent.status, func.count()).group_by(StripeEvent.status)
+def counts_by_status(session: Session, inbox: Inbox = StripeEvent) -> dict[str, int]:
+    query = select(inbox.status, func.count()).group_by(inbox.status)
     return {status: count for status, count in session.execute(query).all()}

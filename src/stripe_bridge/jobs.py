@@ -19,11 +19,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from stripe_bridge.errors import PermanentError
 from stripe_bridge.handlers import Event, Handler
 from stripe_bridge.inbox import apply_event
+from stripe_bridge.models import VelesEvent
 from stripe_bridge.settings import Settings
+from stripe_bridge.veles import decode_veles_event
 
 log = structlog.get_logger(__name__)
 
 EVENTS_QUEUE = "stripe-events"
+VELES_QUEUE = "veles-events"
 MAX_RETRIES = 8
 MIN_BACKOFF_MS = 1_000
 MAX_BACKOFF_MS = 5 * 60_000
@@ -56,18 +59,26 @@ def _is_final_attempt() -> bool:
 @dataclass(frozen=True)
 class Actors:
     apply_stripe_event: dramatiq.Actor[[str], None]
+    apply_veles_event: dramatiq.Actor[[str], None]
+
+
+RETRY_OPTIONS = {
+    "max_retries": MAX_RETRIES,
+    "min_backoff": MIN_BACKOFF_MS,
+    "max_backoff": MAX_BACKOFF_MS,
+    "throws": (PermanentError,),
+}
 
 
 def declare_actors(
     broker: dramatiq.Broker,
     session_factory: sessionmaker[Session],
     handlers: Mapping[str, Handler],
+    veles_handlers: Mapping[str, Handler],
     accept: Callable[[Event], str | None] = lambda _event: None,
 ) -> Actors:
     def apply_stripe_event(event_id: str) -> None:
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(stripe_event_id=event_id)
-        try:
+        with structlog.contextvars.bound_contextvars(stripe_event_id=event_id):
             apply_event(
                 session_factory,
                 handlers,
@@ -75,21 +86,29 @@ def declare_actors(
                 final_attempt=_is_final_attempt(),
                 accept=accept,
             )
-        finally:
-            structlog.contextvars.clear_contextvars()
+
+    def apply_veles_event(event_id: str) -> None:
+        with structlog.contextvars.bound_contextvars(veles_event_id=event_id):
+            apply_event(
+                session_factory,
+                veles_handlers,
+                event_id,
+                final_attempt=_is_final_attempt(),
+                inbox=VelesEvent,
+                decode=decode_veles_event,
+            )
+
+    def declare(fn: Callable[[str], None], queue: str) -> dramatiq.Actor[[str], None]:
+        return dramatiq.Actor(
+            fn,
+            broker=broker,
+            actor_name=fn.__name__,
+            queue_name=queue,
+            priority=0,
+            options=dict(RETRY_OPTIONS),
+        )
 
     return Actors(
-        apply_stripe_event=dramatiq.Actor(
-            apply_stripe_event,
-            broker=broker,
-            actor_name="apply_stripe_event",
-            queue_name=EVENTS_QUEUE,
-            priority=0,
-            options={
-                "max_retries": MAX_RETRIES,
-                "min_backoff": MIN_BACKOFF_MS,
-                "max_backoff": MAX_BACKOFF_MS,
-                "throws": (PermanentError,),
-            },
-        )
+        apply_stripe_event=declare(apply_stripe_event, EVENTS_QUEUE),
+        apply_veles_event=declare(apply_veles_event, VELES_QUEUE),
     )

@@ -53,16 +53,11 @@ IGNORED = "ignored"
 FAILED = "failed"
 
 
-class StripeEvent(Base):
-    """The durable inbox: every verified Stripe event, stored before it is answered."""
-
-    __tablename__ = "stripe_events"
+class InboxRow:
+    """Columns shared by both inboxes: stored first, then applied by one job each."""
 
     id: Mapped[str] = mapped_column(String(255), primary_key=True)
     type: Mapped[str] = mapped_column(String(255))
-    api_version: Mapped[str | None] = mapped_column(String(64))
-    livemode: Mapped[bool] = mapped_column(Boolean)
-    account: Mapped[str | None] = mapped_column(String(255))
     created: Mapped[int] = mapped_column(BigInteger)
     object_id: Mapped[str | None] = mapped_column(String(255))
     payload: Mapped[bytes] = mapped_column(LargeBinary)
@@ -74,9 +69,30 @@ class StripeEvent(Base):
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
+
+class StripeEvent(InboxRow, Base):
+    """The durable inbox of verified Stripe events, stored before they are answered."""
+
+    __tablename__ = "stripe_events"
+
+    api_version: Mapped[str | None] = mapped_column(String(64))
+    livemode: Mapped[bool] = mapped_column(Boolean)
+    account: Mapped[str | None] = mapped_column(String(255))
+
     __table_args__ = (
         Index("ix_stripe_events_status_received_at", "status", "received_at"),
         Index("ix_stripe_events_type", "type"),
+    )
+
+
+class VelesEvent(InboxRow, Base):
+    """The durable inbox of verified Veles events (`POST /veles/events`)."""
+
+    __tablename__ = "veles_events"
+
+    __table_args__ = (
+        Index("ix_veles_events_status_received_at", "status", "received_at"),
+        Index("ix_veles_events_type", "type"),
     )
 
 
@@ -94,6 +110,17 @@ class Versioned:
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+# Customer match statuses
+MATCHED = "matched"
+NOT_MATCHED = "not_matched"
+# Product match statuses (plus NOT_MATCHED)
+NAME_MATCH = "name_match"
+IMPORT = "import"
+MANUAL = "manual"
+IGNORED_MATCH = "ignored"
+PRODUCT_LINKED = (NAME_MATCH, IMPORT, MANUAL)
+
+
 class Customer(Versioned, Base):
     __tablename__ = "customers"
 
@@ -101,6 +128,16 @@ class Customer(Versioned, Base):
     name: Mapped[str | None] = mapped_column(Text)
     email: Mapped[str | None] = mapped_column(Text)
     domain: Mapped[str | None] = mapped_column(Text)
+    email_key: Mapped[str | None] = mapped_column(Text, index=True)
+    domain_key: Mapped[str | None] = mapped_column(Text, index=True)
+    name_key: Mapped[str | None] = mapped_column(Text, index=True)
+    match_status: Mapped[str] = mapped_column(
+        String(16), default=NOT_MATCHED, server_default=NOT_MATCHED, index=True
+    )
+    veles_customer_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    match_method: Mapped[str | None] = mapped_column(String(16))
+    match_candidates: Mapped[list[str] | None] = mapped_column(JSON)
+    match_manual: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     livemode: Mapped[bool | None] = mapped_column(Boolean)
@@ -112,6 +149,13 @@ class Product(Versioned, Base):
 
     id: Mapped[str] = mapped_column(String(255), primary_key=True)
     name: Mapped[str | None] = mapped_column(Text)
+    name_key: Mapped[str | None] = mapped_column(Text, index=True)
+    match_status: Mapped[str] = mapped_column(
+        String(16), default=NOT_MATCHED, server_default=NOT_MATCHED, index=True
+    )
+    veles_product_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    match_candidates: Mapped[list[str] | None] = mapped_column(JSON)
+    match_manual: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     description: Mapped[str | None] = mapped_column(Text)
     active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
@@ -175,6 +219,39 @@ class Invoice(Versioned, Base):
     deleted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     livemode: Mapped[bool | None] = mapped_column(Boolean)
     created: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class VelesCustomer(Base):
+    """A Veles customer (company), from `customer.upserted` or created from a Stripe customer."""
+
+    __tablename__ = "veles_customers"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    email: Mapped[str | None] = mapped_column(Text)
+    domain: Mapped[str | None] = mapped_column(Text)
+    email_key: Mapped[str | None] = mapped_column(Text, index=True)
+    domain_key: Mapped[str | None] = mapped_column(Text, index=True)
+    name_key: Mapped[str | None] = mapped_column(Text, index=True)
+    origin: Mapped[str] = mapped_column(String(16), default="veles", server_default="veles")
+    src_created: Mapped[int] = mapped_column(BigInteger, default=-1, server_default=text("-1"))
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class VelesProduct(Base):
+    """A Veles price-book product, from `product.upserted` or imported from Stripe."""
+
+    __tablename__ = "veles_products"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    sku: Mapped[str | None] = mapped_column(Text)
+    unit_label: Mapped[str | None] = mapped_column(Text)
+    prices: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    name_key: Mapped[str | None] = mapped_column(Text, index=True)
+    origin: Mapped[str] = mapped_column(String(16), default="veles", server_default="veles")
+    src_created: Mapped[int] = mapped_column(BigInteger, default=-1, server_default=text("-1"))
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 MIRRORS: dict[str, type[Versioned]] = {

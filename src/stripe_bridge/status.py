@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from stripe_bridge.inbox import counts_by_status
+from stripe_bridge.linking import unmatched_counts
 from stripe_bridge.models import FAILED, RECEIVED, StripeEvent, utcnow
 from stripe_bridge.settings import Settings
 
@@ -22,6 +23,7 @@ def status_object(session: Session, settings: Settings) -> dict[str, Any]:
         .order_by(StripeEvent.received_at.desc())
         .limit(5)
     ).all()
+    unmatched_customers, unmatched_products = unmatched_counts(session)
     key = settings.stripe_api_key
     return {
         "status": "not_connected",
@@ -33,8 +35,8 @@ def status_object(session: Session, settings: Settings) -> dict[str, Any]:
         "products_last_synced_at": None,
         "api_key_last4": key[-4:] if key else None,
         "webhook_secrets": len(settings.stripe_webhook_secrets),
-        "unmatched_customers": None,
-        "unmatched_products": None,
+        "unmatched_customers": unmatched_customers,
+        "unmatched_products": unmatched_products,
         "inbox": {
             "by_status": counts_by_status(session),
             "oldest_unprocessed_age_seconds": (

@@ -4,7 +4,7 @@ Each is safe to run twice and never lets an older event overwrite newer state (g
 
 from __future__ import annotations
 
-from stripe_bridge.handlers import catalog, customers, invoices, subscriptions
+from stripe_bridge.handlers import catalog, customers, invoices, subscriptions, veles
 from stripe_bridge.handlers.base import Event, Handler
 
 REGISTRY: dict[str, Handler] = {
@@ -14,4 +14,6 @@ REGISTRY: dict[str, Handler] = {
     **invoices.HANDLERS,
 }
 
-__all__ = ["REGISTRY", "Event", "Handler"]
+VELES_REGISTRY: dict[str, Handler] = dict(veles.VELES_HANDLERS)
+
+__all__ = ["REGISTRY", "VELES_REGISTRY", "Event", "Handler"]

@@ -9,11 +9,13 @@ from sqlalchemy.orm import Session
 
 from stripe_bridge.handlers.base import Event, Handler, dig, lock_row, ref_id, timestamp
 from stripe_bridge.handlers.guard import is_stale, stamp
+from stripe_bridge.linking import PRODUCT_LOCK, matching_lock, rematch_product, set_product_key
 from stripe_bridge.models import Price, Product
 
 
 def apply_product(event: Event, session: Session) -> None:
     obj = event.object
+    matching_lock(session, PRODUCT_LOCK)
     row = lock_row(session, Product, obj["id"])
     if is_stale(row, event):
         return
@@ -27,6 +29,8 @@ def apply_product(event: Event, session: Session) -> None:
     row.deleted = deleted
     row.livemode = obj.get("livemode", event.livemode)
     stamp(row, event)
+    set_product_key(row)
+    rematch_product(session, row)
 
 
 def _price_fields(obj: Mapping[str, Any], *, is_plan: bool) -> dict[str, Any]:

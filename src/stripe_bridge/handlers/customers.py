@@ -6,12 +6,14 @@ from sqlalchemy.orm import Session
 
 from stripe_bridge.handlers.base import Event, Handler, lock_row, timestamp
 from stripe_bridge.handlers.guard import is_stale, stamp
+from stripe_bridge.linking import CUSTOMER_LOCK, matching_lock, rematch_customer, set_keys
 from stripe_bridge.matching import derive_domain
 from stripe_bridge.models import Customer
 
 
 def apply_customer(event: Event, session: Session) -> None:
     obj = event.object
+    matching_lock(session, CUSTOMER_LOCK)
     row = lock_row(session, Customer, obj["id"])
     if is_stale(row, event):
         return
@@ -26,6 +28,8 @@ def apply_customer(event: Event, session: Session) -> None:
     row.deleted = deleted
     row.livemode = obj.get("livemode", event.livemode)
     stamp(row, event)
+    set_keys(row)
+    rematch_customer(session, row)
 
 
 HANDLERS: dict[str, Handler] = {

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hmac
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, or_, select
@@ -17,8 +16,27 @@ from starlette.routing import Route
 
 from stripe_bridge.bootstrap import Bridge
 from stripe_bridge.errors import BadRequest, Forbidden, Unauthorized
-from stripe_bridge.models import Customer, Invoice, Price, Product, StripeEvent, Subscription
+from stripe_bridge.models import (
+    Customer,
+    Invoice,
+    Price,
+    Product,
+    StripeEvent,
+    Subscription,
+    VelesCustomer,
+    VelesProduct,
+)
 from stripe_bridge.web.responses import JSON
+from stripe_bridge.web.serializers import (
+    customer_json,
+    event_json,
+    invoice_json,
+    price_json,
+    product_json,
+    subscription_json,
+    veles_customer_json,
+    veles_product_json,
+)
 
 MAX_LIMIT = 100
 
@@ -30,102 +48,6 @@ def require_admin(request: Request) -> None:
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
         raise Unauthorized("missing or wrong bearer token")
-
-
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def customer_json(row: Customer) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "name": row.name,
-        "email": row.email,
-        "domain": row.domain,
-        "metadata": row.metadata_ or {},
-        "deleted": row.deleted,
-        "created": iso(row.created),
-    }
-
-
-def price_json(row: Price) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "product": row.product_id,
-        "unit_amount": row.unit_amount,
-        "currency": row.currency,
-        "type": row.type,
-        "recurring_interval": row.recurring_interval,
-        "recurring_interval_count": row.recurring_interval_count,
-        "active": row.active,
-        "deleted": row.deleted,
-    }
-
-
-def product_json(row: Product, session: Session) -> dict[str, Any]:
-    prices = session.scalars(select(Price).where(Price.product_id == row.id).order_by(Price.id))
-    return {
-        "id": row.id,
-        "name": row.name,
-        "description": row.description,
-        "active": row.active,
-        "deleted": row.deleted,
-        "metadata": row.metadata_ or {},
-        "created": iso(row.created),
-        "prices": [price_json(price) for price in prices],
-    }
-
-
-def subscription_json(row: Subscription) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "customer": row.customer_id,
-        "status": row.status,
-        "items": [
-            {
-                "price": item.get("price"),
-                "product": item.get("product"),
-                "quantity": item.get("quantity"),
-            }
-            for item in row.items or []
-        ],
-        "current_period_start": iso(row.current_period_start),
-        "current_period_end": iso(row.current_period_end),
-        "cancel_at_period_end": row.cancel_at_period_end,
-        "canceled_at": iso(row.canceled_at),
-        "created": iso(row.created),
-    }
-
-
-def invoice_json(row: Invoice) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "customer": row.customer_id,
-        "subscription": row.subscription_id,
-        "status": row.status,
-        "amount_due": row.amount_due,
-        "amount_paid": row.amount_paid,
-        "currency": row.currency,
-        "number": row.number,
-        "paid_at": iso(row.paid_at),
-        "created": iso(row.created),
-    }
-
-
-def event_json(row: StripeEvent) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "type": row.type,
-        "status": row.status,
-        "reason": row.reason,
-        "attempts": row.attempts,
-        "last_error": row.last_error,
-        "object_id": row.object_id,
-        "livemode": row.livemode,
-        "created": row.created,
-        "received_at": iso(row.received_at),
-        "processed_at": iso(row.processed_at),
-    }
 
 
 def _encode_cursor(last_id: str) -> str:
@@ -190,6 +112,8 @@ def _list(request: Request, build: Callable[[Session], dict[str, Any]]) -> Any:
 async def list_customers(request: Request) -> Response:
     def build(session: Session) -> dict[str, Any]:
         query = _search(select(Customer), request, Customer.name, Customer.email, Customer.id)
+        if match_status := request.query_params.get("match_status"):
+            query = query.where(Customer.match_status == match_status)
         return page(session, request, query, Customer.id, customer_json)
 
     return JSON(await _list(request, build))
@@ -200,6 +124,8 @@ async def list_products(request: Request) -> Response:
         query = _search(select(Product), request, Product.name, Product.id)
         if (active := request.query_params.get("active")) in ("true", "false"):
             query = query.where(Product.active == (active == "true"))
+        if match_status := request.query_params.get("match_status"):
+            query = query.where(Product.match_status == match_status)
         return page(session, request, query, Product.id, lambda row: product_json(row, session))
 
     return JSON(await _list(request, build))
@@ -245,7 +171,25 @@ async def list_events(request: Request) -> Response:
     return JSON(await _list(request, build))
 
 
+async def list_veles_customers(request: Request) -> Response:
+    def build(session: Session) -> dict[str, Any]:
+        query = _search(select(VelesCustomer), request, VelesCustomer.name, VelesCustomer.email)
+        return page(session, request, query, VelesCustomer.id, veles_customer_json)
+
+    return JSON(await _list(request, build))
+
+
+async def list_veles_products(request: Request) -> Response:
+    def build(session: Session) -> dict[str, Any]:
+        query = _search(select(VelesProduct), request, VelesProduct.name, VelesProduct.sku)
+        return page(session, request, query, VelesProduct.id, veles_product_json)
+
+    return JSON(await _list(request, build))
+
+
 routes = [
+    Route("/veles/customers", list_veles_customers),
+    Route("/veles/products", list_veles_products),
     Route("/customers", list_customers),
     Route("/products", list_products),
     Route("/prices", list_prices),

@@ -11,10 +11,11 @@ from starlette.routing import Mount, Route
 from stripe_bridge.bootstrap import Bridge
 from stripe_bridge.connection import InboundConfig
 from stripe_bridge.errors import BridgeError
-from stripe_bridge.web import admin_api
+from stripe_bridge.models import VelesEvent
+from stripe_bridge.web import admin_api, admin_review
 from stripe_bridge.web.group_commit import GroupCommit
 from stripe_bridge.web.health import healthz, readyz
-from stripe_bridge.web.inbound import make_flush, stripe_webhook
+from stripe_bridge.web.inbound import make_flush, stripe_webhook, veles_event
 from stripe_bridge.web.responses import bridge_error, unexpected_error
 
 
@@ -22,19 +23,23 @@ def create_app(bridge: Bridge) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         group_commit = GroupCommit(make_flush(bridge))
+        veles_commit = GroupCommit(make_flush(bridge, VelesEvent))
         group_commit.start()
-        app.state.group_commit = group_commit
+        veles_commit.start()
+        app.state.group_commit, app.state.veles_commit = group_commit, veles_commit
         try:
             yield
         finally:
             await group_commit.stop()
+            await veles_commit.stop()
 
     app = Starlette(
         routes=[
             Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
+            Route("/veles/events", veles_event, methods=["POST"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
-            Mount("/admin/api", routes=admin_api.routes),
+            Mount("/admin/api", routes=[*admin_api.routes, *admin_review.routes]),
         ],
         exception_handlers={BridgeError: bridge_error, Exception: unexpected_error},
         lifespan=lifespan,

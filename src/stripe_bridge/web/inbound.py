@@ -10,9 +10,10 @@ from starlette.responses import Response
 
 from stripe_bridge.bootstrap import Bridge
 from stripe_bridge.errors import BadRequest, PayloadTooLarge
-from stripe_bridge.inbox import Incoming, classify, parse_event, store
-from stripe_bridge.models import RECEIVED
+from stripe_bridge.inbox import Inbox, Incoming, classify, parse_event, store
+from stripe_bridge.models import RECEIVED, StripeEvent
 from stripe_bridge.signatures import verify
+from stripe_bridge.veles import parse_veles_event
 from stripe_bridge.web.group_commit import Flush
 from stripe_bridge.web.responses import JSON
 
@@ -38,16 +39,17 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def make_flush(bridge: Bridge) -> Flush:
+def make_flush(bridge: Bridge, inbox: Inbox = StripeEvent) -> Flush:
     """The writer thread's work: one transaction for the batch, then one job per new event."""
 
     def flush(batch: Sequence[Incoming]) -> set[str]:
         with bridge.session_factory.begin() as session:
-            inserted = store(session, batch)
+            inserted = store(session, inbox, batch)
         new = [item.id for item in batch if item.id in inserted and item.status == RECEIVED]
-        sent = bridge.enqueue_events(new)
+        sent = bridge.enqueue_events(new, inbox)
         log.info(
             "stored events",
+            inbox=inbox.__tablename__,
             batch=len(batch),
             new=len(inserted),
             duplicates=len(batch) - len(inserted),
@@ -73,3 +75,20 @@ async def stripe_webhook(request: Request) -> Response:
     classify(incoming, mode=inbound.mode(), handled=bridge.handlers)
     duplicate = await state.group_commit.submit(incoming)
     return JSON({"received": True, "duplicate": duplicate})
+
+
+async def veles_event(request: Request) -> Response:
+    """POST /veles/events: Veles' own events, signed like Stripe's with BRIDGE_VELES_SECRET."""
+    state = request.app.state
+    bridge: Bridge = state.bridge
+    body = await read_body(request, bridge.settings.max_body_bytes)
+    secret = bridge.settings.veles_secret
+    verify(
+        body,
+        request.headers.get("veles-signature"),
+        (secret,) if secret else (),
+        bridge.settings.webhook_tolerance,
+    )
+    incoming = parse_veles_event(body, bridge.veles_handlers)
+    duplicate = await state.veles_commit.submit(incoming)
+    return JSON({"received": True, "duplicate": duplicate}, status_code=202)

@@ -1,0 +1,1 @@
+"""CLI command groups beyond the process roles (each registers its own subcommands)."""

@@ -1,0 +1,161 @@
+"""Automatic matching against the database: keeps each Stripe mirror's link to Veles current.
+
+Runs inside the transaction of the handler that changed a record, Stripe's or Veles'. Both sides
+take the same advisory lock first, so a Stripe customer and a Veles customer arriving at the same
+moment cannot miss each other: whichever commits second sees the first. Manual decisions
+(`match_manual`) are never touched here."""
+
+from __future__ import annotations
+
+from sqlalchemy import Select, func, or_, select, text
+from sqlalchemy.orm import Session
+
+from stripe_bridge.matching import (
+    NO_MATCH,
+    Decision,
+    Keys,
+    decide_customer,
+    decide_product,
+    normalise_product_name,
+)
+from stripe_bridge.models import (
+    IGNORED_MATCH,
+    IMPORT,
+    MANUAL,
+    MATCHED,
+    NAME_MATCH,
+    NOT_MATCHED,
+    Customer,
+    Product,
+    VelesCustomer,
+    VelesProduct,
+)
+
+CUSTOMER_LOCK = "stripe-bridge:customer-matching"
+PRODUCT_LOCK = "stripe-bridge:product-matching"
+
+
+def matching_lock(session: Session, name: str) -> None:
+    """Serialise matching of one kind for this transaction (SQLite writers are serial anyway)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
+
+
+def set_keys(row: Customer | VelesCustomer) -> Keys:
+    keys = Keys.of(row.name, row.email, row.domain)
+    row.email_key, row.domain_key, row.name_key = keys.email, keys.domain, keys.name
+    return keys
+
+
+def _where_keys(model: type[Customer] | type[VelesCustomer], *keys: Keys) -> list[object]:
+    conditions: list[object] = []
+    for column in ("email", "domain", "name"):
+        values = {getattr(key, column) for key in keys} - {None}
+        if values:
+            conditions.append(getattr(model, f"{column}_key").in_(values))
+    return conditions
+
+
+def _apply_customer(row: Customer, decision: Decision) -> None:
+    row.veles_customer_id = decision.linked
+    row.match_status = MATCHED if decision.linked else NOT_MATCHED
+    row.match_method = decision.method
+    row.match_candidates = list(decision.candidates)
+
+
+def rematch_customer(session: Session, row: Customer) -> None:
+    """Match one Stripe customer: email → company domain → normalised name."""
+    if row.match_manual:
+        return
+    if row.deleted:
+        _apply_customer(row, NO_MATCH)  # a deleted Stripe customer is not matched
+        return
+    keys = Keys(row.email_key, row.domain_key, row.name_key)
+    conditions = _where_keys(VelesCustomer, keys)
+    pool: list[tuple[str, Keys]] = []
+    if conditions:
+        query = select(VelesCustomer).where(or_(*conditions))  # type: ignore[arg-type]
+        pool = [
+            (vc.id, Keys(vc.email_key, vc.domain_key, vc.name_key)) for vc in session.scalars(query)
+        ]
+    _apply_customer(row, decide_customer(keys, pool))
+
+
+def rematch_customers_for(session: Session, veles: VelesCustomer, old: Keys | None) -> None:
+    """A Veles customer appeared or changed: rematch every Stripe customer it may concern."""
+    new = Keys(veles.email_key, veles.domain_key, veles.name_key)
+    conditions = [
+        *_where_keys(Customer, new, *([old] if old else [])),
+        Customer.veles_customer_id == veles.id,
+    ]
+    query: Select[Customer] = (
+        select(Customer)
+        .where(Customer.match_manual.is_(False), or_(*conditions))  # type: ignore[arg-type]
+        .order_by(Customer.id)
+        .with_for_update()
+    )
+    for row in session.scalars(query):
+        rematch_customer(session, row)
+
+
+def set_product_key(row: Product | VelesProduct) -> None:
+    row.name_key = normalise_product_name(row.name)
+
+
+def rematch_product(session: Session, row: Product) -> None:
+    """`name_match` when the normalised name equals exactly one Veles product's.
+
+    Imports, manual matches and ignored products are left alone. An inactive product is never
+    newly matched; a `name_match` whose names no longer agree breaks back to `not_matched`."""
+    if row.match_manual or row.match_status in (IMPORT, MANUAL, IGNORED_MATCH):
+        return
+    pool: list[tuple[str, str | None]] = []
+    if row.name_key:
+        query = select(VelesProduct.id, VelesProduct.name_key).where(
+            VelesProduct.name_key == row.name_key
+        )
+        pool = [(veles_id, key) for veles_id, key in session.execute(query)]
+    decision = decide_product(row.name_key, pool)
+    if not row.active or row.deleted:
+        if row.match_status == NAME_MATCH and decision.linked != row.veles_product_id:
+            row.match_status, row.veles_product_id = NOT_MATCHED, None
+        row.match_candidates = list(decision.candidates)
+        return
+    row.veles_product_id = decision.linked
+    row.match_status = NAME_MATCH if decision.linked else NOT_MATCHED
+    row.match_candidates = list(decision.candidates)
+
+
+def rematch_products_for(session: Session, veles: VelesProduct, old_name_key: str | None) -> None:
+    names = {veles.name_key, old_name_key} - {None}
+    query: Select[Product] = (
+        select(Product)
+        .where(
+            Product.match_manual.is_(False),
+            Product.match_status.in_((NAME_MATCH, NOT_MATCHED)),
+            or_(Product.name_key.in_(names), Product.veles_product_id == veles.id),
+        )
+        .order_by(Product.id)
+        .with_for_update()
+    )
+    for row in session.scalars(query):
+        rematch_product(session, row)
+
+
+def unmatched_counts(session: Session) -> tuple[int, int]:
+    """Stripe customers and products that need review (deleted and inactive ones do not)."""
+    customers = session.scalar(
+        select(func.count())
+        .select_from(Customer)
+        .where(Customer.match_status == NOT_MATCHED, Customer.deleted.is_(False))
+    )
+    products = session.scalar(
+        select(func.count())
+        .select_from(Product)
+        .where(
+            Product.match_status == NOT_MATCHED,
+            Product.deleted.is_(False),
+            Product.active.is_(True),
+        )
+    )
+    return int(customers or 0), int(products or 0)

@@ -1,0 +1,149 @@
+"""JSON shapes of the admin API's objects (Stripe's id as `id`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from stripe_bridge.models import (
+    Customer,
+    Invoice,
+    Price,
+    Product,
+    StripeEvent,
+    Subscription,
+    VelesCustomer,
+    VelesEvent,
+    VelesProduct,
+)
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def customer_json(row: Customer) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "email": row.email,
+        "domain": row.domain,
+        "metadata": row.metadata_ or {},
+        "deleted": row.deleted,
+        "created": iso(row.created),
+        "match_status": row.match_status,
+        "veles_customer_id": row.veles_customer_id,
+        "match_method": row.match_method,
+        "match_manual": row.match_manual,
+        "candidates": row.match_candidates or [],
+    }
+
+
+def price_json(row: Price) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "product": row.product_id,
+        "unit_amount": row.unit_amount,
+        "currency": row.currency,
+        "type": row.type,
+        "recurring_interval": row.recurring_interval,
+        "recurring_interval_count": row.recurring_interval_count,
+        "active": row.active,
+        "deleted": row.deleted,
+    }
+
+
+def product_json(row: Product, session: Session) -> dict[str, Any]:
+    prices = session.scalars(select(Price).where(Price.product_id == row.id).order_by(Price.id))
+    return {
+        "id": row.id,
+        "name": row.name,
+        "description": row.description,
+        "active": row.active,
+        "deleted": row.deleted,
+        "metadata": row.metadata_ or {},
+        "created": iso(row.created),
+        "match_status": row.match_status,
+        "veles_product_id": row.veles_product_id,
+        "match_manual": row.match_manual,
+        "candidates": row.match_candidates or [],
+        "prices": [price_json(price) for price in prices],
+    }
+
+
+def subscription_json(row: Subscription) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "customer": row.customer_id,
+        "status": row.status,
+        "items": [
+            {
+                "price": item.get("price"),
+                "product": item.get("product"),
+                "quantity": item.get("quantity"),
+            }
+            for item in row.items or []
+        ],
+        "current_period_start": iso(row.current_period_start),
+        "current_period_end": iso(row.current_period_end),
+        "cancel_at_period_end": row.cancel_at_period_end,
+        "canceled_at": iso(row.canceled_at),
+        "created": iso(row.created),
+        "veles_contract_id": (row.metadata_ or {}).get("veles_contract_id"),
+    }
+
+
+def invoice_json(row: Invoice) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "customer": row.customer_id,
+        "subscription": row.subscription_id,
+        "status": row.status,
+        "amount_due": row.amount_due,
+        "amount_paid": row.amount_paid,
+        "currency": row.currency,
+        "number": row.number,
+        "paid_at": iso(row.paid_at),
+        "created": iso(row.created),
+        "veles_order_id": (row.metadata_ or {}).get("veles_order_id"),
+    }
+
+
+def event_json(row: StripeEvent | VelesEvent) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "type": row.type,
+        "status": row.status,
+        "reason": row.reason,
+        "attempts": row.attempts,
+        "last_error": row.last_error,
+        "object_id": row.object_id,
+        "livemode": getattr(row, "livemode", None),
+        "created": row.created,
+        "received_at": iso(row.received_at),
+        "processed_at": iso(row.processed_at),
+    }
+
+
+def veles_customer_json(row: VelesCustomer) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "email": row.email,
+        "domain": row.domain,
+        "origin": row.origin,
+    }
+
+
+def veles_product_json(row: VelesProduct) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "sku": row.sku,
+        "unit_label": row.unit_label,
+        "prices": row.prices or [],
+        "origin": row.origin,
+    }
