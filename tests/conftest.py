@@ -28,7 +28,7 @@ from starlette.testclient import TestClient
 
 from stripe_bridge.bootstrap import Bridge, bootstrap
 from stripe_bridge.db import Base, make_engine
-from stripe_bridge.jobs import EVENTS_QUEUE
+from stripe_bridge.jobs import EVENTS_QUEUE, VELES_QUEUE
 from stripe_bridge.migrate import upgrade
 from stripe_bridge.settings import Settings
 from stripe_bridge.signatures import sign
@@ -43,6 +43,7 @@ REDIS_URL = os.environ.get("BRIDGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SECRET = "whsec_test_primary_0123456789"
 OTHER_SECRET = "whsec_test_rolling_9876543210"
 ADMIN_TOKEN = "test-admin-token"
+VELES_SECRET = "veles-shared-secret-for-tests"
 RUN_ID = uuid.uuid4().hex[:10]
 
 
@@ -80,6 +81,7 @@ def make_settings(database_url: str, redis_namespace: str, **overrides: Any) -> 
         "BRIDGE_REDIS_NAMESPACE": redis_namespace,
         "BRIDGE_ADMIN_TOKEN": ADMIN_TOKEN,
         "STRIPE_WEBHOOK_SECRET": SECRET,
+        "BRIDGE_VELES_SECRET": VELES_SECRET,
         "STRIPE_MODE": "test",
     }
     env.update({key: value for key, value in overrides.items() if value is not None})
@@ -151,6 +153,7 @@ def run_jobs(bridge: Bridge, timeout_ms: int = 30_000) -> None:
     worker.start()
     try:
         bridge.broker.join(EVENTS_QUEUE, timeout=timeout_ms)
+        bridge.broker.join(VELES_QUEUE, timeout=timeout_ms)
         worker.join()
     finally:
         worker.stop()
@@ -198,3 +201,20 @@ def post_event(client: TestClient, payload: dict[str, Any], **sign_args: Any) ->
 
 def admin_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def veles_event(
+    event_type: str, data: dict[str, Any], *, created: int = 1_750_000_000
+) -> dict[str, Any]:
+    return {
+        "id": f"vev_{uuid.uuid4().hex[:20]}",
+        "type": event_type,
+        "created": created,
+        "data": data,
+    }
+
+
+def post_veles(client: TestClient, payload: dict[str, Any], secret: str = VELES_SECRET) -> Any:
+    body = orjson.dumps(payload)
+    headers = {"Veles-Signature": sign(body, secret, int(time.time()))}
+    return client.post("/veles/events", content=body, headers=headers)

@@ -152,9 +152,10 @@ class Keys:
 
     @classmethod
     def of(cls, name: str | None, email: str | None, domain: str | None) -> Keys:
+        """The domain is the explicit one, else the email's; free-mail domains are dropped."""
         return cls(
             email=normalise_email(email),
-            domain=company_domain(normalise_domain(domain) if domain else None),
+            domain=company_domain(normalise_domain(domain or email)),
             name=normalise_company_name(name),
         )
 
