@@ -158,7 +158,9 @@ def test_unauthorized_answer_reveals_no_mirrored_data(client: TestClient, bridge
 
 
 def test_bearer_scheme_is_case_insensitive(client: TestClient) -> None:
-    response = client.get("/admin/api/customers", headers={"Authorization": f"bearer {ADMIN_TOKEN}"})
+    response = client.get(
+        "/admin/api/customers", headers={"Authorization": f"bearer {ADMIN_TOKEN}"}
+    )
 
     assert response.status_code == 200
     assert response.json() == {"data": [], "next_cursor": None}
@@ -273,7 +275,9 @@ def test_products_list_only_their_own_prices(client: TestClient, bridge: Bridge)
 
     rows = {row["id"]: row for row in listing(client, "products")["data"]}
 
-    assert [(p["id"], p["unit_amount"], p["recurring_interval"]) for p in rows["prod_a"]["prices"]] == [
+    assert [
+        (p["id"], p["unit_amount"], p["recurring_interval"]) for p in rows["prod_a"]["prices"]
+    ] == [
         ("price_a_setup", 10_000, None),
         ("price_a_year", 50_000, "year"),
     ]
@@ -526,7 +530,11 @@ def test_events_are_filtered_by_status_and_type(client: TestClient, bridge: Brid
     assert ids(type="customer.created") == {applied["id"], other_mode["id"]}
     assert ids(status="failed") == set()
     [ignored] = listing(client, "events", status="ignored", type="payout.paid")["data"]
-    assert (ignored["type"], ignored["status"], ignored["attempts"]) == ("payout.paid", "ignored", 0)
+    assert (ignored["type"], ignored["status"], ignored["attempts"]) == (
+        "payout.paid",
+        "ignored",
+        0,
+    )
 
 
 # --- connection ----------------------------------------------------------------------------

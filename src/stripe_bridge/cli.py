@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -22,11 +23,24 @@ log = structlog.get_logger(__name__)
 
 
 def _serve_http(bridge: Bridge, host: str, port: int) -> None:
+    """Run uvicorn until SIGINT/SIGTERM, then return so the caller can stop its other roles.
+
+    uvicorn re-raises the signal it caught once it has shut down; with our own handlers in
+    place that re-raise is harmless instead of killing the process mid-cleanup."""
     import uvicorn
 
     from stripe_bridge.web.app import create_app
 
-    uvicorn.run(create_app(bridge), host=host, port=port, log_config=None, access_log=False)
+    previous = {sig: signal.signal(sig, _ignore_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        uvicorn.run(create_app(bridge), host=host, port=port, log_config=None, access_log=False)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _ignore_signal(_signum: int, _frame: object) -> None:
+    return None
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
