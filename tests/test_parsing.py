@@ -62,7 +62,7 @@ def test_classify_ignores_unknown_types_and_other_modes() -> None:
     handled = {"customer.created": lambda event, session: None}
 
     for incoming in (unknown, live, fine):
-        classify(incoming, mode="test", handled=handled)
+        classify(incoming, status="not_connected", mode="test", handled=handled)
 
     assert (unknown.status, live.status, fine.status) == ("ignored", "ignored", "received")
 

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import dramatiq
 import structlog
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from stripe_bridge.connection import refusal_now
 from stripe_bridge.db import make_engine, make_session_factory
 from stripe_bridge.handlers import REGISTRY, VELES_REGISTRY, Handler
 from stripe_bridge.inbox import Inbox
 from stripe_bridge.jobs import Actors, build_broker, declare_actors
 from stripe_bridge.models import StripeEvent, VelesEvent
+from stripe_bridge.secrets_box import SecretBox, box_from_settings
 from stripe_bridge.settings import Settings
+from stripe_bridge.stripe_api import StripeGateway
 
 log = structlog.get_logger(__name__)
 
@@ -53,6 +57,13 @@ class Bridge:
             sent.append(event_id)
         return sent
 
+    @cached_property
+    def box(self) -> SecretBox:
+        return box_from_settings(self.settings)
+
+    def gateway(self, api_key: str) -> StripeGateway:
+        return StripeGateway(api_key, api_base=self.settings.stripe_api_base)
+
     def close(self) -> None:
         self.broker.close()
         self.engine.dispose()
@@ -63,5 +74,11 @@ def bootstrap(settings: Settings, *, broker: dramatiq.Broker | None = None) -> B
     session_factory = make_session_factory(engine)
     broker = broker or build_broker(settings)
     handlers, veles_handlers = dict(REGISTRY), dict(VELES_REGISTRY)
-    actors = declare_actors(broker, session_factory, handlers, veles_handlers)
+    actors = declare_actors(
+        broker,
+        session_factory,
+        handlers,
+        veles_handlers,
+        accept=lambda session, event: refusal_now(session, settings, event),
+    )
     return Bridge(settings, engine, session_factory, broker, actors, handlers, veles_handlers)

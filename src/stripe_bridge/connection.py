@@ -1,19 +1,230 @@
-"""What inbound processing needs to know of the Stripe connection: signing secrets and mode.
+"""The Stripe connection: connect, update the key, roll signing secrets, disconnect.
 
-Until an API key is connected through the bridge, both come from the settings
-(`STRIPE_WEBHOOK_SECRET`, `STRIPE_API_KEY`'s prefix or `STRIPE_MODE`)."""
+One row (id 1). An API key is checked against Stripe (retrieve the account) before anything is
+stored; keys and secrets are stored encrypted and shown only as their last 4 characters.
+Once an account is connected, the bridge holds that account's data: a key of another account
+or another mode is refused, and disconnecting keeps every record."""
 
 from __future__ import annotations
 
-from stripe_bridge.settings import Settings
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import structlog
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from stripe_bridge.errors import BadRequest, ConfigError, Conflict, StoreUnavailable
+from stripe_bridge.handlers.base import Event
+from stripe_bridge.models import CONNECTED, DISCONNECTED, NOT_CONNECTED, Connection, utcnow
+from stripe_bridge.secrets_box import SecretBox
+from stripe_bridge.settings import Settings, mode_of_key
+from stripe_bridge.stripe_api import StripeGateway, StripeRejected
+
+log = structlog.get_logger(__name__)
+
+GatewayFactory = Callable[[str], StripeGateway]
+MAX_WEBHOOK_SECRETS = 2
+
+
+def account_name(account: dict[str, Any]) -> str | None:
+    dashboard = (account.get("settings") or {}).get("dashboard") or {}
+    profile = account.get("business_profile") or {}
+    name = dashboard.get("display_name") or profile.get("name")
+    return str(name) if name else None
+
+
+def _checked_mode(api_key: str) -> str:
+    try:
+        return mode_of_key(api_key.strip())
+    except ConfigError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def _verify(gateways: GatewayFactory, api_key: str) -> dict[str, Any]:
+    try:
+        return gateways(api_key).retrieve_account()
+    except StripeRejected as exc:
+        raise BadRequest(f"Stripe refused the key: {exc}") from None
+
+
+def get(session: Session, *, lock: bool = False) -> Connection | None:
+    return session.get(Connection, 1, with_for_update=lock)
+
+
+def connect(
+    session: Session,
+    box: SecretBox,
+    gateways: GatewayFactory,
+    api_key: str,
+    webhook_secret: str | None = None,
+) -> Connection:
+    """Connect (or reconnect) the account the key belongs to."""
+    mode = _checked_mode(api_key)
+    account = _verify(gateways, api_key)
+    row = get(session, lock=True)
+    if row is not None and row.account_id != account["id"]:
+        raise Conflict(
+            f"this bridge holds the data of {row.account_id}; connecting {account['id']} would "
+            "mix two Stripe accounts (use a fresh database for another account)"
+        )
+    if row is not None and row.mode != mode:
+        raise Conflict(f"this bridge is connected in {row.mode} mode; the key is a {mode} key")
+    if row is None:
+        row = Connection(id=1, account_id=account["id"], mode=mode)
+        session.add(row)
+    if row.status != CONNECTED:
+        row.connected_at, row.disconnected_at = utcnow(), None
+    row.status, row.account_name = CONNECTED, account_name(account)
+    _store_key(row, box, api_key)
+    if webhook_secret:
+        roll_webhook_secrets(row, box, webhook_secret)
+    log.info("stripe connected", account_id=row.account_id, mode=mode)
+    return row
+
+
+def update_key(
+    session: Session,
+    box: SecretBox,
+    gateways: GatewayFactory,
+    api_key: str,
+    webhook_secret: str | None = None,
+) -> Connection:
+    """A new key for the connected account: no reconnect, nothing lost."""
+    mode = _checked_mode(api_key)
+    row = get(session, lock=True)
+    if row is None or row.status != CONNECTED:
+        raise Conflict("not connected: use `connect` first")
+    if mode != row.mode:
+        raise Conflict(f"the new key is a {mode} key; this connection is in {row.mode} mode")
+    account = _verify(gateways, api_key)
+    if account["id"] != row.account_id:
+        raise Conflict(
+            f"the new key belongs to {account['id']}, not to the connected account {row.account_id}"
+        )
+    row.account_name = account_name(account) or row.account_name
+    _store_key(row, box, api_key)
+    if webhook_secret:
+        roll_webhook_secrets(row, box, webhook_secret)
+    log.info("stripe key updated", account_id=row.account_id)
+    return row
+
+
+def disconnect(session: Session) -> Connection:
+    """Stop sync, pushes and event application at once; keep every record. The API key is
+    forgotten; the signing secrets are kept so that webhooks are still verified and answered."""
+    row = get(session, lock=True)
+    if row is None or row.status != CONNECTED:
+        raise Conflict("not connected")
+    row.status, row.disconnected_at, row.updated_at = DISCONNECTED, utcnow(), utcnow()
+    row.api_key_encrypted = None
+    log.info("stripe disconnected", account_id=row.account_id)
+    return row
+
+
+def _store_key(row: Connection, box: SecretBox, api_key: str) -> None:
+    api_key = api_key.strip()
+    row.api_key_encrypted, row.api_key_last4 = box.seal(api_key), api_key[-4:]
+    row.updated_at = utcnow()
+
+
+def webhook_secrets(row: Connection | None, box: SecretBox) -> tuple[str, ...]:
+    if row is None or row.webhook_secrets_encrypted is None:
+        return ()
+    return tuple(orjson.loads(box.open(row.webhook_secrets_encrypted)))
+
+
+def roll_webhook_secrets(row: Connection, box: SecretBox, value: str) -> None:
+    """`whsec_new` rolls: the new secret first, the previous newest kept as the second.
+    `whsec_a,whsec_b` replaces the set. Never more than two."""
+    given = [part.strip() for part in value.split(",") if part.strip()]
+    if not given or any(not secret.startswith("whsec_") for secret in given):
+        raise BadRequest("a webhook signing secret starts with whsec_")
+    previous = list(webhook_secrets(row, box))
+    secrets = given if len(given) > 1 else given + previous[:1]
+    unique = list(dict.fromkeys(secrets))[:MAX_WEBHOOK_SECRETS]
+    row.webhook_secrets_encrypted = box.seal(orjson.dumps(unique).decode())
+    row.updated_at = utcnow()
+
+
+def api_key(row: Connection | None, box: SecretBox) -> str | None:
+    if row is None or row.status != CONNECTED or row.api_key_encrypted is None:
+        return None
+    return box.open(row.api_key_encrypted)
+
+
+def status_of(row: Connection | None) -> str:
+    return row.status if row is not None else NOT_CONNECTED
+
+
+@dataclass(frozen=True)
+class InboundView:
+    """What the webhook door and the handlers need: secrets, mode, and whether to apply."""
+
+    secrets: tuple[str, ...]
+    mode: str
+    status: str
+
+
+def inbound_view(session: Session, box: Callable[[], SecretBox], settings: Settings) -> InboundView:
+    """`box` is only called when secrets are stored: an inbound-only bridge (a signing secret
+    in the environment, no API key) needs no encryption key."""
+    row = get(session)
+    stored = webhook_secrets(row, box()) if row and row.webhook_secrets_encrypted else ()
+    secrets = stored or settings.stripe_webhook_secrets[:MAX_WEBHOOK_SECRETS]
+    mode = row.mode if row is not None else settings.inbound_mode
+    return InboundView(secrets, mode, status_of(row))
+
+
+def refusal(status: str, mode: str, livemode: bool) -> str | None:
+    """Why a Stripe event must not be applied now, or None."""
+    if status == DISCONNECTED:
+        return "disconnected"
+    if livemode != (mode == "live"):
+        event_mode = "live" if livemode else "test"
+        return f"mode mismatch: {event_mode} event, bridge is in {mode} mode"
+    return None
+
+
+def refusal_now(session: Session, settings: Settings, event: Event) -> str | None:
+    """The worker's check, in the applying transaction (no secrets decrypted)."""
+    row = get(session)
+    mode = row.mode if row is not None else settings.inbound_mode
+    return refusal(status_of(row), mode, event.livemode)
 
 
 class InboundConfig:
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
+    """The web process's view of the connection, re-read at most every `ttl` seconds."""
 
-    def webhook_secrets(self) -> tuple[str, ...]:
-        return self._settings.stripe_webhook_secrets[:2]
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        box: Callable[[], SecretBox],
+        settings: Settings,
+        ttl: float = 1.0,
+    ) -> None:
+        self._session_factory, self._box, self._settings, self._ttl = (
+            session_factory,
+            box,
+            settings,
+            ttl,
+        )
+        self._lock = threading.Lock()
+        self._view: InboundView | None = None
+        self._read_at = 0.0
 
-    def mode(self) -> str:
-        return self._settings.inbound_mode
+    def view(self) -> InboundView:
+        now = time.monotonic()
+        with self._lock:
+            if self._view is None or now - self._read_at > self._ttl:
+                try:
+                    with self._session_factory() as session:
+                        self._view = inbound_view(session, self._box, self._settings)
+                except SQLAlchemyError as exc:
+                    raise StoreUnavailable("the database is unavailable") from exc
+                self._read_at = now
+            return self._view

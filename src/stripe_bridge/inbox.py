@@ -13,6 +13,7 @@ import structlog
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from stripe_bridge.connection import refusal
 from stripe_bridge.db import insert_ignoring_conflicts
 from stripe_bridge.errors import BadRequest, PermanentError
 from stripe_bridge.handlers import Event, Handler
@@ -85,14 +86,12 @@ def parse_event(body: bytes) -> Incoming:
     )
 
 
-def classify(incoming: Incoming, *, mode: str, handled: Mapping[str, Handler]) -> None:
+def classify(incoming: Incoming, *, status: str, mode: str, handled: Mapping[str, Handler]) -> None:
     """Decide at the door whether an event will be applied; the rest are stored as ignored."""
     if incoming.type not in handled:
         incoming.status, incoming.reason = IGNORED, f"unhandled event type {incoming.type}"
-    elif incoming.extra["livemode"] != (mode == "live"):
-        event_mode = "live" if incoming.extra["livemode"] else "test"
-        incoming.status = IGNORED
-        incoming.reason = f"mode mismatch: {event_mode} event, bridge is in {mode} mode"
+    elif reason := refusal(status, mode, incoming.extra["livemode"]):
+        incoming.status, incoming.reason = IGNORED, reason
 
 
 def store(session: Session, inbox: Inbox, batch: Sequence[Incoming]) -> set[str]:
@@ -153,7 +152,7 @@ def apply_event(
     final_attempt: bool,
     inbox: Inbox = StripeEvent,
     decode: Callable[[Any], Event] = Event.from_payload,
-    accept: Callable[[Event], str | None] = lambda _event: None,
+    accept: Callable[[Session, Event], str | None] = lambda _session, _event: None,
 ) -> str:
     """Apply one stored event with its handler, in one transaction; answers the new status.
 
@@ -174,7 +173,7 @@ def apply_event(
             row.attempts += 1
             try:
                 event = decode(orjson.loads(row.payload))
-                ignored_because = accept(event)
+                ignored_because = accept(session, event)
                 if ignored_because:
                     row.status, row.reason = IGNORED, ignored_because
                 else:

@@ -75,7 +75,7 @@ def declare_actors(
     session_factory: sessionmaker[Session],
     handlers: Mapping[str, Handler],
     veles_handlers: Mapping[str, Handler],
-    accept: Callable[[Event], str | None] = lambda _event: None,
+    accept: Callable[[Session, Event], str | None] = lambda _session, _event: None,
 ) -> Actors:
     def apply_stripe_event(event_id: str) -> None:
         with structlog.contextvars.bound_contextvars(stripe_event_id=event_id):

@@ -142,6 +142,7 @@ class Customer(Versioned, Base):
     deleted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     livemode: Mapped[bool | None] = mapped_column(Boolean)
     created: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    seen_in_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Product(Versioned, Base):
@@ -252,6 +253,63 @@ class VelesProduct(Base):
     origin: Mapped[str] = mapped_column(String(16), default="veles", server_default="veles")
     src_created: Mapped[int] = mapped_column(BigInteger, default=-1, server_default=text("-1"))
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# Connection statuses
+CONNECTED = "connected"
+DISCONNECTED = "disconnected"
+NOT_CONNECTED = "not_connected"
+
+
+class Connection(Base):
+    """The one Stripe connection (a single row, id 1). Keys are stored encrypted."""
+
+    __tablename__ = "stripe_connection"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    account_id: Mapped[str] = mapped_column(String(255))
+    account_name: Mapped[str | None] = mapped_column(Text)
+    mode: Mapped[str] = mapped_column(String(8))
+    api_key_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    api_key_last4: Mapped[str | None] = mapped_column(String(4))
+    webhook_secrets_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    connected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disconnected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    customers_last_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    products_last_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    subscriptions_last_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SyncRun(Base):
+    """One sync run. A pass that was interrupted is resumed by the next run of its kind from
+    `cursor`, keeping `pass_started_at`; at most one run of a kind is `running` at a time."""
+
+    __tablename__ = "sync_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    trigger: Mapped[str] = mapped_column(String(16), default="manual", server_default="manual")
+    pass_started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cursor: Mapped[str | None] = mapped_column(String(255))
+    seen: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        Index(
+            "uq_sync_runs_one_running_per_kind",
+            "kind",
+            unique=True,
+            postgresql_where=text("status = 'running'"),
+            sqlite_where=text("status = 'running'"),
+        ),
+        Index("ix_sync_runs_kind_started_at", "kind", "started_at"),
+    )
 
 
 MIRRORS: dict[str, type[Versioned]] = {

@@ -45,5 +45,5 @@ def create_app(bridge: Bridge) -> Starlette:
         lifespan=lifespan,
     )
     app.state.bridge = bridge
-    app.state.inbound = InboundConfig(bridge.settings)
+    app.state.inbound = InboundConfig(bridge.session_factory, lambda: bridge.box, bridge.settings)
     return app

@@ -64,15 +64,15 @@ async def stripe_webhook(request: Request) -> Response:
     state = request.app.state
     bridge: Bridge = state.bridge
     body = await read_body(request, bridge.settings.max_body_bytes)
-    inbound = state.inbound
+    view = state.inbound.view()
     verify(
         body,
         request.headers.get("stripe-signature"),
-        inbound.webhook_secrets(),
+        view.secrets,
         bridge.settings.webhook_tolerance,
     )
     incoming = parse_event(body)
-    classify(incoming, mode=inbound.mode(), handled=bridge.handlers)
+    classify(incoming, status=view.status, mode=view.mode, handled=bridge.handlers)
     duplicate = await state.group_commit.submit(incoming)
     return JSON({"received": True, "duplicate": duplicate})
 

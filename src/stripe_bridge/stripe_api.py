@@ -1,0 +1,179 @@
+"""The one place that talks to Stripe: StripeClient, timeouts, retries, idempotency keys.
+
+Retries (tenacity, exponential backoff with full jitter) cover connection errors, 429 and 5xx,
+honouring `Retry-After` and `Stripe-Should-Retry` when Stripe sends them; any other 4xx is
+final. Every write takes an idempotency key from the caller. Answers are plain dicts."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import stripe
+import structlog
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+
+from stripe_bridge.errors import PermanentError, TransientError
+
+log = structlog.get_logger(__name__)
+
+# The API version the SDK's typed params describe; bump it together with the SDK.
+API_VERSION = "2026-10-28.endive"
+PAGE_SIZE = 100
+T = TypeVar("T")
+
+
+class StripeRejected(PermanentError):
+    """Stripe refused the request (4xx other than 429): retrying cannot help."""
+
+    code = "stripe_rejected"
+
+    def __init__(
+        self, message: str, *, stripe_code: str | None, param: str | None, status: int | None
+    ) -> None:
+        super().__init__(message)
+        self.stripe_code, self.param, self.status = stripe_code, param, status
+
+
+class StripeUnavailable(TransientError):
+    """Stripe could not be reached or kept failing (network, 429, 5xx) after every retry."""
+
+    code = "stripe_unavailable"
+
+
+def _header(exc: stripe.StripeError, name: str) -> str | None:
+    for key, value in (exc.headers or {}).items():
+        if key.lower() == name:
+            return str(value)
+    return None
+
+
+def is_retriable(exc: BaseException) -> bool:
+    if isinstance(exc, stripe.APIConnectionError):
+        return True
+    if not isinstance(exc, stripe.StripeError):
+        return False
+    should_retry = _header(exc, "stripe-should-retry")
+    if should_retry in ("true", "false"):
+        return should_retry == "true"
+    status = exc.http_status or 0
+    return status == 429 or status >= 500
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with full jitter, never shorter than a `Retry-After`."""
+
+    base: float = 0.5
+    cap: float = 30.0
+    jitter: Callable[[float], float] = lambda ceiling: ceiling * random.random()  # noqa: S311
+
+    def __call__(self, state: RetryCallState) -> float:
+        delay = self.jitter(min(self.cap, self.base * 2 ** (state.attempt_number - 1)))
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, stripe.StripeError) and (after := _header(exc, "retry-after")):
+            with contextlib.suppress(ValueError):
+                delay = max(delay, min(float(after), self.cap))
+        return delay
+
+
+class StripeGateway:
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        api_base: str | None = None,
+        timeout: float = 30.0,
+        max_attempts: int = 5,
+        backoff: Backoff | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        stripe.enable_telemetry = False
+        self._client = stripe.StripeClient(
+            api_key,
+            stripe_version=API_VERSION,
+            base_addresses={"api": api_base} if api_base else None,
+            max_network_retries=0,
+            http_client=stripe.RequestsClient(timeout=timeout),
+        )
+        self._max_attempts = max_attempts
+        self._backoff = backoff or Backoff()
+        self._sleep = sleep
+
+    @property
+    def v1(self) -> stripe.V1Services:
+        return self._client.v1
+
+    def call(self, what: str, fn: Callable[[], T]) -> T:
+        """Run one Stripe request with retries; map failures to the bridge's errors."""
+        retrying = Retrying(
+            retry=retry_if_exception(is_retriable),
+            stop=stop_after_attempt(self._max_attempts),
+            wait=self._backoff,
+            sleep=self._sleep,
+            reraise=True,
+            before_sleep=lambda state: log.warning(
+                "stripe call failed, retrying",
+                call=what,
+                attempt=state.attempt_number,
+                error=type(state.outcome.exception()).__name__ if state.outcome else None,
+            ),
+        )
+        try:
+            return retrying(fn)
+        except stripe.StripeError as exc:
+            request_id = _header(exc, "request-id")
+            if is_retriable(exc):
+                log.error("stripe unavailable", call=what, stripe_request_id=request_id)
+                raise StripeUnavailable(
+                    f"{what}: Stripe unavailable: {exc.user_message or exc}"
+                ) from exc
+            message = exc.user_message or str(exc)
+            log.warning("stripe refused", call=what, status=exc.http_status, code=exc.code)
+            raise StripeRejected(
+                f"{what}: {message}",
+                stripe_code=exc.code,
+                param=getattr(exc, "param", None),
+                status=exc.http_status,
+            ) from exc
+
+    # --- reads -----------------------------------------------------------------------------
+
+    def retrieve_account(self) -> dict[str, Any]:
+        account = self.call("retrieve account", lambda: self.v1.accounts.retrieve_current())
+        return _plain(account)
+
+    def list_page(
+        self, kind: str, *, starting_after: str | None = None, **filters: Any
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """One page (up to 100) of a list endpoint: `customers`, `products`, `prices`,
+        `subscriptions`, `invoices`, `events`."""
+        params: dict[str, Any] = {"limit": PAGE_SIZE, **filters}
+        if starting_after:
+            params["starting_after"] = starting_after
+        service = getattr(self.v1, kind)
+        page = self.call(f"list {kind}", lambda: service.list(params=params))
+        return [_plain(item) for item in page.data], bool(page.has_more)
+
+    def iterate(
+        self, kind: str, *, starting_after: str | None = None, **filters: Any
+    ) -> Iterator[dict[str, Any]]:
+        """Every object of a list endpoint, page by page from `starting_after`."""
+        cursor = starting_after
+        while True:
+            items, has_more = self.list_page(kind, starting_after=cursor, **filters)
+            yield from items
+            if not has_more or not items:
+                return
+            cursor = items[-1]["id"]
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    """An SDK object as plain JSON-like data (handlers never see SDK objects)."""
+    if isinstance(obj, Mapping) and hasattr(obj, "to_dict"):
+        return dict(obj.to_dict())
+    return dict(obj)
