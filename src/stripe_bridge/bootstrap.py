@@ -15,7 +15,7 @@ from stripe_bridge.connection import refusal_now
 from stripe_bridge.db import make_engine, make_session_factory
 from stripe_bridge.handlers import REGISTRY, VELES_REGISTRY, Handler
 from stripe_bridge.inbox import Inbox
-from stripe_bridge.jobs import Actors, build_broker, declare_actors
+from stripe_bridge.jobs import SYNC_QUEUE, SYNC_TIME_LIMIT_MS, Actors, build_broker, declare_actors
 from stripe_bridge.models import StripeEvent, VelesEvent
 from stripe_bridge.secrets_box import SecretBox, box_from_settings
 from stripe_bridge.settings import Settings
@@ -64,6 +64,24 @@ class Bridge:
     def gateway(self, api_key: str) -> StripeGateway:
         return StripeGateway(api_key, api_base=self.settings.stripe_api_base)
 
+    @cached_property
+    def sync_actor(self) -> dramatiq.Actor[[str, str], None]:
+        """`run_sync(kind, trigger)` as a job (admin API and scheduler); no retries: the next
+        run resumes where a failed one stopped."""
+        from stripe_bridge.sync import run_sync
+
+        def sync_stripe(kind: str, trigger: str) -> None:
+            run_sync(self, kind, trigger=trigger)
+
+        return dramatiq.Actor(
+            sync_stripe,
+            broker=self.broker,
+            actor_name="sync_stripe",
+            queue_name=SYNC_QUEUE,
+            priority=10,
+            options={"max_retries": 0, "time_limit": SYNC_TIME_LIMIT_MS},
+        )
+
     def close(self) -> None:
         self.broker.close()
         self.engine.dispose()
@@ -81,4 +99,6 @@ def bootstrap(settings: Settings, *, broker: dramatiq.Broker | None = None) -> B
         veles_handlers,
         accept=lambda session, event: refusal_now(session, settings, event),
     )
-    return Bridge(settings, engine, session_factory, broker, actors, handlers, veles_handlers)
+    bridge = Bridge(settings, engine, session_factory, broker, actors, handlers, veles_handlers)
+    bridge.sync_actor  # noqa: B018  (declared now, so a worker consumes its queue)
+    return bridge

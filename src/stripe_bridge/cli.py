@@ -14,7 +14,9 @@ from dotenv import load_dotenv
 
 from stripe_bridge import logs
 from stripe_bridge.bootstrap import Bridge, bootstrap
+from stripe_bridge.commands import connection as connection_commands
 from stripe_bridge.commands import review as review_commands
+from stripe_bridge.connection import bootstrap_connection
 from stripe_bridge.errors import BridgeError
 from stripe_bridge.migrate import upgrade
 from stripe_bridge.settings import Settings
@@ -45,17 +47,18 @@ def _ignore_signal(_signum: int, _frame: object) -> None:
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     """Everything in one process: migrations, web, worker, sweeper (the embedded default)."""
-    from stripe_bridge.runtime import sweeper, worker
+    from stripe_bridge.runtime import periodic, worker
 
     bridge = bootstrap(settings)
     upgrade(bridge.engine)
+    bootstrap_connection(bridge)
     log.info(
         "serving",
         database=bridge.engine.url.render_as_string(hide_password=True),
         broker=type(bridge.broker).__name__,
         address=f"http://{args.host}:{args.port}",
     )
-    with worker(bridge), sweeper(bridge):
+    with worker(bridge), periodic(bridge, schedule_syncs=True):
         _serve_http(bridge, args.host, args.port)
     bridge.close()
     return 0
@@ -69,11 +72,11 @@ def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    from stripe_bridge.runtime import sweeper, wait_for_signal, worker
+    from stripe_bridge.runtime import periodic, wait_for_signal, worker
 
     _require_redis(settings, "worker")
     bridge = bootstrap(settings)
-    with worker(bridge, args.threads), sweeper(bridge):
+    with worker(bridge, args.threads), periodic(bridge, schedule_syncs=False):
         log.info("worker running", threads=args.threads or settings.worker_threads)
         wait_for_signal()
     bridge.close()
@@ -81,12 +84,13 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_scheduler(settings: Settings, _args: argparse.Namespace) -> int:
-    from stripe_bridge.runtime import sweeper, wait_for_signal
+    from stripe_bridge.runtime import periodic, wait_for_signal
 
     _require_redis(settings, "scheduler")
     bridge = bootstrap(settings)
-    with sweeper(bridge):
-        log.info("scheduler running", sweep_interval=settings.sweep_interval)
+    bootstrap_connection(bridge)
+    with periodic(bridge, schedule_syncs=True):
+        log.info("scheduler running", sync_interval=settings.sync_interval)
         wait_for_signal()
     bridge.close()
     return 0
@@ -95,6 +99,7 @@ def cmd_scheduler(settings: Settings, _args: argparse.Namespace) -> int:
 def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
     bridge = bootstrap(settings)
     upgrade(bridge.engine)
+    bootstrap_connection(bridge)
     bridge.close()
     print("database at the latest migration")
     return 0
@@ -157,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("status", cmd_status, "connection and inbox health").add_argument(
         "--json", action="store_true"
     )
+    connection_commands.register(commands)
     review_commands.register(commands)
     return parser
 

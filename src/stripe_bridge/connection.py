@@ -11,19 +11,22 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from stripe_bridge.errors import BadRequest, ConfigError, Conflict, StoreUnavailable
+from stripe_bridge.errors import BadRequest, BridgeError, ConfigError, Conflict, StoreUnavailable
 from stripe_bridge.handlers.base import Event
 from stripe_bridge.models import CONNECTED, DISCONNECTED, NOT_CONNECTED, Connection, utcnow
 from stripe_bridge.secrets_box import SecretBox
 from stripe_bridge.settings import Settings, mode_of_key
 from stripe_bridge.stripe_api import StripeGateway, StripeRejected
+
+if TYPE_CHECKING:
+    from stripe_bridge.bootstrap import Bridge
 
 log = structlog.get_logger(__name__)
 
@@ -138,17 +141,20 @@ def webhook_secrets(row: Connection | None, box: SecretBox) -> tuple[str, ...]:
     return tuple(orjson.loads(box.open(row.webhook_secrets_encrypted)))
 
 
+def set_webhook_secrets(row: Connection, box: SecretBox, secrets: list[str]) -> None:
+    if not secrets or any(not secret.startswith("whsec_") for secret in secrets):
+        raise BadRequest("a webhook signing secret starts with whsec_")
+    unique = list(dict.fromkeys(secrets))[:MAX_WEBHOOK_SECRETS]
+    row.webhook_secrets_encrypted = box.seal(orjson.dumps(unique).decode())
+    row.updated_at = utcnow()
+
+
 def roll_webhook_secrets(row: Connection, box: SecretBox, value: str) -> None:
     """`whsec_new` rolls: the new secret first, the previous newest kept as the second.
     `whsec_a,whsec_b` replaces the set. Never more than two."""
     given = [part.strip() for part in value.split(",") if part.strip()]
-    if not given or any(not secret.startswith("whsec_") for secret in given):
-        raise BadRequest("a webhook signing secret starts with whsec_")
     previous = list(webhook_secrets(row, box))
-    secrets = given if len(given) > 1 else given + previous[:1]
-    unique = list(dict.fromkeys(secrets))[:MAX_WEBHOOK_SECRETS]
-    row.webhook_secrets_encrypted = box.seal(orjson.dumps(unique).decode())
-    row.updated_at = utcnow()
+    set_webhook_secrets(row, box, given if len(given) > 1 or not given else given + previous[:1])
 
 
 def api_key(row: Connection | None, box: SecretBox) -> str | None:
@@ -228,3 +234,27 @@ class InboundConfig:
                     raise StoreUnavailable("the database is unavailable") from exc
                 self._read_at = now
             return self._view
+
+
+def bootstrap_connection(bridge: Bridge) -> None:
+    """STRIPE_API_KEY / STRIPE_WEBHOOK_SECRET in the environment connect at start (serve,
+    scheduler, migrate). An operator's explicit `disconnect` is respected: no auto-reconnect."""
+    settings = bridge.settings
+    if not settings.stripe_api_key:
+        return
+    try:
+        with bridge.session_factory.begin() as session:
+            row = get(session, lock=True)
+            if row is not None and row.status == DISCONNECTED:
+                log.warning(
+                    "STRIPE_API_KEY is set but the connection was disconnected; not reconnecting"
+                )
+                return
+            if api_key(row, bridge.box) != settings.stripe_api_key.strip():
+                change = update_key if row is not None else connect
+                row = change(session, bridge.box, bridge.gateway, settings.stripe_api_key)
+            env_secrets = settings.stripe_webhook_secrets[:MAX_WEBHOOK_SECRETS]
+            if row and env_secrets and set(webhook_secrets(row, bridge.box)) != set(env_secrets):
+                set_webhook_secrets(row, bridge.box, list(env_secrets))
+    except BridgeError as exc:
+        log.error("could not connect from STRIPE_API_KEY", error=str(exc))

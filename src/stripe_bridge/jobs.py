@@ -27,6 +27,8 @@ log = structlog.get_logger(__name__)
 
 EVENTS_QUEUE = "stripe-events"
 VELES_QUEUE = "veles-events"
+SYNC_QUEUE = "sync"
+SYNC_TIME_LIMIT_MS = 2 * 60 * 60 * 1000
 MAX_RETRIES = 8
 MIN_BACKOFF_MS = 1_000
 MAX_BACKOFF_MS = 5 * 60_000

@@ -6,11 +6,13 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 
 import dramatiq
 import structlog
 
 from stripe_bridge.bootstrap import Bridge
+from stripe_bridge.scheduler import Scheduler
 from stripe_bridge.sweeper import run_periodically
 
 log = structlog.get_logger(__name__)
@@ -30,11 +32,11 @@ def worker(bridge: Bridge, threads: int | None = None) -> Iterator[dramatiq.Work
 
 
 @contextmanager
-def sweeper(bridge: Bridge) -> Iterator[threading.Event]:
+def periodic(bridge: Bridge, *, schedule_syncs: bool) -> Iterator[threading.Event]:
+    """The sweeper, and with `schedule_syncs` the sync cadence, on a background thread."""
     stop = threading.Event()
-    thread = threading.Thread(
-        target=run_periodically, args=(bridge, stop), name="sweeper", daemon=True
-    )
+    target = Scheduler(bridge).run if schedule_syncs else partial(run_periodically, bridge)
+    thread = threading.Thread(target=target, args=(stop,), name="periodic", daemon=True)
     thread.start()
     try:
         yield stop

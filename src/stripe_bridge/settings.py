@@ -52,6 +52,7 @@ class Settings:
     var_dir: Path
     webhook_tolerance: int = 300
     max_body_bytes: int = 1024 * 1024
+    sync_interval: int = 900
     sweep_interval: int = 30
     sweep_grace: int = 60
     worker_threads: int = 8
@@ -93,6 +94,7 @@ class Settings:
             var_dir=var_dir,
             webhook_tolerance=_int(env, "BRIDGE_WEBHOOK_TOLERANCE", 300),
             max_body_bytes=_int(env, "BRIDGE_MAX_BODY_BYTES", 1024 * 1024),
+            sync_interval=_int(env, "BRIDGE_SYNC_INTERVAL", 900),
             sweep_interval=_int(env, "BRIDGE_SWEEP_INTERVAL", 30),
             sweep_grace=_int(env, "BRIDGE_SWEEP_GRACE", 60),
             worker_threads=_int(env, "BRIDGE_WORKER_THREADS", 8),

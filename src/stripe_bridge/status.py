@@ -7,10 +7,13 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from stripe_bridge import connection
 from stripe_bridge.inbox import counts_by_status
 from stripe_bridge.linking import unmatched_counts
 from stripe_bridge.models import FAILED, RECEIVED, StripeEvent, utcnow
 from stripe_bridge.settings import Settings
+from stripe_bridge.sync import latest_runs
+from stripe_bridge.web.serializers import iso
 
 
 def status_object(session: Session, settings: Settings) -> dict[str, Any]:
@@ -24,17 +27,32 @@ def status_object(session: Session, settings: Settings) -> dict[str, Any]:
         .limit(5)
     ).all()
     unmatched_customers, unmatched_products = unmatched_counts(session)
-    key = settings.stripe_api_key
+    row = connection.get(session)
+    stored_secrets = row is not None and row.webhook_secrets_encrypted is not None
     return {
-        "status": "not_connected",
-        "account_id": None,
-        "account_name": None,
-        "mode": settings.inbound_mode,
-        "connected_at": None,
-        "customers_last_synced_at": None,
-        "products_last_synced_at": None,
-        "api_key_last4": key[-4:] if key else None,
-        "webhook_secrets": len(settings.stripe_webhook_secrets),
+        "status": connection.status_of(row),
+        "account_id": row.account_id if row else None,
+        "account_name": row.account_name if row else None,
+        "mode": row.mode if row else settings.inbound_mode,
+        "connected_at": iso(row.connected_at) if row else None,
+        "customers_last_synced_at": iso(row.customers_last_synced_at) if row else None,
+        "products_last_synced_at": iso(row.products_last_synced_at) if row else None,
+        "subscriptions_last_synced_at": iso(row.subscriptions_last_synced_at) if row else None,
+        "api_key_last4": row.api_key_last4 if row and row.api_key_encrypted else None,
+        "webhook_secrets": "stored"
+        if stored_secrets
+        else ("environment" if settings.stripe_webhook_secrets else "none"),
+        "sync": [
+            {
+                "kind": run.kind,
+                "status": run.status,
+                "seen": run.seen,
+                "started_at": iso(run.started_at),
+                "finished_at": iso(run.finished_at),
+                "error": run.error,
+            }
+            for run in latest_runs(session)
+        ],
         "unmatched_customers": unmatched_customers,
         "unmatched_products": unmatched_products,
         "inbox": {
@@ -53,3 +71,9 @@ def status_object(session: Session, settings: Settings) -> dict[str, Any]:
             ],
         },
     }
+
+
+def _secrets_source(stored: bool, settings: Settings) -> str:
+    if stored:
+        return "stored"
+    return "environment" if settings.stripe_webhook_secrets else "none"

@@ -37,7 +37,7 @@ def sweep_once(bridge: Bridge) -> int:
 
 
 def run_periodically(bridge: Bridge, stop: threading.Event) -> None:
-    """The sweeper loop of the `worker`, `scheduler` and `serve` roles."""
+    """The sweeper loop of the `worker` role (the scheduler runs it inside its own loop)."""
     while not stop.is_set():
         try:
             sweep_once(bridge)

@@ -1,4 +1,4 @@
-"""The admin API's review actions (POST) and the connection summary."""
+"""The admin API's actions: review (POST), the connection (GET|PUT|DELETE), sync."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from stripe_bridge import review
+from stripe_bridge import connection, review
 from stripe_bridge.bootstrap import Bridge
-from stripe_bridge.errors import BadRequest
+from stripe_bridge.errors import BadRequest, Conflict
+from stripe_bridge.models import CONNECTED
 from stripe_bridge.status import status_object
+from stripe_bridge.sync import check_kind
 from stripe_bridge.web.admin_api import require_admin
 from stripe_bridge.web.responses import JSON
 from stripe_bridge.web.serializers import (
@@ -102,19 +104,80 @@ async def unlink_product(request: Request) -> Response:
     return await _act(request, lambda s: product_json(review.unlink_product(s, _id(request)), s))
 
 
+def _status(bridge: Bridge) -> dict[str, Any]:
+    with bridge.session_factory() as session:
+        return status_object(session, bridge.settings)
+
+
 async def get_connection(request: Request) -> Response:
     require_admin(request)
+    return JSON(await run_in_threadpool(_status, request.app.state.bridge))
+
+
+async def put_connection(request: Request) -> Response:
+    """Connect, or update the key of the connected account: `{"api_key", "webhook_secret"?}`."""
+    require_admin(request)
     bridge: Bridge = request.app.state.bridge
+    api_key = await _body_field(request, "api_key")
+    body = orjson.loads(await request.body())
+    webhook_secret = body.get("webhook_secret")
+    if webhook_secret is not None and not isinstance(webhook_secret, str):
+        raise BadRequest("webhook_secret must be a string")
 
     def work() -> dict[str, Any]:
-        with bridge.session_factory() as session:
-            return status_object(session, bridge.settings)
+        with bridge.session_factory.begin() as session:
+            row = connection.get(session, lock=True)
+            change = (
+                connection.update_key if row and row.status == CONNECTED else connection.connect
+            )
+            change(session, bridge.box, bridge.gateway, api_key, webhook_secret)
+        return _status(bridge)
 
     return JSON(await run_in_threadpool(work))
 
 
+async def delete_connection(request: Request) -> Response:
+    require_admin(request)
+    bridge: Bridge = request.app.state.bridge
+
+    def work() -> dict[str, Any]:
+        with bridge.session_factory.begin() as session:
+            connection.disconnect(session)
+        return _status(bridge)
+
+    return JSON(await run_in_threadpool(work))
+
+
+async def start_sync(request: Request) -> Response:
+    """Queue a sync now; 409 when not connected. Progress: GET /admin/api/sync."""
+    require_admin(request)
+    bridge: Bridge = request.app.state.bridge
+    kind = check_kind(str(request.path_params["kind"]))
+
+    def work() -> None:
+        with bridge.session_factory() as session:
+            row = connection.get(session)
+            if row is None or row.status != CONNECTED:
+                raise Conflict(
+                    f"sync refused: the Stripe connection is {connection.status_of(row)}"
+                )
+        bridge.sync_actor.send(kind, "manual")
+
+    await run_in_threadpool(work)
+    return JSON({"kind": kind, "queued": True}, status_code=202)
+
+
+async def sync_progress(request: Request) -> Response:
+    require_admin(request)
+    return JSON({"data": (await run_in_threadpool(_status, request.app.state.bridge))["sync"]})
+
+
 routes = [
     Route("/connection", get_connection, methods=["GET"]),
+    Route("/connection", put_connection, methods=["PUT"]),
+    Route("/connection", delete_connection, methods=["DELETE"]),
+    Route("/sync", sync_progress, methods=["GET"]),
+    Route("/sync/{kind}", start_sync, methods=["POST"]),
     Route("/customers/{stripe_id}/link", link_customer, methods=["POST"]),
     Route("/customers/{stripe_id}/create", create_customer, methods=["POST"]),
     Route("/customers/{stripe_id}/unlink", unlink_customer, methods=["POST"]),

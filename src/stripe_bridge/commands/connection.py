@@ -1,0 +1,115 @@
+"""`connect`, `update-key`, `disconnect` and `sync`: the operator's side of the connection."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import asdict
+from typing import Any
+
+import orjson
+from tqdm import tqdm
+
+from stripe_bridge import connection
+from stripe_bridge.bootstrap import bootstrap
+from stripe_bridge.settings import Settings
+from stripe_bridge.status import status_object
+from stripe_bridge.sync import KINDS, SyncResult, check_kind, run_sync
+
+
+def _change(settings: Settings, args: argparse.Namespace, action: str) -> int:
+    bridge = bootstrap(settings)
+    try:
+        with bridge.session_factory.begin() as session:
+            if action == "connect":
+                connection.connect(
+                    session, bridge.box, bridge.gateway, args.api_key, args.webhook_secret
+                )
+            elif action == "update-key":
+                connection.update_key(
+                    session, bridge.box, bridge.gateway, args.api_key, args.webhook_secret
+                )
+            else:
+                connection.disconnect(session)
+        with bridge.session_factory() as session:
+            status = status_object(session, settings)
+    finally:
+        bridge.close()
+    if args.json:
+        print(orjson.dumps(status, option=orjson.OPT_INDENT_2).decode())
+    elif action == "disconnect":
+        print(f"disconnected from {status['account_id']}; every record is kept")
+    else:
+        print(
+            f"{status['status']}: {status['account_name'] or '-'} ({status['account_id']}, "
+            f"{status['mode']} mode), key …{status['api_key_last4']}"
+        )
+    return 0
+
+
+def cmd_connect(settings: Settings, args: argparse.Namespace) -> int:
+    return _change(settings, args, "connect")
+
+
+def cmd_update_key(settings: Settings, args: argparse.Namespace) -> int:
+    return _change(settings, args, "update-key")
+
+
+def cmd_disconnect(settings: Settings, args: argparse.Namespace) -> int:
+    return _change(settings, args, "disconnect")
+
+
+def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
+    kinds = list(KINDS) if args.kind == "all" else [check_kind(args.kind)]
+    bridge = bootstrap(settings)
+    results: list[SyncResult] = []
+    try:
+        for kind in kinds:
+            with tqdm(
+                desc=f"sync {kind}",
+                unit=" objects",
+                file=sys.stderr,
+                disable=args.json or not sys.stderr.isatty(),
+            ) as bar:
+
+                def progress(resource: str, seen: int, bar: Any = bar) -> None:
+                    bar.set_postfix_str(resource)
+                    bar.update(seen - bar.n)
+
+                results.append(run_sync(bridge, kind, progress=progress))
+    finally:
+        bridge.close()
+    if args.json:
+        print(orjson.dumps([asdict(result) for result in results]).decode())
+    else:
+        for result in results:
+            resumed = " (resumed)" if result.resumed else ""
+            print(
+                f"{result.kind}: {result.seen} objects, {result.status}{resumed} "
+                f"in {result.seconds:.1f} s"
+            )
+    return 0
+
+
+def register(commands: Any) -> None:
+    for name, handler, text in (
+        ("connect", cmd_connect, "check an API key with Stripe and connect its account"),
+        ("update-key", cmd_update_key, "replace the API key of the connected account"),
+    ):
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.add_argument("--api-key", required=True, help="sk_… or rk_… (test or live)")
+        sub.add_argument(
+            "--webhook-secret",
+            help="whsec_…: rolls (new first, previous kept); a,b sets both",
+        )
+        sub.add_argument("--json", action="store_true")
+        sub.set_defaults(handler=handler)
+    sub = commands.add_parser(
+        "disconnect", help="stop sync, pushes and event application; keep all records"
+    )
+    sub.add_argument("--json", action="store_true")
+    sub.set_defaults(handler=cmd_disconnect)
+    sub = commands.add_parser("sync", help="backfill from Stripe's list API now")
+    sub.add_argument("kind", choices=[*KINDS, "all"])
+    sub.add_argument("--json", action="store_true")
+    sub.set_defaults(handler=cmd_sync)

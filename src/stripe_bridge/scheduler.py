@@ -1,0 +1,73 @@
+"""The periodic role: re-enqueue stranded events (sweeper) and start syncs on their cadence.
+
+Cadence: customers and products are synced every BRIDGE_SYNC_INTERVAL seconds (default 900)
+while connected, measured from the last run's start as recorded in the database, so a restart
+neither skips nor doubles a run."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy import select
+
+from stripe_bridge import connection
+from stripe_bridge.bootstrap import Bridge
+from stripe_bridge.models import CONNECTED, SyncRun, utcnow
+from stripe_bridge.sweeper import sweep_once
+
+log = structlog.get_logger(__name__)
+
+CADENCE_KINDS = ("customers", "products")
+TICK_SECONDS = 30
+
+
+class Scheduler:
+    def __init__(self, bridge: Bridge) -> None:
+        self.bridge = bridge
+        self._enqueued_at: dict[str, datetime] = {}
+        self._last_sweep: datetime | None = None
+
+    def due_syncs(self) -> list[str]:
+        now = utcnow()
+        interval = timedelta(seconds=self.bridge.settings.sync_interval)
+        with self.bridge.session_factory() as session:
+            row = connection.get(session)
+            if row is None or row.status != CONNECTED:
+                return []
+            due = []
+            for kind in CADENCE_KINDS:
+                last = session.scalar(
+                    select(SyncRun.started_at)
+                    .where(SyncRun.kind == kind)
+                    .order_by(SyncRun.id.desc())
+                    .limit(1)
+                )
+                sent = self._enqueued_at.get(kind)
+                if all(at is None or now - at >= interval for at in (last, sent)):
+                    due.append(kind)
+        return due
+
+    def tick(self) -> list[str]:
+        """One pass: sweep when due, enqueue the syncs that are due; answers the kinds sent."""
+        now = utcnow()
+        sweep_every = timedelta(seconds=self.bridge.settings.sweep_interval)
+        if self._last_sweep is None or now - self._last_sweep >= sweep_every:
+            sweep_once(self.bridge)
+            self._last_sweep = now
+        sent = []
+        for kind in self.due_syncs():
+            self.bridge.sync_actor.send(kind, "schedule")
+            self._enqueued_at[kind] = now
+            sent.append(kind)
+            log.info("scheduled sync", sync_kind=kind)
+        return sent
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.tick()
+            except Exception as exc:
+                log.error("scheduler tick failed; will try again", error=repr(exc))
+            stop.wait(min(TICK_SECONDS, self.bridge.settings.sweep_interval))
