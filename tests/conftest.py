@@ -33,6 +33,7 @@ from stripe_bridge.migrate import upgrade
 from stripe_bridge.settings import Settings
 from stripe_bridge.signatures import sign
 from stripe_bridge.web.app import create_app
+from tests.fake_stripe import FakeStripe
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "fixtures" / "events"
@@ -44,6 +45,12 @@ SECRET = "whsec_test_primary_0123456789"
 OTHER_SECRET = "whsec_test_rolling_9876543210"
 ADMIN_TOKEN = "test-admin-token"
 VELES_SECRET = "veles-shared-secret-for-tests"
+SECRET_KEY = "test-encryption-key-for-stored-stripe-keys"
+ACCOUNT_ID = "acct_1BridgeTestAcct"
+TEST_KEY = "sk_test_51BridgePrimaryKeyAbcd"
+ROTATED_KEY = "rk_test_51BridgeRotatedKeyEfgh"
+OTHER_ACCOUNT_KEY = "sk_test_51SomeoneElseKeyIjkl"
+LIVE_KEY = "sk_live_51BridgeLiveKeyMnop"
 RUN_ID = uuid.uuid4().hex[:10]
 
 
@@ -83,6 +90,8 @@ def make_settings(database_url: str, redis_namespace: str, **overrides: Any) -> 
         "STRIPE_WEBHOOK_SECRET": SECRET,
         "BRIDGE_VELES_SECRET": VELES_SECRET,
         "STRIPE_MODE": "test",
+        "BRIDGE_SECRET_KEY": SECRET_KEY,
+        "BRIDGE_STRIPE_RETRY_BASE": "0.01",
     }
     env.update({key: value for key, value in overrides.items() if value is not None})
     for key in [key for key, value in overrides.items() if value is None]:
@@ -123,9 +132,28 @@ def clean_state(request: pytest.FixtureRequest) -> None:
     client.close()
 
 
+@pytest.fixture(scope="session")
+def fake_stripe_server() -> Iterator[FakeStripe]:
+    fake = FakeStripe()
+    fake.start()
+    fake.add_account(TEST_KEY, ACCOUNT_ID, display_name="Bridge Test Co")
+    fake.add_account(ROTATED_KEY, ACCOUNT_ID)
+    fake.add_account(OTHER_ACCOUNT_KEY, "acct_1SomeoneElse00", display_name="Someone Else")
+    fake.add_account(LIVE_KEY, "acct_1BridgeLiveAcct", display_name="Bridge Live")
+    yield fake
+    fake.stop()
+
+
 @pytest.fixture
-def settings(database_url: str, redis_namespace: str) -> Settings:
-    return make_settings(database_url, redis_namespace)
+def fake_stripe(fake_stripe_server: FakeStripe) -> FakeStripe:
+    """The fake Stripe API, emptied for this test (accounts and keys stay)."""
+    fake_stripe_server.reset()
+    return fake_stripe_server
+
+
+@pytest.fixture
+def settings(database_url: str, redis_namespace: str, fake_stripe: FakeStripe) -> Settings:
+    return make_settings(database_url, redis_namespace, STRIPE_API_BASE=fake_stripe.url)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from stripe_bridge.jobs import SYNC_QUEUE, SYNC_TIME_LIMIT_MS, Actors, build_bro
 from stripe_bridge.models import StripeEvent, VelesEvent
 from stripe_bridge.secrets_box import SecretBox, box_from_settings
 from stripe_bridge.settings import Settings
-from stripe_bridge.stripe_api import StripeGateway
+from stripe_bridge.stripe_api import Backoff, StripeGateway
 
 log = structlog.get_logger(__name__)
 
@@ -62,7 +62,12 @@ class Bridge:
         return box_from_settings(self.settings)
 
     def gateway(self, api_key: str) -> StripeGateway:
-        return StripeGateway(api_key, api_base=self.settings.stripe_api_base)
+        return StripeGateway(
+            api_key,
+            api_base=self.settings.stripe_api_base,
+            max_attempts=self.settings.stripe_max_attempts,
+            backoff=Backoff(base=self.settings.stripe_retry_base),
+        )
 
     @cached_property
     def sync_actor(self) -> dramatiq.Actor[[str, str], None]:

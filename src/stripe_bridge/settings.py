@@ -53,6 +53,8 @@ class Settings:
     webhook_tolerance: int = 300
     max_body_bytes: int = 1024 * 1024
     sync_interval: int = 900
+    stripe_retry_base: float = 0.5
+    stripe_max_attempts: int = 5
     sweep_interval: int = 30
     sweep_grace: int = 60
     worker_threads: int = 8
@@ -95,6 +97,8 @@ class Settings:
             webhook_tolerance=_int(env, "BRIDGE_WEBHOOK_TOLERANCE", 300),
             max_body_bytes=_int(env, "BRIDGE_MAX_BODY_BYTES", 1024 * 1024),
             sync_interval=_int(env, "BRIDGE_SYNC_INTERVAL", 900),
+            stripe_retry_base=float(env.get("BRIDGE_STRIPE_RETRY_BASE") or 0.5),
+            stripe_max_attempts=_int(env, "BRIDGE_STRIPE_MAX_ATTEMPTS", 5),
             sweep_interval=_int(env, "BRIDGE_SWEEP_INTERVAL", 30),
             sweep_grace=_int(env, "BRIDGE_SWEEP_GRACE", 60),
             worker_threads=_int(env, "BRIDGE_WORKER_THREADS", 8),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -174,6 +174,6 @@ class StripeGateway:
 
 def _plain(obj: Any) -> dict[str, Any]:
     """An SDK object as plain JSON-like data (handlers never see SDK objects)."""
-    if isinstance(obj, Mapping) and hasattr(obj, "to_dict"):
+    if isinstance(obj, stripe.StripeObject):
         return dict(obj.to_dict())
     return dict(obj)
