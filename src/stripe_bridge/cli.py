@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -138,6 +140,9 @@ def _require_redis(settings: Settings, role: str) -> None:
         )
 
 
+ROLES = frozenset({"serve", "web", "worker", "relay", "scheduler"})
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stripe-bridge", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -172,7 +177,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_dotenv(".env", override=False)
     try:
         settings = Settings.from_env()
-        logs.configure(settings.log_format)
+        # Long-running roles log; one-shot commands print their result and, on failure, one
+        # line (set BRIDGE_LOG_LEVEL=info to see their logs too).
+        default_level = "info" if args.command in ROLES else "critical"
+        level = os.environ.get("BRIDGE_LOG_LEVEL", default_level).upper()
+        logs.configure(settings.log_format, level=logging.getLevelName(level))
         code: int = args.handler(settings, args)
         return code
     except BridgeError as exc:

@@ -73,3 +73,4 @@ def configure(fmt: str = "auto", level: int = logging.INFO, stream: IO[str] | No
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("stripe").setLevel(logging.WARNING)  # the SDK logs every request at info
