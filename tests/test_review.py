@@ -8,7 +8,6 @@ import pytest
 from starlette.testclient import TestClient
 
 from stripe_bridge.bootstrap import Bridge, bootstrap
-from stripe_bridge.models import VelesEvent
 from stripe_bridge.web.app import create_app
 from tests.conftest import (
     admin_headers,
@@ -161,20 +160,6 @@ def test_veles_endpoint_refuses_everything_without_a_secret(
 
     assert response.status_code == 400
     assert "no signing secret" in response.json()["error"]["message"]
-
-
-def test_order_and_contract_events_are_stored_but_not_applied_yet(
-    client: TestClient, bridge: Bridge
-) -> None:
-    payload = veles_event("order.committed", {"id": "ord_1"})
-
-    response = post_veles(client, payload)
-    run_jobs(bridge)
-
-    assert response.status_code == 202
-    with bridge.session_factory() as session:
-        row = session.get(VelesEvent, payload["id"])
-    assert (row.status, row.reason) == ("ignored", "order.committed is not applied yet")
 
 
 # --- customer matching --------------------------------------------------------------------

@@ -49,7 +49,7 @@ def _ignore_signal(_signum: int, _frame: object) -> None:
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     """Everything in one process: migrations, web, worker, sweeper (the embedded default)."""
-    from stripe_bridge.runtime import periodic, worker
+    from stripe_bridge.runtime import periodic, relay, worker
 
     bridge = bootstrap(settings)
     upgrade(bridge.engine)
@@ -60,7 +60,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         broker=type(bridge.broker).__name__,
         address=f"http://{args.host}:{args.port}",
     )
-    with worker(bridge), periodic(bridge, schedule_syncs=True):
+    with worker(bridge), periodic(bridge, schedule_syncs=True), relay(bridge, threads=2):
         _serve_http(bridge, args.host, args.port)
     bridge.close()
     return 0
@@ -80,6 +80,18 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     bridge = bootstrap(settings)
     with worker(bridge, args.threads), periodic(bridge, schedule_syncs=False):
         log.info("worker running", threads=args.threads or settings.worker_threads)
+        wait_for_signal()
+    bridge.close()
+    return 0
+
+
+def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
+    from stripe_bridge.runtime import relay, wait_for_signal
+
+    _require_redis(settings, "relay")
+    bridge = bootstrap(settings)
+    with relay(bridge, args.threads):
+        log.info("relay running", threads=args.threads or settings.relay_threads)
         wait_for_signal()
     bridge.close()
     return 0
@@ -153,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     for name, handler, text in (
-        ("serve", cmd_serve, "web, worker and sweeper in one process; applies migrations"),
+        ("serve", cmd_serve, "every role in one process (the embedded default); migrates"),
         ("web", cmd_web, "the HTTP role (webhooks, Veles events, admin)"),
     ):
         sub = add(name, handler, text)
@@ -162,7 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("worker", cmd_worker, "the job role: applies stored events").add_argument(
         "--threads", type=int, default=None
     )
-    add("scheduler", cmd_scheduler, "the periodic role: sweeper (and syncs)")
+    add("relay", cmd_relay, "the outbox role: pushes orders and contracts to Stripe").add_argument(
+        "--threads", type=int, default=None
+    )
+    add("scheduler", cmd_scheduler, "the periodic role: sweeper and sync cadence")
     add("migrate", cmd_migrate, "apply database migrations")
     add("status", cmd_status, "connection and inbox health").add_argument(
         "--json", action="store_true"

@@ -255,6 +255,77 @@ class VelesProduct(Base):
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class VelesOrder(Base):
+    """A committed Veles order; pushed to Stripe as one finalized invoice."""
+
+    __tablename__ = "veles_orders"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(255), index=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    lines: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    stripe_invoice_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    invoice_status: Mapped[str | None] = mapped_column(String(32))
+    payment_status: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class VelesContract(Base):
+    """A Veles contract; pushed to Stripe as a subscription (activate, amend, cancel)."""
+
+    __tablename__ = "veles_contracts"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(255), index=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    interval: Mapped[str] = mapped_column(String(8))
+    start_date: Mapped[str] = mapped_column(String(10))
+    lines: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    stripe_subscription_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    subscription_status: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# Outbox statuses
+PENDING = "pending"
+IN_FLIGHT = "in_flight"
+SENT = "sent"
+DEAD = "dead"
+
+
+class OutboxRow(Base):
+    """One change to push to Stripe, written in the same transaction as the change itself.
+
+    Rows of one aggregate (`aggregate_type`, `aggregate_id`) are pushed strictly in id order;
+    `progress` remembers what each step already created, so a retried row resumes."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    aggregate_type: Mapped[str] = mapped_column(String(16))
+    aggregate_id: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    dedupe_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default=PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_outbox_aggregate", "aggregate_type", "aggregate_id", "id"),
+    )
+
+
 # Connection statuses
 CONNECTED = "connected"
 DISCONNECTED = "disconnected"

@@ -56,3 +56,23 @@ def wait_for_signal() -> None:
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     done.wait()
+
+
+@contextmanager
+def relay(bridge: Bridge, threads: int | None = None) -> Iterator[threading.Event]:
+    """The outbox relay on background threads (the `relay` role, and inside `serve`)."""
+    from stripe_bridge.outbox.relay import Relay
+
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=Relay(bridge).run,
+        args=(stop, threads or bridge.settings.relay_threads),
+        name="relay",
+        daemon=True,
+    )
+    thread.start()
+    try:
+        yield stop
+    finally:
+        stop.set()
+        thread.join(timeout=30)

@@ -38,6 +38,13 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def _choice(env: Mapping[str, str], name: str, options: tuple[str, ...]) -> str:
+    value = env.get(name) or options[0]
+    if value not in options:
+        raise ConfigError(f"{name} must be one of {', '.join(options)}, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -53,6 +60,11 @@ class Settings:
     webhook_tolerance: int = 300
     max_body_bytes: int = 1024 * 1024
     sync_interval: int = 900
+    relay_retry_base: float = 2.0
+    relay_threads: int = 4
+    invoice_collection_method: str = "send_invoice"
+    invoice_days_until_due: int = 30
+    proration_behavior: str = "create_prorations"
     stripe_retry_base: float = 0.5
     stripe_max_attempts: int = 5
     sweep_interval: int = 30
@@ -98,6 +110,15 @@ class Settings:
             max_body_bytes=_int(env, "BRIDGE_MAX_BODY_BYTES", 1024 * 1024),
             sync_interval=_int(env, "BRIDGE_SYNC_INTERVAL", 900),
             stripe_retry_base=float(env.get("BRIDGE_STRIPE_RETRY_BASE") or 0.5),
+            relay_retry_base=float(env.get("BRIDGE_RELAY_RETRY_BASE") or 2.0),
+            relay_threads=_int(env, "BRIDGE_RELAY_THREADS", 4),
+            invoice_collection_method=_choice(
+                env, "BRIDGE_INVOICE_COLLECTION_METHOD", ("send_invoice", "charge_automatically")
+            ),
+            invoice_days_until_due=_int(env, "BRIDGE_INVOICE_DAYS_UNTIL_DUE", 30),
+            proration_behavior=_choice(
+                env, "BRIDGE_PRORATION_BEHAVIOR", ("create_prorations", "always_invoice", "none")
+            ),
             stripe_max_attempts=_int(env, "BRIDGE_STRIPE_MAX_ATTEMPTS", 5),
             sweep_interval=_int(env, "BRIDGE_SWEEP_INTERVAL", 30),
             sweep_grace=_int(env, "BRIDGE_SWEEP_GRACE", 60),

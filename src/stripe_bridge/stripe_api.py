@@ -145,7 +145,7 @@ class StripeGateway:
 
     def retrieve_account(self) -> dict[str, Any]:
         account = self.call("retrieve account", lambda: self.v1.accounts.retrieve_current())
-        return _plain(account)
+        return plain(account)
 
     def list_page(
         self, kind: str, *, starting_after: str | None = None, **filters: Any
@@ -157,7 +157,7 @@ class StripeGateway:
             params["starting_after"] = starting_after
         service = getattr(self.v1, kind)
         page = self.call(f"list {kind}", lambda: service.list(params=params))
-        return [_plain(item) for item in page.data], bool(page.has_more)
+        return [plain(item) for item in page.data], bool(page.has_more)
 
     def iterate(
         self, kind: str, *, starting_after: str | None = None, **filters: Any
@@ -172,7 +172,7 @@ class StripeGateway:
             cursor = items[-1]["id"]
 
 
-def _plain(obj: Any) -> dict[str, Any]:
+def plain(obj: Any) -> dict[str, Any]:
     """An SDK object as plain JSON-like data (handlers never see SDK objects)."""
     if isinstance(obj, stripe.StripeObject):
         return dict(obj.to_dict())

@@ -19,12 +19,13 @@ from stripe_bridge.models import IGNORED
 _STRING_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "customer.upserted": (("id", "name"), ("email", "domain")),
     "product.upserted": (("id", "name"), ("sku", "unit_label")),
-    "order.committed": (("id",), ()),
-    "contract.activated": (("id",), ()),
-    "contract.amended": (("id",), ()),
+    "order.committed": (("id", "customer_id", "currency"), ()),
+    "contract.activated": (("id", "customer_id", "currency", "interval", "start_date"), ()),
+    "contract.amended": (("id", "customer_id", "currency", "interval", "start_date"), ()),
     "contract.cancelled": (("id",), ()),
 }
 VELES_TYPES = frozenset(_STRING_FIELDS)
+_WITH_LINES = frozenset({"order.committed", "contract.activated", "contract.amended"})
 
 
 def _check_data(event_type: str, data: Mapping[str, Any]) -> None:
@@ -56,6 +57,8 @@ def parse_veles_event(body: bytes, handled: Mapping[str, Any]) -> Incoming:
     if not isinstance(data, dict):
         raise BadRequest("body is not a Veles event: missing 'data'")
     _check_data(event_type, data)
+    if event_type in _WITH_LINES and (not isinstance(data.get("lines"), list) or not data["lines"]):
+        raise BadRequest(f"{event_type}: data.lines must be a non-empty list")
     incoming = Incoming(
         id=event_id, type=event_type, created=created, object_id=data["id"], payload=body
     )

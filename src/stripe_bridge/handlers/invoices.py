@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from stripe_bridge.handlers.base import Event, Handler, dig, lock_row, ref_id, timestamp
 from stripe_bridge.handlers.guard import is_stale, stamp
 from stripe_bridge.models import Invoice, Versioned
+from stripe_bridge.outbox.feedback import invoice_applied
 
 # An invoice only moves forward: in a same-second tie a later stage wins.
 STATUS_PROGRESS = {"draft": 0, "open": 1, "paid": 2, "uncollectible": 2, "void": 3}
@@ -78,6 +79,7 @@ def apply_invoice(event: Event, session: Session) -> None:
     row.created = timestamp(obj.get("created") or obj.get("date"))
     row.livemode = obj.get("livemode", event.livemode)
     stamp(row, event)
+    invoice_applied(session, row, event.type)
 
 
 HANDLERS: dict[str, Handler] = {

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from stripe_bridge.handlers.base import Event, Handler, dig, lock_row, ref_id, timestamp
 from stripe_bridge.handlers.guard import is_stale, stamp
 from stripe_bridge.models import Subscription
+from stripe_bridge.outbox.feedback import subscription_applied
 
 
 def _item(raw: Mapping[str, Any], fallback_quantity: Any) -> dict[str, Any]:
@@ -68,6 +69,7 @@ def apply_subscription(event: Event, session: Session) -> None:
     row.deleted = event.type == "customer.subscription.deleted"
     row.livemode = obj.get("livemode", event.livemode)
     stamp(row, event)
+    subscription_applied(session, row)
 
 
 HANDLERS: dict[str, Handler] = {

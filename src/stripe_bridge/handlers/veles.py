@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy.orm import Session
 
+from stripe_bridge import outbox
 from stripe_bridge.handlers.base import Event, Handler
 from stripe_bridge.linking import (
     CUSTOMER_LOCK,
@@ -52,7 +55,20 @@ def apply_product_upserted(event: Event, session: Session) -> None:
     rematch_products_for(session, row, old_name_key)
 
 
+def _outbox(record: Callable[..., object]) -> Handler:
+    """A Veles order/contract event: the change and its outbox row, in this transaction."""
+
+    def apply(event: Event, session: Session) -> None:
+        record(session, event.object, dedupe_key=f"veles-event:{event.id}")
+
+    return apply
+
+
 VELES_HANDLERS: dict[str, Handler] = {
     "customer.upserted": apply_customer_upserted,
     "product.upserted": apply_product_upserted,
+    "order.committed": _outbox(outbox.record_order),
+    "contract.activated": _outbox(outbox.record_contract_activated),
+    "contract.amended": _outbox(outbox.record_contract_amended),
+    "contract.cancelled": _outbox(outbox.record_contract_cancelled),
 }

@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from stripe_bridge.bootstrap import Bridge
-from stripe_bridge.errors import BadRequest, Forbidden, Unauthorized
+from stripe_bridge.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from stripe_bridge.models import (
     Customer,
     Invoice,
@@ -23,14 +23,18 @@ from stripe_bridge.models import (
     Product,
     StripeEvent,
     Subscription,
+    VelesContract,
     VelesCustomer,
+    VelesOrder,
     VelesProduct,
 )
 from stripe_bridge.web.responses import JSON
 from stripe_bridge.web.serializers import (
+    contract_json,
     customer_json,
     event_json,
     invoice_json,
+    order_json,
     price_json,
     product_json,
     subscription_json,
@@ -187,7 +191,39 @@ async def list_veles_products(request: Request) -> Response:
     return JSON(await _list(request, build))
 
 
+async def get_order(request: Request) -> Response:
+    require_admin(request)
+    bridge: Bridge = request.app.state.bridge
+    order_id = str(request.path_params["veles_id"])
+
+    def work() -> dict[str, Any]:
+        with bridge.session_factory() as session:
+            row = session.get(VelesOrder, order_id)
+            if row is None:
+                raise NotFound(f"no order {order_id}")
+            return order_json(row, session)
+
+    return JSON(await run_in_threadpool(work))
+
+
+async def get_contract(request: Request) -> Response:
+    require_admin(request)
+    bridge: Bridge = request.app.state.bridge
+    contract_id = str(request.path_params["veles_id"])
+
+    def work() -> dict[str, Any]:
+        with bridge.session_factory() as session:
+            row = session.get(VelesContract, contract_id)
+            if row is None:
+                raise NotFound(f"no contract {contract_id}")
+            return contract_json(row, session)
+
+    return JSON(await run_in_threadpool(work))
+
+
 routes = [
+    Route("/orders/{veles_id}", get_order),
+    Route("/contracts/{veles_id}", get_contract),
     Route("/veles/customers", list_veles_customers),
     Route("/veles/products", list_veles_products),
     Route("/customers", list_customers),

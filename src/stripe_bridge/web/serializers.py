@@ -11,12 +11,15 @@ from sqlalchemy.orm import Session
 from stripe_bridge.models import (
     Customer,
     Invoice,
+    OutboxRow,
     Price,
     Product,
     StripeEvent,
     Subscription,
+    VelesContract,
     VelesCustomer,
     VelesEvent,
+    VelesOrder,
     VelesProduct,
 )
 
@@ -146,4 +149,57 @@ def veles_product_json(row: VelesProduct) -> dict[str, Any]:
         "unit_label": row.unit_label,
         "prices": row.prices or [],
         "origin": row.origin,
+    }
+
+
+def outbox_json(row: OutboxRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "kind": row.kind,
+        "status": row.status,
+        "attempts": row.attempts,
+        "next_attempt_at": iso(row.next_attempt_at),
+        "last_error": row.last_error,
+        "created_at": iso(row.created_at),
+        "sent_at": iso(row.sent_at),
+    }
+
+
+def _outbox_of(session: Session, aggregate_type: str, aggregate_id: str) -> list[dict[str, Any]]:
+    rows = session.scalars(
+        select(OutboxRow)
+        .where(OutboxRow.aggregate_type == aggregate_type, OutboxRow.aggregate_id == aggregate_id)
+        .order_by(OutboxRow.id)
+    )
+    return [outbox_json(row) for row in rows]
+
+
+def order_json(row: VelesOrder, session: Session) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "customer_id": row.customer_id,
+        "status": row.status,
+        "currency": row.currency,
+        "lines": row.lines,
+        "stripe_invoice_id": row.stripe_invoice_id,
+        "invoice_status": row.invoice_status,
+        "payment_status": row.payment_status,
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at),
+        "outbox": _outbox_of(session, "order", row.id),
+    }
+
+
+def contract_json(row: VelesContract, session: Session) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "customer_id": row.customer_id,
+        "status": row.status,
+        "currency": row.currency,
+        "interval": row.interval,
+        "start_date": row.start_date,
+        "lines": row.lines,
+        "stripe_subscription_id": row.stripe_subscription_id,
+        "subscription_status": row.subscription_status,
+        "outbox": _outbox_of(session, "contract", row.id),
     }

@@ -1,0 +1,235 @@
+"""The relay: claims due outbox rows and pushes them to Stripe.
+
+Claiming is one statement (`SELECT … FOR UPDATE SKIP LOCKED`) that only takes the head of each
+aggregate: a row waits while an earlier row of the same order or contract is not sent (pending,
+in flight, or dead), so one aggregate's rows go strictly in order and different aggregates go in
+parallel, across threads and processes. A claimed row is leased; a relay that dies mid-row leaves
+it to be taken again when the lease ends, and the push resumes from the row's progress.
+
+Transient failures (network, 429, 5xx, database) retry with exponential backoff and jitter;
+permanent ones (a 4xx, a product with no Stripe link) make the row dead, and the rows behind it
+wait until it is replayed. While disconnected nothing is claimed."""
+
+from __future__ import annotations
+
+import random
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import structlog
+from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy.orm import Session, aliased
+
+from stripe_bridge import connection
+from stripe_bridge.bootstrap import Bridge
+from stripe_bridge.errors import PermanentError
+from stripe_bridge.models import CONNECTED, DEAD, IN_FLIGHT, PENDING, SENT, OutboxRow, utcnow
+from stripe_bridge.outbox.push import Disconnected, Push, PushOptions
+from stripe_bridge.outbox.writer import CHANNEL
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class RelayOptions:
+    lease: timedelta = timedelta(minutes=5)
+    retry_base: float = 2.0
+    retry_cap: float = 3600.0
+    max_attempts: int = 25
+    poll_interval: float = 5.0
+    push: PushOptions = field(default_factory=PushOptions)
+
+
+def claim(session: Session, lease: timedelta) -> OutboxRow | None:
+    """Lease the next due row that heads its aggregate, skipping rows other relays hold."""
+    now = utcnow()
+    earlier = aliased(OutboxRow)
+    blocked = exists().where(
+        earlier.aggregate_type == OutboxRow.aggregate_type,
+        earlier.aggregate_id == OutboxRow.aggregate_id,
+        earlier.id < OutboxRow.id,
+        earlier.status != SENT,
+    )
+    due = or_(
+        and_(OutboxRow.status == PENDING, OutboxRow.next_attempt_at <= now),
+        and_(OutboxRow.status == IN_FLIGHT, OutboxRow.lease_until < now),
+    )
+    row = session.scalars(
+        select(OutboxRow)
+        .where(due, ~blocked)
+        .order_by(OutboxRow.id)
+        .limit(1)
+        .with_for_update(skip_locked=True, of=OutboxRow)
+    ).first()
+    if row is not None:
+        row.status, row.lease_until = IN_FLIGHT, now + lease
+        row.attempts += 1
+    return row
+
+
+class Relay:
+    def __init__(
+        self,
+        bridge: Bridge,
+        options: RelayOptions | None = None,
+        after_step: Callable[[str], None] | None = None,
+    ) -> None:
+        self.bridge = bridge
+        self.options = options or relay_options(bridge)
+        self.after_step = after_step
+        self.wakeup = threading.Event()
+
+    def connected_key(self) -> str | None:
+        with self.bridge.session_factory() as session:
+            row = connection.get(session)
+            if row is None or row.status != CONNECTED:
+                return None
+            return connection.api_key(row, self.bridge.box)
+
+    def run_once(self) -> bool:
+        """Claim and push one row; answers whether a row was taken."""
+        api_key = self.connected_key()
+        if api_key is None:
+            return False
+        with self.bridge.session_factory.begin() as session:
+            row = claim(session, self.options.lease)
+            if row is None:
+                return False
+            session.flush()  # the lease must be committed before the row leaves the session
+            session.expunge(row)
+        self.push(row, api_key)
+        return True
+
+    def drain(self) -> int:
+        """Push until nothing is due (tests, and each wake-up)."""
+        count = 0
+        while self.run_once():
+            count += 1
+        return count
+
+    def push(self, row: OutboxRow, api_key: str) -> None:
+        bound = log.bind(outbox_id=row.id, veles_id=row.aggregate_id, outbox_kind=row.kind)
+        push = Push(
+            self.bridge.session_factory,
+            self.bridge.gateway(api_key),
+            row,
+            self.options.push,
+            self.after_step,
+        )
+        try:
+            push.run()
+        except Disconnected:
+            self._finish(row.id, status=PENDING, attempts_back=True)
+            bound.info("disconnected; row left for later")
+        except PermanentError as exc:
+            self._finish(row.id, status=DEAD, error=_describe(exc))
+            bound.warning("outbox row dead", error=str(exc))
+        except Exception as exc:
+            if row.attempts >= self.options.max_attempts:
+                self._finish(
+                    row.id,
+                    status=DEAD,
+                    error=f"gave up after {row.attempts} attempts: {_describe(exc)}",
+                )
+                bound.error("outbox row dead after retries", error=type(exc).__name__)
+            else:
+                delay = min(
+                    self.options.retry_cap, self.options.retry_base * 2 ** (row.attempts - 1)
+                )
+                delay *= random.uniform(0.5, 1.0)  # noqa: S311 (jitter)
+                self._finish(row.id, status=PENDING, error=_describe(exc), retry_in=delay)
+                bound.warning(
+                    "outbox row failed; will retry",
+                    error=type(exc).__name__,
+                    retry_in=round(delay, 1),
+                )
+        else:
+            self._finish(row.id, status=SENT)
+            bound.info("outbox row sent")
+
+    def _finish(
+        self,
+        row_id: int,
+        *,
+        status: str,
+        error: str | None = None,
+        retry_in: float = 0.0,
+        attempts_back: bool = False,
+    ) -> None:
+        now = utcnow()
+        values: dict[str, object] = {"status": status, "lease_until": None}
+        if status == SENT:
+            values.update(sent_at=now, last_error=None)
+        if error is not None:
+            values["last_error"] = error
+        if status == PENDING:
+            values["next_attempt_at"] = now + timedelta(seconds=retry_in)
+        if attempts_back:
+            values["attempts"] = OutboxRow.attempts - 1
+        with self.bridge.session_factory.begin() as session:
+            session.execute(update(OutboxRow).where(OutboxRow.id == row_id).values(**values))
+
+    def run(self, stop: threading.Event, threads: int = 4) -> None:
+        """The relay role: `threads` pushers, woken by NOTIFY (PostgreSQL) or the poll."""
+        workers = [
+            threading.Thread(target=self._loop, args=(stop,), name=f"relay-{n}", daemon=True)
+            for n in range(threads)
+        ]
+        for worker in workers:
+            worker.start()
+        listener = threading.Thread(
+            target=self._listen, args=(stop,), name="relay-listen", daemon=True
+        )
+        listener.start()
+        stop.wait()
+        self.wakeup.set()
+        for worker in workers:
+            worker.join(timeout=30)
+
+    def _loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.drain()
+            except Exception as exc:
+                log.error("relay pass failed; will try again", error=repr(exc))
+            self.wakeup.wait(self.options.poll_interval)
+            self.wakeup.clear()
+
+    def _listen(self, stop: threading.Event) -> None:
+        engine = self.bridge.engine
+        if engine.dialect.name != "postgresql":
+            return  # the poll is the only wake-up on SQLite
+        import psycopg
+
+        conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        while not stop.is_set():
+            try:
+                with psycopg.connect(conninfo, autocommit=True) as listen:
+                    listen.execute(f"LISTEN {CHANNEL}")
+                    while not stop.is_set():
+                        for _ in listen.notifies(timeout=1.0, stop_after=1):
+                            self.wakeup.set()
+            except Exception as exc:
+                log.warning(
+                    "outbox listener lost its connection; polling meanwhile", error=repr(exc)
+                )
+                stop.wait(self.options.poll_interval)
+
+
+def relay_options(bridge: Bridge) -> RelayOptions:
+    settings = bridge.settings
+    return RelayOptions(
+        retry_base=settings.relay_retry_base,
+        push=PushOptions(
+            collection_method=settings.invoice_collection_method,
+            days_until_due=settings.invoice_days_until_due,
+            proration_behavior=settings.proration_behavior,
+        ),
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip()[:2000]
