@@ -17,6 +17,7 @@ from dotenv import load_dotenv
 from stripe_bridge import logs
 from stripe_bridge.bootstrap import Bridge, bootstrap
 from stripe_bridge.commands import connection as connection_commands
+from stripe_bridge.commands import operators as operator_commands
 from stripe_bridge.commands import review as review_commands
 from stripe_bridge.connection import bootstrap_connection
 from stripe_bridge.errors import BridgeError
@@ -183,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true"
     )
     connection_commands.register(commands)
+    operator_commands.register(commands)
     review_commands.register(commands)
     return parser
 

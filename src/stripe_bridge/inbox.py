@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import traceback
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -16,7 +16,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from stripe_bridge.connection import refusal
 from stripe_bridge.db import insert_ignoring_conflicts
 from stripe_bridge.errors import BadRequest, PermanentError
+from stripe_bridge.failures import describe, failure_values, mark_failed
 from stripe_bridge.handlers import Event, Handler
+from stripe_bridge.metrics import EVENTS, HANDLER_SECONDS
 from stripe_bridge.models import (
     FAILED,
     IGNORED,
@@ -161,6 +163,8 @@ def apply_event(
     was the last attempt, which marks it failed with the error. `accept` may return a reason
     to ignore the event instead (e.g. the connection was disconnected)."""
     bound = log.bind(**{_ID_KEY[inbox]: event_id})
+    source = "stripe" if inbox is StripeEvent else "veles"
+    started = time.perf_counter()
     try:
         with session_factory.begin() as session:
             row = cast(
@@ -183,14 +187,18 @@ def apply_event(
                 row.processed_at = utcnow()
                 row.last_error = None
             except PERMANENT as exc:
-                row.status, row.last_error = FAILED, _describe(exc)
+                row.status = FAILED
+                mark_failed(row, exc)
                 bound.warning("event failed permanently", error=row.last_error)
             else:
                 bound.info("event applied", status=row.status)
+            EVENTS.labels(source, row.type, row.status).inc()
+            HANDLER_SECONDS.labels(source).observe(time.perf_counter() - started)
             return row.status
     except Exception as exc:
+        EVENTS.labels(source, "unknown", "failed" if final_attempt else "retried").inc()
         _record_transient(session_factory, inbox, event_id, exc, final=final_attempt)
-        bound.warning("event failed, will retry", error=_describe(exc), final=final_attempt)
+        bound.warning("event failed, will retry", error=describe(exc), final=final_attempt)
         raise
 
 
@@ -202,7 +210,10 @@ def _record_transient(
     *,
     final: bool,
 ) -> None:
-    values: dict[str, Any] = {"attempts": inbox.attempts + 1, "last_error": _describe(exc)}
+    values: dict[str, Any] = {
+        "attempts": inbox.attempts + 1,
+        **failure_values(inbox, exc, dead=final),
+    }
     if final:
         values["status"] = FAILED
     try:
@@ -212,11 +223,6 @@ def _record_transient(
             )
     except Exception as record_exc:  # the database itself may be what failed
         log.error("could not record the failure", event_id=event_id, error=repr(record_exc))
-
-
-def _describe(exc: BaseException) -> str:
-    summary = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    return summary[:2000]
 
 
 def counts_by_status(session: Session, inbox: Inbox = StripeEvent) -> dict[str, int]:

@@ -51,6 +51,7 @@ RECEIVED = "received"
 PROCESSED = "processed"
 IGNORED = "ignored"
 FAILED = "failed"
+DISCARDED = "discarded"  # a dead letter an operator gave up on (with the reason); also outbox
 
 
 class InboxRow:
@@ -68,6 +69,13 @@ class InboxRow:
     last_error: Mapped[str | None] = mapped_column(Text)
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    first_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error_type: Mapped[str | None] = mapped_column(String(255))
+    error_traceback: Mapped[str | None] = mapped_column(Text)
+    replays: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    replayed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    discard_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class StripeEvent(InboxRow, Base):
@@ -319,6 +327,13 @@ class OutboxRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    first_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error_type: Mapped[str | None] = mapped_column(String(255))
+    error_traceback: Mapped[str | None] = mapped_column(Text)
+    replays: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    replayed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    discard_reason: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),

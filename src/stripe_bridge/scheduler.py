@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from stripe_bridge import connection
 from stripe_bridge.bootstrap import Bridge
+from stripe_bridge.maintenance import prune
 from stripe_bridge.models import CONNECTED, SyncRun, utcnow
 from stripe_bridge.sweeper import sweep_once
 
@@ -21,6 +22,7 @@ log = structlog.get_logger(__name__)
 
 CADENCE_KINDS = ("customers", "products")
 TICK_SECONDS = 30
+PRUNE_EVERY = timedelta(hours=1)
 
 
 class Scheduler:
@@ -28,6 +30,7 @@ class Scheduler:
         self.bridge = bridge
         self._enqueued_at: dict[str, datetime] = {}
         self._last_sweep: datetime | None = None
+        self._last_prune: datetime | None = None
 
     def due_syncs(self) -> list[str]:
         now = utcnow()
@@ -56,6 +59,9 @@ class Scheduler:
         if self._last_sweep is None or now - self._last_sweep >= sweep_every:
             sweep_once(self.bridge)
             self._last_sweep = now
+        if self._last_prune is None or now - self._last_prune >= PRUNE_EVERY:
+            prune(self.bridge)
+            self._last_prune = now
         sent = []
         for kind in self.due_syncs():
             self.bridge.sync_actor.send(kind, "schedule")

@@ -60,6 +60,7 @@ class Settings:
     webhook_tolerance: int = 300
     max_body_bytes: int = 1024 * 1024
     sync_interval: int = 900
+    retention_days: int = 30
     relay_retry_base: float = 2.0
     relay_threads: int = 4
     invoice_collection_method: str = "send_invoice"
@@ -109,6 +110,7 @@ class Settings:
             webhook_tolerance=_int(env, "BRIDGE_WEBHOOK_TOLERANCE", 300),
             max_body_bytes=_int(env, "BRIDGE_MAX_BODY_BYTES", 1024 * 1024),
             sync_interval=_int(env, "BRIDGE_SYNC_INTERVAL", 900),
+            retention_days=_int(env, "BRIDGE_RETENTION_DAYS", 30),
             stripe_retry_base=float(env.get("BRIDGE_STRIPE_RETRY_BASE") or 0.5),
             relay_retry_base=float(env.get("BRIDGE_RELAY_RETRY_BASE") or 2.0),
             relay_threads=_int(env, "BRIDGE_RELAY_THREADS", 4),

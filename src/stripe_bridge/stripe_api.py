@@ -18,6 +18,7 @@ import structlog
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from stripe_bridge.errors import PermanentError, TransientError
+from stripe_bridge.metrics import STRIPE_CALLS, STRIPE_SECONDS, call_name
 
 log = structlog.get_logger(__name__)
 
@@ -123,9 +124,13 @@ class StripeGateway:
                 error=type(state.outcome.exception()).__name__ if state.outcome else None,
             ),
         )
+        name = call_name(what)
+        started = time.perf_counter()
         try:
-            return retrying(fn)
+            result = retrying(fn)
         except stripe.StripeError as exc:
+            STRIPE_SECONDS.labels(name).observe(time.perf_counter() - started)
+            STRIPE_CALLS.labels(name, "unavailable" if is_retriable(exc) else "refused").inc()
             request_id = _header(exc, "request-id")
             if is_retriable(exc):
                 log.error("stripe unavailable", call=what, stripe_request_id=request_id)
@@ -133,13 +138,22 @@ class StripeGateway:
                     f"{what}: Stripe unavailable: {exc.user_message or exc}"
                 ) from exc
             message = exc.user_message or str(exc)
-            log.warning("stripe refused", call=what, status=exc.http_status, code=exc.code)
+            log.warning(
+                "stripe refused",
+                call=what,
+                status=exc.http_status,
+                code=exc.code,
+                stripe_request_id=request_id,
+            )
             raise StripeRejected(
                 f"{what}: {message}",
                 stripe_code=exc.code,
                 param=getattr(exc, "param", None),
                 status=exc.http_status,
             ) from exc
+        STRIPE_SECONDS.labels(name).observe(time.perf_counter() - started)
+        STRIPE_CALLS.labels(name, "ok").inc()
+        return result
 
     # --- reads -----------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from stripe_bridge import connection
 from stripe_bridge.errors import BadRequest, Conflict
 from stripe_bridge.handlers.base import Event
+from stripe_bridge.metrics import SYNC_RUNS
 from stripe_bridge.models import CONNECTED, Customer, SyncRun, utcnow
 from stripe_bridge.stripe_api import StripeGateway
 
@@ -129,8 +130,10 @@ def run_sync(
                 )
             )
         bound.warning("sync stopped", status=status, error=type(exc).__name__, seen=run.seen)
+        SYNC_RUNS.labels(kind, status).inc()
         raise
     seconds = time.monotonic() - began
+    SYNC_RUNS.labels(kind, COMPLETED).inc()
     bound.info("sync completed", seen=run.seen, seconds=round(seconds, 2))
     return SyncResult(run.id, kind, COMPLETED, run.seen, resumed, seconds)
 

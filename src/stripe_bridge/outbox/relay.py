@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import random
 import threading
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -26,7 +25,18 @@ from sqlalchemy.orm import Session, aliased
 from stripe_bridge import connection
 from stripe_bridge.bootstrap import Bridge
 from stripe_bridge.errors import PermanentError
-from stripe_bridge.models import CONNECTED, DEAD, IN_FLIGHT, PENDING, SENT, OutboxRow, utcnow
+from stripe_bridge.failures import failure_values
+from stripe_bridge.metrics import OUTBOX
+from stripe_bridge.models import (
+    CONNECTED,
+    DEAD,
+    DISCARDED,
+    IN_FLIGHT,
+    PENDING,
+    SENT,
+    OutboxRow,
+    utcnow,
+)
 from stripe_bridge.outbox.push import Disconnected, Push, PushOptions
 from stripe_bridge.outbox.writer import CHANNEL
 
@@ -51,7 +61,7 @@ def claim(session: Session, lease: timedelta) -> OutboxRow | None:
         earlier.aggregate_type == OutboxRow.aggregate_type,
         earlier.aggregate_id == OutboxRow.aggregate_id,
         earlier.id < OutboxRow.id,
-        earlier.status != SENT,
+        earlier.status.not_in((SENT, DISCARDED)),
     )
     due = or_(
         and_(OutboxRow.status == PENDING, OutboxRow.next_attempt_at <= now),
@@ -125,22 +135,21 @@ class Relay:
             self._finish(row.id, status=PENDING, attempts_back=True)
             bound.info("disconnected; row left for later")
         except PermanentError as exc:
-            self._finish(row.id, status=DEAD, error=_describe(exc))
+            self._finish(row.id, status=DEAD, exc=exc)
+            OUTBOX.labels(row.kind, "dead").inc()
             bound.warning("outbox row dead", error=str(exc))
         except Exception as exc:
             if row.attempts >= self.options.max_attempts:
-                self._finish(
-                    row.id,
-                    status=DEAD,
-                    error=f"gave up after {row.attempts} attempts: {_describe(exc)}",
-                )
+                self._finish(row.id, status=DEAD, exc=exc)
+                OUTBOX.labels(row.kind, "dead").inc()
                 bound.error("outbox row dead after retries", error=type(exc).__name__)
             else:
                 delay = min(
                     self.options.retry_cap, self.options.retry_base * 2 ** (row.attempts - 1)
                 )
                 delay *= random.uniform(0.5, 1.0)  # noqa: S311 (jitter)
-                self._finish(row.id, status=PENDING, error=_describe(exc), retry_in=delay)
+                self._finish(row.id, status=PENDING, exc=exc, retry_in=delay)
+                OUTBOX.labels(row.kind, "retried").inc()
                 bound.warning(
                     "outbox row failed; will retry",
                     error=type(exc).__name__,
@@ -148,6 +157,7 @@ class Relay:
                 )
         else:
             self._finish(row.id, status=SENT)
+            OUTBOX.labels(row.kind, "sent").inc()
             bound.info("outbox row sent")
 
     def _finish(
@@ -155,7 +165,7 @@ class Relay:
         row_id: int,
         *,
         status: str,
-        error: str | None = None,
+        exc: BaseException | None = None,
         retry_in: float = 0.0,
         attempts_back: bool = False,
     ) -> None:
@@ -163,8 +173,8 @@ class Relay:
         values: dict[str, object] = {"status": status, "lease_until": None}
         if status == SENT:
             values.update(sent_at=now, last_error=None)
-        if error is not None:
-            values["last_error"] = error
+        if exc is not None:
+            values.update(failure_values(OutboxRow, exc, dead=status == DEAD))
         if status == PENDING:
             values["next_attempt_at"] = now + timedelta(seconds=retry_in)
         if attempts_back:
@@ -229,7 +239,3 @@ def relay_options(bridge: Bridge) -> RelayOptions:
             proration_behavior=settings.proration_behavior,
         ),
     )
-
-
-def _describe(exc: BaseException) -> str:
-    return "".join(traceback.format_exception_only(type(exc), exc)).strip()[:2000]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from argparse import ArgumentTypeError
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -12,8 +14,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from stripe_bridge import connection, review
+from stripe_bridge import connection, deadletters, review
 from stripe_bridge.bootstrap import Bridge
+from stripe_bridge.commands.operators import parse_since
 from stripe_bridge.errors import BadRequest, Conflict
 from stripe_bridge.models import CONNECTED
 from stripe_bridge.status import status_object
@@ -172,7 +175,69 @@ async def sync_progress(request: Request) -> Response:
     return JSON({"data": (await run_in_threadpool(_status, request.app.state.bridge))["sync"]})
 
 
+def _since(request: Request) -> datetime | None:
+    raw = request.query_params.get("since")
+    if not raw:
+        return None
+    try:
+        return parse_since(raw)
+    except ArgumentTypeError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+async def list_dead_letters(request: Request) -> Response:
+    """`?kind=event|veles|outbox&type=&since=`; `?traceback=true` adds the tracebacks."""
+    require_admin(request)
+    bridge: Bridge = request.app.state.bridge
+    kind, event_type = request.query_params.get("kind"), request.query_params.get("type")
+    since, with_traceback = _since(request), request.query_params.get("traceback") == "true"
+
+    def work() -> dict[str, Any]:
+        with bridge.session_factory() as session:
+            letters = deadletters.list_dead(session, kind=kind, event_type=event_type, since=since)
+        return {
+            "data": [letter.as_json(with_traceback=with_traceback) for letter in letters],
+            "next_cursor": None,
+        }
+
+    return JSON(await run_in_threadpool(work))
+
+
+async def replay_dead_letter(request: Request) -> Response:
+    require_admin(request)
+    bridge: Bridge = request.app.state.bridge
+    ref = str(request.path_params["id"])
+    replayed = await run_in_threadpool(deadletters.replay, bridge, [ref])
+    return JSON({"replayed": replayed}, status_code=202)
+
+
+async def replay_dead_letters(request: Request) -> Response:
+    """Replay every dead letter matching `{"kind"?, "type"?, "dry_run"?}`."""
+    require_admin(request)
+    bridge: Bridge = request.app.state.bridge
+    try:
+        body = orjson.loads(await request.body() or b"{}")
+    except orjson.JSONDecodeError:
+        raise BadRequest("body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("body must be a JSON object")
+    replayed = await run_in_threadpool(
+        lambda: deadletters.replay_matching(
+            bridge,
+            kind=body.get("kind"),
+            event_type=body.get("type"),
+            dry_run=bool(body.get("dry_run", False)),
+        )
+    )
+    return JSON(
+        {"replayed": replayed, "dry_run": bool(body.get("dry_run", False))}, status_code=202
+    )
+
+
 routes = [
+    Route("/dead-letters", list_dead_letters, methods=["GET"]),
+    Route("/dead-letters/replay", replay_dead_letters, methods=["POST"]),
+    Route("/dead-letters/{id}/replay", replay_dead_letter, methods=["POST"]),
     Route("/connection", get_connection, methods=["GET"]),
     Route("/connection", put_connection, methods=["PUT"]),
     Route("/connection", delete_connection, methods=["DELETE"]),

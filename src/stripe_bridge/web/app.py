@@ -14,7 +14,7 @@ from stripe_bridge.errors import BridgeError
 from stripe_bridge.models import VelesEvent
 from stripe_bridge.web import admin_api, admin_review
 from stripe_bridge.web.group_commit import GroupCommit
-from stripe_bridge.web.health import healthz, readyz
+from stripe_bridge.web.health import healthz, metrics, readyz
 from stripe_bridge.web.inbound import make_flush, stripe_webhook, veles_event
 from stripe_bridge.web.responses import bridge_error, unexpected_error
 
@@ -39,6 +39,7 @@ def create_app(bridge: Bridge) -> Starlette:
             Route("/veles/events", veles_event, methods=["POST"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", metrics),
             Mount("/admin/api", routes=[*admin_api.routes, *admin_review.routes]),
         ],
         exception_handlers={BridgeError: bridge_error, Exception: unexpected_error},

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from dramatiq.brokers.redis import RedisBroker
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from stripe_bridge.bootstrap import Bridge
+from stripe_bridge.metrics import exposition
 from stripe_bridge.migrate import current_revision, head_revision
 from stripe_bridge.web.responses import JSON
 
@@ -45,3 +47,8 @@ async def readyz(request: Request) -> Response:
     checks = await run_in_threadpool(_checks, request.app.state.bridge)
     ready = all(value == "ok" for value in checks.values())
     return JSON({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+
+async def metrics(request: Request) -> Response:
+    body = await run_in_threadpool(exposition, request.app.state.bridge)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -9,8 +9,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from stripe_bridge.bootstrap import Bridge
-from stripe_bridge.errors import BadRequest, PayloadTooLarge
+from stripe_bridge.errors import BadRequest, BridgeError, PayloadTooLarge
 from stripe_bridge.inbox import Inbox, Incoming, classify, parse_event, store
+from stripe_bridge.metrics import WEBHOOKS
 from stripe_bridge.models import RECEIVED, StripeEvent
 from stripe_bridge.signatures import verify
 from stripe_bridge.veles import parse_veles_event
@@ -61,6 +62,15 @@ def make_flush(bridge: Bridge, inbox: Inbox = StripeEvent) -> Flush:
 
 
 async def stripe_webhook(request: Request) -> Response:
+    try:
+        response = await _stripe_webhook(request)
+    except BridgeError as exc:
+        WEBHOOKS.labels("stripe", exc.code).inc()
+        raise
+    return response
+
+
+async def _stripe_webhook(request: Request) -> Response:
     state = request.app.state
     bridge: Bridge = state.bridge
     body = await read_body(request, bridge.settings.max_body_bytes)
@@ -74,11 +84,21 @@ async def stripe_webhook(request: Request) -> Response:
     incoming = parse_event(body)
     classify(incoming, status=view.status, mode=view.mode, handled=bridge.handlers)
     duplicate = await state.group_commit.submit(incoming)
+    WEBHOOKS.labels("stripe", "duplicate" if duplicate else "stored").inc()
     return JSON({"received": True, "duplicate": duplicate})
 
 
 async def veles_event(request: Request) -> Response:
     """POST /veles/events: Veles' own events, signed like Stripe's with BRIDGE_VELES_SECRET."""
+    try:
+        response = await _veles_event(request)
+    except BridgeError as exc:
+        WEBHOOKS.labels("veles", exc.code).inc()
+        raise
+    return response
+
+
+async def _veles_event(request: Request) -> Response:
     state = request.app.state
     bridge: Bridge = state.bridge
     body = await read_body(request, bridge.settings.max_body_bytes)
@@ -91,4 +111,5 @@ async def veles_event(request: Request) -> Response:
     )
     incoming = parse_veles_event(body, bridge.veles_handlers)
     duplicate = await state.veles_commit.submit(incoming)
+    WEBHOOKS.labels("veles", "duplicate" if duplicate else "stored").inc()
     return JSON({"received": True, "duplicate": duplicate}, status_code=202)

@@ -1,0 +1,193 @@
+"""Dead letters: one view of work that failed for good, and its replay or discard.
+
+Three kinds, named `<kind>:<id>`: `event:evt_…` (a Stripe event whose handler failed),
+`veles:…` (a Veles event that failed) and `outbox:<n>` (an outbox row that is dead). A replay
+sends the work down its normal path again (the same handler and stale guard, the same
+idempotency keys and saved progress), so replaying twice, or replaying an event that a newer
+one has superseded, changes nothing wrongly. A replay that fails again is a dead letter again,
+with the fresh error."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from sqlalchemy import func, select, text, update
+from sqlalchemy.orm import Session
+
+from stripe_bridge.errors import BadRequest, NotFound
+from stripe_bridge.models import (
+    DEAD,
+    DISCARDED,
+    FAILED,
+    PENDING,
+    RECEIVED,
+    OutboxRow,
+    StripeEvent,
+    VelesEvent,
+    utcnow,
+)
+from stripe_bridge.outbox.writer import CHANNEL
+
+if TYPE_CHECKING:
+    from stripe_bridge.bootstrap import Bridge
+
+log = structlog.get_logger(__name__)
+
+MODELS: dict[str, Any] = {"event": StripeEvent, "veles": VelesEvent, "outbox": OutboxRow}
+DEAD_STATUS = {"event": FAILED, "veles": FAILED, "outbox": DEAD}
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    id: str
+    kind: str
+    type: str
+    subject: str | None
+    attempts: int
+    first_failed_at: datetime | None
+    last_failed_at: datetime | None
+    error: str | None
+    error_type: str | None
+    replays: int
+    replayed_at: datetime | None
+    traceback: str | None = None
+
+    def as_json(self, *, with_traceback: bool = False) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("first_failed_at", "last_failed_at", "replayed_at"):
+            data[key] = data[key].isoformat() if data[key] else None
+        if not with_traceback:
+            data.pop("traceback")
+        return data
+
+
+def parse_ref(ref: str) -> tuple[str, Any]:
+    """`kind:id` → (kind, primary key)."""
+    kind, _, object_id = ref.partition(":")
+    if kind not in MODELS or not object_id or (kind == "outbox" and not object_id.isdigit()):
+        raise NotFound(f"no dead letter {ref!r}: ids look like event:evt_…, veles:…, outbox:12")
+    return kind, int(object_id) if kind == "outbox" else object_id
+
+
+def _letter(kind: str, row: Any) -> DeadLetter:
+    is_outbox = kind == "outbox"
+    return DeadLetter(
+        id=f"{kind}:{row.id}",
+        kind=kind,
+        type=row.kind if is_outbox else row.type,
+        subject=f"{row.aggregate_type}:{row.aggregate_id}" if is_outbox else row.object_id,
+        attempts=row.attempts,
+        first_failed_at=row.first_failed_at,
+        last_failed_at=row.last_failed_at,
+        error=row.last_error,
+        error_type=row.error_type,
+        replays=row.replays,
+        replayed_at=row.replayed_at,
+        traceback=row.error_traceback,
+    )
+
+
+def _query(kind: str, event_type: str | None, since: datetime | None) -> Any:
+    model = MODELS[kind]
+    query = select(model).where(model.status == DEAD_STATUS[kind])
+    if event_type:
+        query = query.where((model.kind if kind == "outbox" else model.type) == event_type)
+    if since:
+        query = query.where(model.last_failed_at >= since)
+    return query.order_by(model.last_failed_at, model.id)
+
+
+def list_dead(
+    session: Session,
+    *,
+    kind: str | None = None,
+    event_type: str | None = None,
+    since: datetime | None = None,
+) -> list[DeadLetter]:
+    if kind is not None and kind not in MODELS:
+        raise BadRequest(f"kind must be one of {', '.join(MODELS)}")
+    kinds = [kind] if kind else list(MODELS)
+    return [_letter(k, row) for k in kinds for row in session.scalars(_query(k, event_type, since))]
+
+
+def get_dead(session: Session, ref: str) -> DeadLetter:
+    kind, object_id = parse_ref(ref)
+    model = MODELS[kind]
+    row = session.get(
+        model, int(object_id) if kind == "outbox" and object_id.isdigit() else object_id
+    )
+    if row is None or row.status != DEAD_STATUS[kind]:
+        state = f"it is {row.status}" if row is not None else "no such record"
+        raise NotFound(f"{ref} is not a dead letter ({state})")
+    return _letter(kind, row)
+
+
+def replay(bridge: Bridge, refs: list[str], *, dry_run: bool = False) -> list[str]:
+    """Send each dead letter down its normal path again; answers the ids replayed."""
+    with bridge.session_factory() as session:
+        letters = [get_dead(session, ref) for ref in refs]  # all exist, or nothing happens
+    if dry_run:
+        return [letter.id for letter in letters]
+    replayed: list[str] = []
+    for letter in letters:
+        kind, key = parse_ref(letter.id)
+        model = MODELS[kind]
+        with bridge.session_factory.begin() as session:
+            values: dict[str, Any] = {"replays": model.replays + 1, "replayed_at": utcnow()}
+            if kind == "outbox":
+                values.update(status=PENDING, next_attempt_at=utcnow(), lease_until=None)
+            else:
+                values.update(status=RECEIVED, reason=None, enqueued_at=utcnow())
+            result = session.execute(
+                update(model)
+                .where(model.id == key, model.status == DEAD_STATUS[kind])
+                .values(**values)
+            )
+            if result.rowcount == 0:  # type: ignore[attr-defined]
+                continue  # replayed by someone else meanwhile
+            if kind == "outbox" and session.get_bind().dialect.name == "postgresql":
+                session.execute(text(f"NOTIFY {CHANNEL}"))
+        if kind != "outbox":
+            bridge.enqueue_events([key], model)
+        replayed.append(letter.id)
+        log.info("dead letter replayed", dead_letter=letter.id)
+    return replayed
+
+
+def replay_matching(
+    bridge: Bridge,
+    *,
+    kind: str | None = None,
+    event_type: str | None = None,
+    dry_run: bool = False,
+) -> list[str]:
+    with bridge.session_factory() as session:
+        refs = [letter.id for letter in list_dead(session, kind=kind, event_type=event_type)]
+    return replay(bridge, refs, dry_run=dry_run)
+
+
+def discard(session: Session, ref: str, reason: str) -> DeadLetter:
+    """Give up on a dead letter, with the reason recorded; it leaves the list. A discarded
+    outbox row no longer holds back the rows behind it (they run, and fail on their own if
+    they needed it)."""
+    if not reason.strip():
+        raise BadRequest("a reason is required to discard a dead letter")
+    letter = get_dead(session, ref)
+    kind, key = parse_ref(ref)
+    model = MODELS[kind]
+    session.execute(
+        update(model).where(model.id == key).values(status=DISCARDED, discard_reason=reason.strip())
+    )
+    log.info("dead letter discarded", dead_letter=ref, reason=reason.strip())
+    return letter
+
+
+def count_dead(session: Session) -> dict[str, int]:
+    counts = {}
+    for kind, model in MODELS.items():
+        query = select(func.count()).select_from(model).where(model.status == DEAD_STATUS[kind])
+        counts[kind] = int(session.scalar(query) or 0)
+    return counts

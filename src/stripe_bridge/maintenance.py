@@ -1,0 +1,124 @@
+"""Recovering events Stripe never delivered, and pruning what is done.
+
+`recover --since DATE` lists events through Stripe's Events API (the types the bridge
+handles, at most 20 per request as Stripe allows, 30 days back at most) and stores any the
+inbox lacks exactly like a delivery: classified, stored with `ON CONFLICT DO NOTHING`,
+enqueued. Retention prunes processed and ignored events and sent outbox rows older than
+BRIDGE_RETENTION_DAYS; dead letters stay until replayed or discarded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+import orjson
+import structlog
+from sqlalchemy import delete
+
+from stripe_bridge import connection
+from stripe_bridge.errors import BadRequest, Conflict
+from stripe_bridge.inbox import Incoming, classify, parse_event, store
+from stripe_bridge.models import (
+    CONNECTED,
+    DISCARDED,
+    IGNORED,
+    PROCESSED,
+    RECEIVED,
+    SENT,
+    OutboxRow,
+    StripeEvent,
+    VelesEvent,
+    utcnow,
+)
+
+if TYPE_CHECKING:
+    from stripe_bridge.bootstrap import Bridge
+
+log = structlog.get_logger(__name__)
+
+EVENTS_WINDOW = timedelta(days=30)
+TYPES_PER_REQUEST = 20
+BATCH = 100
+
+
+@dataclass(frozen=True)
+class Recovered:
+    listed: int
+    stored: int
+    already_had: int
+
+
+def recover(bridge: Bridge, since: datetime) -> Recovered:
+    now = utcnow()
+    if since < now - EVENTS_WINDOW:
+        raise BadRequest("Stripe keeps events for 30 days: --since must be within the last 30 days")
+    with bridge.session_factory() as session:
+        row = connection.get(session)
+        if row is None or row.status != CONNECTED:
+            raise Conflict(f"recover refused: the Stripe connection is {connection.status_of(row)}")
+        api_key = connection.api_key(row, bridge.box)
+        view = connection.InboundView((), row.mode, row.status)
+    assert api_key is not None
+    gateway = bridge.gateway(api_key)
+    types = sorted(bridge.handlers)
+    listed = stored = 0
+    for start in range(0, len(types), TYPES_PER_REQUEST):
+        chunk = types[start : start + TYPES_PER_REQUEST]
+        batch = []
+        for event in gateway.iterate(
+            "events", types=chunk, created={"gte": int(since.timestamp())}
+        ):
+            incoming = parse_event(orjson.dumps(event))
+            classify(incoming, status=view.status, mode=view.mode, handled=bridge.handlers)
+            batch.append(incoming)
+            if len(batch) >= BATCH:
+                stored += _store(bridge, batch)
+                listed += len(batch)
+                batch = []
+        stored += _store(bridge, batch)
+        listed += len(batch)
+    log.info("recovered events", listed=listed, stored=stored, since=since.isoformat())
+    return Recovered(listed, stored, listed - stored)
+
+
+def _store(bridge: Bridge, batch: list[Incoming]) -> int:
+    if not batch:
+        return 0
+    with bridge.session_factory.begin() as session:
+        inserted = store(session, StripeEvent, batch)
+    bridge.enqueue_events(
+        [item.id for item in batch if item.id in inserted and item.status == RECEIVED]
+    )
+    return len(inserted)
+
+
+@dataclass(frozen=True)
+class Pruned:
+    stripe_events: int
+    veles_events: int
+    outbox_rows: int
+
+
+def prune(bridge: Bridge, older_than: timedelta | None = None) -> Pruned:
+    """Delete finished work older than the retention period; never a dead letter."""
+    cutoff = utcnow() - (older_than or timedelta(days=bridge.settings.retention_days))
+    counts = []
+    with bridge.session_factory.begin() as session:
+        for inbox in (StripeEvent, VelesEvent):
+            result = session.execute(
+                delete(inbox).where(
+                    inbox.status.in_((PROCESSED, IGNORED, DISCARDED)), inbox.received_at < cutoff
+                )
+            )
+            counts.append(result.rowcount)  # type: ignore[attr-defined]
+        result = session.execute(
+            delete(OutboxRow).where(
+                OutboxRow.status.in_((SENT, DISCARDED)), OutboxRow.created_at < cutoff
+            )
+        )
+        counts.append(result.rowcount)  # type: ignore[attr-defined]
+    pruned = Pruned(*counts)
+    if any(counts):
+        log.info("pruned finished work", **pruned.__dict__, cutoff=cutoff.isoformat())
+    return pruned
