@@ -67,7 +67,6 @@ CONTRACT_COMMANDS = (
     "replay",
     "recover",
 )
-)
 
 
 @pytest.fixture
