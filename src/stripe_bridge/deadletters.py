@@ -114,11 +114,8 @@ def list_dead(
 
 
 def get_dead(session: Session, ref: str) -> DeadLetter:
-    kind, object_id = parse_ref(ref)
-    model = MODELS[kind]
-    row = session.get(
-        model, int(object_id) if kind == "outbox" and object_id.isdigit() else object_id
-    )
+    kind, key = parse_ref(ref)
+    row = session.get(MODELS[kind], key)
     if row is None or row.status != DEAD_STATUS[kind]:
         state = f"it is {row.status}" if row is not None else "no such record"
         raise NotFound(f"{ref} is not a dead letter ({state})")
