@@ -246,3 +246,47 @@ def post_veles(client: TestClient, payload: dict[str, Any], secret: str = VELES_
     body = orjson.dumps(payload)
     headers = {"Veles-Signature": sign(body, secret, int(time.time()))}
     return client.post("/veles/events", content=body, headers=headers)
+
+
+@pytest.fixture
+def connected(bridge: Bridge) -> Bridge:
+    """The bridge connected to the fake Stripe's test account."""
+    from stripe_bridge import connection
+
+    with bridge.session_factory.begin() as session:
+        connection.connect(session, bridge.box, bridge.gateway, TEST_KEY)
+    return bridge
+
+
+@pytest.fixture
+def cli(
+    database_url: str,
+    redis_namespace: str,
+    fake_stripe: FakeStripe,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> Any:
+    """`stripe-bridge …` in-process against this run's database, Redis and the fake Stripe;
+    answers (exit code, stdout, stderr)."""
+    from stripe_bridge.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    for key, value in {
+        "BRIDGE_DATABASE_URL": database_url,
+        "BRIDGE_REDIS_URL": REDIS_URL,
+        "BRIDGE_REDIS_NAMESPACE": redis_namespace,
+        "BRIDGE_SECRET_KEY": SECRET_KEY,
+        "STRIPE_API_BASE": fake_stripe.url,
+        "BRIDGE_STRIPE_RETRY_BASE": "0.01",
+        "BRIDGE_LOG_FORMAT": "json",
+    }.items():
+        monkeypatch.setenv(key, value)
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

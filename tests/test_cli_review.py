@@ -3,38 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
 from stripe_bridge.bootstrap import Bridge
-from stripe_bridge.cli import main
-from tests.conftest import REDIS_URL, event, post_event, post_veles, run_jobs, veles_event
-
-
-@pytest.fixture
-def cli(
-    database_url: str,
-    redis_namespace: str,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> Any:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("BRIDGE_DATABASE_URL", database_url)
-    monkeypatch.setenv("BRIDGE_REDIS_URL", REDIS_URL)
-    monkeypatch.setenv("BRIDGE_REDIS_NAMESPACE", redis_namespace)
-    monkeypatch.setenv("BRIDGE_LOG_FORMAT", "json")
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(list(argv))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+from tests.conftest import event, post_event, post_veles, run_jobs, veles_event
 
 
 @pytest.fixture

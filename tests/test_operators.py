@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,9 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
-from stripe_bridge import connection
 from stripe_bridge.bootstrap import Bridge, bootstrap
-from stripe_bridge.cli import main
 from stripe_bridge.errors import PermanentError
 from stripe_bridge.handlers import Event
 from stripe_bridge.maintenance import prune
@@ -24,8 +21,6 @@ from stripe_bridge.models import Customer, OutboxRow, StripeEvent, VelesEvent, V
 from stripe_bridge.outbox.relay import Relay
 from stripe_bridge.web.app import create_app
 from tests.conftest import (
-    REDIS_URL,
-    TEST_KEY,
     admin_headers,
     event,
     make_settings,
@@ -35,13 +30,6 @@ from tests.conftest import (
     veles_event,
 )
 from tests.fake_stripe import FakeStripe
-
-
-@pytest.fixture
-def connected(bridge: Bridge) -> Bridge:
-    with bridge.session_factory.begin() as session:
-        connection.connect(session, bridge.box, bridge.gateway, TEST_KEY)
-    return bridge
 
 
 def dead(client: TestClient, **params: str) -> list[dict[str, Any]]:
@@ -400,35 +388,6 @@ def test_cli_lists_shows_replays_and_discards_dead_letters(
 
     code, out, err = cli("dead-letters", "show", "outbox:99999")
     assert code == 1 and "not a dead letter" in err
-
-
-@pytest.fixture
-def cli(
-    database_url: str,
-    redis_namespace: str,
-    fake_stripe: FakeStripe,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> Any:
-    monkeypatch.chdir(tmp_path)
-    for key, value in {
-        "BRIDGE_DATABASE_URL": database_url,
-        "BRIDGE_REDIS_URL": REDIS_URL,
-        "BRIDGE_REDIS_NAMESPACE": redis_namespace,
-        "BRIDGE_SECRET_KEY": "test-encryption-key-for-stored-stripe-keys",
-        "STRIPE_API_BASE": fake_stripe.url,
-        "BRIDGE_STRIPE_RETRY_BASE": "0.01",
-    }.items():
-        monkeypatch.setenv(key, value)
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(list(argv))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def test_readyz_names_an_unreachable_broker(database_url: str, redis_namespace: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -16,14 +15,12 @@ from starlette.testclient import TestClient
 
 from stripe_bridge import connection
 from stripe_bridge.bootstrap import Bridge
-from stripe_bridge.cli import main
 from stripe_bridge.errors import Conflict
 from stripe_bridge.models import Connection, Customer, Price, Product, Subscription, SyncRun, utcnow
 from stripe_bridge.scheduler import Scheduler
 from stripe_bridge.stripe_api import StripeRejected
 from stripe_bridge.sync import SyncBusy, run_sync
 from tests.conftest import (
-    REDIS_URL,
     TEST_KEY,
     admin_headers,
     event,
@@ -33,13 +30,6 @@ from tests.conftest import (
     veles_event,
 )
 from tests.fake_stripe import FakeStripe
-
-
-@pytest.fixture
-def connected(bridge: Bridge) -> Bridge:
-    with bridge.session_factory.begin() as session:
-        connection.connect(session, bridge.box, bridge.gateway, TEST_KEY)
-    return bridge
 
 
 def seed_customers(
@@ -313,36 +303,6 @@ def test_the_cadence_counts_from_the_last_recorded_run(
         assert Scheduler(connected).due_syncs() == ["products"]  # a fresh scheduler (a restart)
         frozen.tick(timedelta(minutes=5))
         assert Scheduler(connected).due_syncs() == ["customers", "products"]
-
-
-@pytest.fixture
-def cli(
-    database_url: str,
-    redis_namespace: str,
-    fake_stripe: FakeStripe,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> Any:
-    monkeypatch.chdir(tmp_path)
-    for key, value in {
-        "BRIDGE_DATABASE_URL": database_url,
-        "BRIDGE_REDIS_URL": REDIS_URL,
-        "BRIDGE_REDIS_NAMESPACE": redis_namespace,
-        "BRIDGE_SECRET_KEY": "cli-test-key",
-        "STRIPE_API_BASE": fake_stripe.url,
-        "BRIDGE_STRIPE_RETRY_BASE": "0.01",
-        "BRIDGE_LOG_FORMAT": "json",
-    }.items():
-        monkeypatch.setenv(key, value)
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(list(argv))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def test_cli_connect_sync_update_key_disconnect(cli: Any, fake_stripe: FakeStripe) -> None:

@@ -105,7 +105,8 @@ class VelesEvent(InboxRow, Base):
 
 
 class Versioned:
-    """Which event last wrote a mirror row, for the stale-event guard (handlers/guard.py).
+    """A mirrored Stripe object: its common fields, and which event last wrote the row, for
+    the stale-event guard (handlers/guard.py).
 
     `src_created` is the event's `created` (-1 for a row not written by any event yet),
     `src_rank` orders created < updated < deleted within one second, `src_prev` keeps the
@@ -116,6 +117,11 @@ class Versioned:
     src_event_id: Mapped[str | None] = mapped_column(String(255))
     src_prev: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # what every mirrored Stripe object has
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    livemode: Mapped[bool | None] = mapped_column(Boolean)
+    created: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 # Customer match statuses
@@ -146,10 +152,6 @@ class Customer(Versioned, Base):
     match_method: Mapped[str | None] = mapped_column(String(16))
     match_candidates: Mapped[list[str] | None] = mapped_column(JSON)
     match_manual: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
-    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
-    deleted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
-    livemode: Mapped[bool | None] = mapped_column(Boolean)
-    created: Mapped[datetime | None] = mapped_column(UTCDateTime)
     seen_in_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
@@ -167,10 +169,6 @@ class Product(Versioned, Base):
     match_manual: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     description: Mapped[str | None] = mapped_column(Text)
     active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
-    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
-    deleted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
-    livemode: Mapped[bool | None] = mapped_column(Boolean)
-    created: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Price(Versioned, Base):
@@ -187,10 +185,6 @@ class Price(Versioned, Base):
     recurring_interval_count: Mapped[int | None] = mapped_column(Integer)
     nickname: Mapped[str | None] = mapped_column(Text)
     active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
-    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
-    deleted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
-    livemode: Mapped[bool | None] = mapped_column(Boolean)
-    created: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Subscription(Versioned, Base):
@@ -206,10 +200,6 @@ class Subscription(Versioned, Base):
         Boolean, default=False, server_default=text("false")
     )
     canceled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
-    deleted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
-    livemode: Mapped[bool | None] = mapped_column(Boolean)
-    created: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Invoice(Versioned, Base):
@@ -224,10 +214,6 @@ class Invoice(Versioned, Base):
     currency: Mapped[str | None] = mapped_column(String(3))
     number: Mapped[str | None] = mapped_column(Text)
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
-    deleted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
-    livemode: Mapped[bool | None] = mapped_column(Boolean)
-    created: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class VelesCustomer(Base):

@@ -1,8 +1,9 @@
-"""POST /webhooks/stripe: verify, store durably (group commit), enqueue, answer. Nothing else."""
+"""The two signed endpoints: Stripe webhooks and Veles events. Each verifies, stores
+durably (group commit), enqueues one job, and answers; no business logic runs here."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
 from starlette.requests import Request
@@ -61,16 +62,32 @@ def make_flush(bridge: Bridge, inbox: Inbox = StripeEvent) -> Flush:
     return flush
 
 
-async def stripe_webhook(request: Request) -> Response:
-    try:
-        response = await _stripe_webhook(request)
-    except BridgeError as exc:
-        WEBHOOKS.labels("stripe", exc.code).inc()
-        raise
-    return response
+Endpoint = Callable[[Request], Awaitable[bool]]
 
 
-async def _stripe_webhook(request: Request) -> Response:
+def delivery(
+    source: str, *, status_code: int
+) -> Callable[[Endpoint], Callable[[Request], Awaitable[Response]]]:
+    """Answer `{"received": true, "duplicate": …}` and count every delivery by its result."""
+
+    def wrap(store_one: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                duplicate = await store_one(request)
+            except BridgeError as exc:
+                WEBHOOKS.labels(source, exc.code).inc()
+                raise
+            WEBHOOKS.labels(source, "duplicate" if duplicate else "stored").inc()
+            return JSON({"received": True, "duplicate": duplicate}, status_code=status_code)
+
+        return endpoint
+
+    return wrap
+
+
+@delivery("stripe", status_code=200)
+async def stripe_webhook(request: Request) -> bool:
+    """POST /webhooks/stripe: verify, store durably (group commit), enqueue. Nothing else."""
     state = request.app.state
     bridge: Bridge = state.bridge
     body = await read_body(request, bridge.settings.max_body_bytes)
@@ -83,33 +100,16 @@ async def _stripe_webhook(request: Request) -> Response:
     )
     incoming = parse_event(body)
     classify(incoming, status=view.status, mode=view.mode, handled=bridge.handlers)
-    duplicate = await state.group_commit.submit(incoming)
-    WEBHOOKS.labels("stripe", "duplicate" if duplicate else "stored").inc()
-    return JSON({"received": True, "duplicate": duplicate})
+    return bool(await state.group_commit.submit(incoming))
 
 
-async def veles_event(request: Request) -> Response:
+@delivery("veles", status_code=202)
+async def veles_event(request: Request) -> bool:
     """POST /veles/events: Veles' own events, signed like Stripe's with BRIDGE_VELES_SECRET."""
-    try:
-        response = await _veles_event(request)
-    except BridgeError as exc:
-        WEBHOOKS.labels("veles", exc.code).inc()
-        raise
-    return response
-
-
-async def _veles_event(request: Request) -> Response:
     state = request.app.state
     bridge: Bridge = state.bridge
     body = await read_body(request, bridge.settings.max_body_bytes)
-    secret = bridge.settings.veles_secret
-    verify(
-        body,
-        request.headers.get("veles-signature"),
-        (secret,) if secret else (),
-        bridge.settings.webhook_tolerance,
-    )
+    secrets = (bridge.settings.veles_secret,) if bridge.settings.veles_secret else ()
+    verify(body, request.headers.get("veles-signature"), secrets, bridge.settings.webhook_tolerance)
     incoming = parse_veles_event(body, bridge.veles_handlers)
-    duplicate = await state.veles_commit.submit(incoming)
-    WEBHOOKS.labels("veles", "duplicate" if duplicate else "stored").inc()
-    return JSON({"received": True, "duplicate": duplicate}, status_code=202)
+    return bool(await state.veles_commit.submit(incoming))
