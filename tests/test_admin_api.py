@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -558,3 +559,28 @@ def test_connection_answers_the_status_object(client: TestClient) -> None:
         "unmatched_products",
     } <= set(body)
     assert (body["status"], body["mode"], body["api_key_last4"]) == ("not_connected", "test", None)
+
+
+def test_the_console_is_served_with_its_four_tabs(client: TestClient) -> None:
+    response = client.get("/admin")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    tabs = re.findall(r'<button data-tab="(\w+)"[^>]*>(\w+)</button>', response.text)
+    assert [label for _, label in tabs] == ["General", "Customers", "Products", "Subscriptions"]
+    assert "unmatched Stripe " in response.text
+    assert ADMIN_TOKEN not in response.text  # the page carries no secret; the API checks it
+
+
+def test_the_console_is_refused_when_no_admin_token_is_configured(
+    database_url: str, redis_namespace: str
+) -> None:
+    settings = make_settings(database_url, redis_namespace, BRIDGE_ADMIN_TOKEN=None)
+    bridge = bootstrap(settings)
+    try:
+        with TestClient(create_app(bridge)) as client:
+            response = client.get("/admin")
+    finally:
+        bridge.close()
+
+    assert response.status_code == 403

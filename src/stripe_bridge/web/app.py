@@ -13,6 +13,7 @@ from stripe_bridge.connection import InboundConfig
 from stripe_bridge.errors import BridgeError
 from stripe_bridge.models import VelesEvent
 from stripe_bridge.web import admin_api, admin_review
+from stripe_bridge.web.console import console
 from stripe_bridge.web.group_commit import GroupCommit
 from stripe_bridge.web.health import healthz, metrics, readyz
 from stripe_bridge.web.inbound import make_flush, stripe_webhook, veles_event
@@ -41,6 +42,7 @@ def create_app(bridge: Bridge) -> Starlette:
             Route("/readyz", readyz),
             Route("/metrics", metrics),
             Mount("/admin/api", routes=[*admin_api.routes, *admin_review.routes]),
+            Route("/admin", console),
         ],
         exception_handlers={BridgeError: bridge_error, Exception: unexpected_error},
         lifespan=lifespan,
