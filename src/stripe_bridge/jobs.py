@@ -5,7 +5,8 @@ embedded `serve` each get their own, and no module does I/O at import time."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import dramatiq
@@ -58,6 +59,17 @@ def _is_final_attempt() -> bool:
     return int(message.options.get("retries", 0)) >= MAX_RETRIES
 
 
+@contextmanager
+def _job_context(**ids: str) -> Iterator[None]:
+    """Every log line of one job carries its ids, and nothing of the previous job's."""
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(**ids)
+    try:
+        yield
+    finally:
+        structlog.contextvars.clear_contextvars()
+
+
 @dataclass(frozen=True)
 class Actors:
     apply_stripe_event: dramatiq.Actor[[str], None]
@@ -80,7 +92,7 @@ def declare_actors(
     accept: Callable[[Session, Event], str | None] = lambda _session, _event: None,
 ) -> Actors:
     def apply_stripe_event(event_id: str) -> None:
-        with structlog.contextvars.bound_contextvars(stripe_event_id=event_id):
+        with _job_context(stripe_event_id=event_id):
             apply_event(
                 session_factory,
                 handlers,
@@ -90,7 +102,7 @@ def declare_actors(
             )
 
     def apply_veles_event(event_id: str) -> None:
-        with structlog.contextvars.bound_contextvars(veles_event_id=event_id):
+        with _job_context(veles_event_id=event_id):
             apply_event(
                 session_factory,
                 veles_handlers,

@@ -130,7 +130,10 @@ class Relay:
             self.after_step,
         )
         try:
-            push.run()
+            with structlog.contextvars.bound_contextvars(
+                outbox_id=row.id, veles_id=row.aggregate_id
+            ):
+                push.run()
         except Disconnected:
             self._finish(row.id, status=PENDING, attempts_back=True)
             bound.info("disconnected; row left for later")
