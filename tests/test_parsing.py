@@ -7,6 +7,7 @@ import time
 import orjson
 import pytest
 
+from stripe_bridge.connection import refusal
 from stripe_bridge.errors import BadRequest, ConfigError
 from stripe_bridge.inbox import classify, parse_event
 from stripe_bridge.matching import derive_domain, normalise_domain
@@ -55,16 +56,32 @@ def test_parse_event_refuses_what_is_not_a_stripe_event(change: dict[str, object
         parse_event(orjson.dumps({**GOOD, **change}))
 
 
-def test_classify_ignores_unknown_types_and_other_modes() -> None:
+def test_classify_ignores_unknown_types_at_the_door() -> None:
     unknown = parse_event(orjson.dumps({**GOOD, "type": "charge.refunded"}))
-    live = parse_event(orjson.dumps({**GOOD, "livemode": True}))
     fine = parse_event(orjson.dumps(GOOD))
     handled = {"customer.created": lambda event, session: None}
 
-    for incoming in (unknown, live, fine):
-        classify(incoming, status="not_connected", mode="test", handled=handled)
+    for incoming in (unknown, fine):
+        classify(incoming, handled=handled)
 
-    assert (unknown.status, live.status, fine.status) == ("ignored", "ignored", "received")
+    assert (unknown.status, unknown.reason) == ("ignored", "unhandled event type charge.refunded")
+    assert fine.status == "received"
+
+
+@pytest.mark.parametrize(
+    ("status", "mode", "livemode", "reason"),
+    [
+        ("connected", "test", False, None),
+        ("not_connected", "live", True, None),
+        ("connected", "test", True, "mode mismatch: live event, bridge is in test mode"),
+        ("not_connected", "live", False, "mode mismatch: test event, bridge is in live mode"),
+        ("disconnected", "test", False, "disconnected"),
+    ],
+)
+def test_the_jobs_connection_gate(
+    status: str, mode: str, livemode: bool, reason: str | None
+) -> None:
+    assert refusal(status, mode, livemode) == reason
 
 
 def test_signature_with_several_v1_values_verifies_if_any_matches() -> None:

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
 from stripe_bridge.bootstrap import Bridge, bootstrap
-from stripe_bridge.models import StripeEvent
+from stripe_bridge.models import Customer, StripeEvent
 from stripe_bridge.web.app import create_app
 from tests.conftest import (
     OTHER_SECRET,
@@ -19,6 +19,7 @@ from tests.conftest import (
     make_settings,
     post_event,
     queued_jobs,
+    run_jobs,
     signed_headers,
 )
 
@@ -206,16 +207,18 @@ def test_event_that_cannot_be_stored_is_answered_503(
     assert response.json()["error"]["code"] == "store_unavailable"
 
 
-def test_event_of_the_other_mode_is_stored_as_ignored_and_not_enqueued(
+def test_event_of_the_other_mode_is_stored_then_ignored_with_the_reason(
     client: TestClient, bridge: Bridge
 ) -> None:
     response = post_event(client, event("customer.created", CUSTOMER, livemode=True))
+    run_jobs(bridge)
 
     assert response.status_code == 200
     [row] = stored(bridge)
     assert row.status == "ignored"
     assert row.reason == "mode mismatch: live event, bridge is in test mode"
-    assert queued_jobs(bridge) == 0
+    with bridge.session_factory() as session:
+        assert session.get(Customer, "cus_A") is None  # never applied
 
 
 def test_live_key_makes_test_events_the_mismatch(database_url: str, redis_namespace: str) -> None:
@@ -225,13 +228,14 @@ def test_live_key_makes_test_events_the_mismatch(database_url: str, redis_namesp
         with TestClient(create_app(live)) as client:
             post_event(client, event("customer.created", CUSTOMER, livemode=False))
             post_event(client, event("customer.created", CUSTOMER, livemode=True))
+        run_jobs(live)
         rows = stored(live)
     finally:
         live.close()
 
     assert sorted((row.livemode, row.status) for row in rows) == [
         (False, "ignored"),
-        (True, "received"),
+        (True, "processed"),
     ]
 
 

@@ -7,7 +7,7 @@ or another mode is refused, and disconnecting keeps every record."""
 
 from __future__ import annotations
 
-import threading
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -204,7 +204,9 @@ def refusal_now(session: Session, settings: Settings, event: Event) -> str | Non
 
 
 class InboundConfig:
-    """The web process's view of the connection, re-read at most every `ttl` seconds."""
+    """The web process's view of the connection: read on first use, then refreshed in a
+    thread at most every `ttl` seconds while requests keep using the last view (the event loop
+    never waits on the database for it, except for the very first read)."""
 
     def __init__(
         self,
@@ -219,21 +221,31 @@ class InboundConfig:
             settings,
             ttl,
         )
-        self._lock = threading.Lock()
         self._view: InboundView | None = None
         self._read_at = 0.0
+        self._refreshing: asyncio.Future[InboundView] | None = None
 
-    def view(self) -> InboundView:
-        now = time.monotonic()
-        with self._lock:
-            if self._view is None or now - self._read_at > self._ttl:
-                try:
-                    with self._session_factory() as session:
-                        self._view = inbound_view(session, self._box, self._settings)
-                except SQLAlchemyError as exc:
-                    raise StoreUnavailable("the database is unavailable") from exc
-                self._read_at = now
+    def _read(self) -> InboundView:
+        try:
+            with self._session_factory() as session:
+                return inbound_view(session, self._box, self._settings)
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable("the database is unavailable") from exc
+
+    async def view(self) -> InboundView:
+        if self._view is not None and time.monotonic() - self._read_at <= self._ttl:
             return self._view
+        if self._refreshing is None or self._refreshing.done():
+            loop = asyncio.get_running_loop()
+            self._refreshing = loop.run_in_executor(None, self._read)
+            self._refreshing.add_done_callback(self._store)
+        if self._view is not None:
+            return self._view  # stale by at most one refresh
+        return await asyncio.shield(self._refreshing)
+
+    def _store(self, future: asyncio.Future[InboundView]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            self._view, self._read_at = future.result(), time.monotonic()
 
 
 def bootstrap_connection(bridge: Bridge) -> None:

@@ -13,7 +13,6 @@ import structlog
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from stripe_bridge.connection import refusal
 from stripe_bridge.db import insert_ignoring_conflicts
 from stripe_bridge.errors import BadRequest, PermanentError
 from stripe_bridge.failures import describe, failure_values, mark_failed
@@ -88,12 +87,12 @@ def parse_event(body: bytes) -> Incoming:
     )
 
 
-def classify(incoming: Incoming, *, status: str, mode: str, handled: Mapping[str, Handler]) -> None:
-    """Decide at the door whether an event will be applied; the rest are stored as ignored."""
+def classify(incoming: Incoming, *, handled: Mapping[str, Handler]) -> None:
+    """Types the bridge does not handle are stored as ignored at the door. Whether a handled
+    event may be applied (connected? the right mode?) is decided by its job, in the applying
+    transaction: the web's view of the connection may be a second old."""
     if incoming.type not in handled:
         incoming.status, incoming.reason = IGNORED, f"unhandled event type {incoming.type}"
-    elif reason := refusal(status, mode, incoming.extra["livemode"]):
-        incoming.status, incoming.reason = IGNORED, reason
 
 
 def store(session: Session, inbox: Inbox, batch: Sequence[Incoming]) -> set[str]:

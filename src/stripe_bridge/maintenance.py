@@ -58,7 +58,6 @@ def recover(bridge: Bridge, since: datetime) -> Recovered:
         if row is None or row.status != CONNECTED:
             raise Conflict(f"recover refused: the Stripe connection is {connection.status_of(row)}")
         api_key = connection.api_key(row, bridge.box)
-        view = connection.InboundView((), row.mode, row.status)
     assert api_key is not None
     gateway = bridge.gateway(api_key)
     types = sorted(bridge.handlers)
@@ -70,7 +69,7 @@ def recover(bridge: Bridge, since: datetime) -> Recovered:
             "events", types=chunk, created={"gte": int(since.timestamp())}
         ):
             incoming = parse_event(orjson.dumps(event))
-            classify(incoming, status=view.status, mode=view.mode, handled=bridge.handlers)
+            classify(incoming, handled=bridge.handlers)
             batch.append(incoming)
             if len(batch) >= BATCH:
                 stored += _store(bridge, batch)

@@ -91,7 +91,7 @@ async def stripe_webhook(request: Request) -> bool:
     state = request.app.state
     bridge: Bridge = state.bridge
     body = await read_body(request, bridge.settings.max_body_bytes)
-    view = state.inbound.view()
+    view = await state.inbound.view()
     verify(
         body,
         request.headers.get("stripe-signature"),
@@ -99,7 +99,7 @@ async def stripe_webhook(request: Request) -> bool:
         bridge.settings.webhook_tolerance,
     )
     incoming = parse_event(body)
-    classify(incoming, status=view.status, mode=view.mode, handled=bridge.handlers)
+    classify(incoming, handled=bridge.handlers)
     return bool(await state.group_commit.submit(incoming))
 
 
