@@ -191,34 +191,32 @@ async def list_veles_products(request: Request) -> Response:
     return JSON(await _list(request, build))
 
 
-async def get_order(request: Request) -> Response:
-    require_admin(request)
-    bridge: Bridge = request.app.state.bridge
-    order_id = str(request.path_params["veles_id"])
+def _one(
+    model: type[VelesOrder] | type[VelesContract],
+    render: Callable[[Any, Session], dict[str, Any]],
+    noun: str,
+) -> Callable[[Request], Any]:
+    """`GET /admin/api/<noun>s/{veles_id}`: one Veles record and its outbox rows, or 404."""
 
-    def work() -> dict[str, Any]:
-        with bridge.session_factory() as session:
-            row = session.get(VelesOrder, order_id)
-            if row is None:
-                raise NotFound(f"no order {order_id}")
-            return order_json(row, session)
+    async def endpoint(request: Request) -> Response:
+        require_admin(request)
+        bridge: Bridge = request.app.state.bridge
+        veles_id = str(request.path_params["veles_id"])
 
-    return JSON(await run_in_threadpool(work))
+        def work() -> dict[str, Any]:
+            with bridge.session_factory() as session:
+                row = session.get(model, veles_id)
+                if row is None:
+                    raise NotFound(f"no {noun} {veles_id}")
+                return render(row, session)
+
+        return JSON(await run_in_threadpool(work))
+
+    return endpoint
 
 
-async def get_contract(request: Request) -> Response:
-    require_admin(request)
-    bridge: Bridge = request.app.state.bridge
-    contract_id = str(request.path_params["veles_id"])
-
-    def work() -> dict[str, Any]:
-        with bridge.session_factory() as session:
-            row = session.get(VelesContract, contract_id)
-            if row is None:
-                raise NotFound(f"no contract {contract_id}")
-            return contract_json(row, session)
-
-    return JSON(await run_in_threadpool(work))
+get_order = _one(VelesOrder, order_json, "order")
+get_contract = _one(VelesContract, contract_json, "contract")
 
 
 routes = [
