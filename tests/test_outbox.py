@@ -587,3 +587,23 @@ def test_the_python_api_writes_in_the_callers_transaction(
     with bridge.session_factory.begin() as session:
         assert outbox.record_order(session, data, dedupe_key="caller-1") is None  # a duplicate
     assert len(rows(bridge)) == 1
+
+
+def test_a_contract_with_two_lines_of_one_product_is_refused(
+    world: dict[str, Any], bridge: Bridge
+) -> None:
+    line = {"product_id": "vp_seats", "quantity": 1, "unit_amount": 100}
+    data = {
+        "id": "ctr_x",
+        "customer_id": "v_acme",
+        "currency": "usd",
+        "interval": "month",
+        "start_date": "2026-01-01",
+        "lines": [line, line],
+    }
+
+    with (
+        bridge.session_factory() as session,
+        pytest.raises(outbox.InvalidChange, match="one line per product"),
+    ):
+        outbox.record_contract_activated(session, data)

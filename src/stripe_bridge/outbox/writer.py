@@ -169,12 +169,17 @@ def _contract_terms(session: Session, data: Mapping[str, Any]) -> dict[str, Any]
     start_date = data.get("start_date")
     if not isinstance(start_date, str) or not _DATE.match(start_date):
         raise InvalidChange(f"start_date must be YYYY-MM-DD, got {start_date!r}")
+    lines = _lines(session, data)
+    products = [line["product_id"] for line in lines]
+    if len(set(products)) != len(products):
+        # subscription items are matched to contract lines by product on amendment
+        raise InvalidChange("a contract has one line per product; merge the quantities")
     return {
         "customer_id": _customer(session, data),
         "currency": _currency(data),
         "interval": interval,
         "start_date": start_date,
-        "lines": _lines(session, data),
+        "lines": lines,
     }
 
 
