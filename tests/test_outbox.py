@@ -4,6 +4,7 @@ contracts → subscriptions, exactly once in effect, payment status back."""
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -607,3 +608,36 @@ def test_a_contract_with_two_lines_of_one_product_is_refused(
         pytest.raises(outbox.InvalidChange, match="one line per product"),
     ):
         outbox.record_contract_activated(session, data)
+
+
+def test_the_relay_is_woken_by_the_commit_not_the_poll(
+    world: dict[str, Any], bridge: Bridge, fake_stripe: FakeStripe
+) -> None:
+    from dataclasses import replace
+
+    from stripe_bridge.outbox.relay import relay_options
+
+    relay = Relay(bridge, replace(relay_options(bridge), poll_interval=60.0))
+    stop = threading.Event()
+    thread = threading.Thread(target=relay.run, args=(stop, 1), daemon=True)
+    thread.start()
+    try:
+        time.sleep(1.0)  # the relay has drained and is waiting: on NOTIFY, or 60 s
+        with bridge.session_factory.begin() as session:
+            outbox.record_order(
+                session,
+                {
+                    "id": "ord_woken",
+                    "customer_id": "v_acme",
+                    "currency": "usd",
+                    "lines": [{"product_id": "vp_seats", "quantity": 1, "unit_amount": 100}],
+                },
+            )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not invoices_for(fake_stripe, "ord_woken"):
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+    assert len(invoices_for(fake_stripe, "ord_woken")) == 1
