@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, MetaData, Table, create_engine, event
+from sqlalchemy import Engine, MetaData, Table, bindparam, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.sql.dml import Insert
@@ -69,3 +69,27 @@ def insert_ignoring_conflicts(session: Session, table: Table) -> Insert:
     if dialect == "sqlite":
         return sqlite.insert(table).on_conflict_do_nothing()
     raise NotImplementedError(f"unsupported database dialect: {dialect}")
+
+
+_CLAIM_STATEMENTS: dict[tuple[str, type[Any]], Any] = {}
+
+
+def claim_row_statement(session: Session, model: type[Any]) -> Any:
+    """`INSERT … ON CONFLICT (id) DO UPDATE SET id = id RETURNING *` on the ORM entity, with
+    the id as the bind parameter `object_id`: one round trip that creates the row if missing,
+    locks it for this transaction either way (DO UPDATE locks a conflicting row), and returns
+    it. Built once per dialect and model (building it costs more than running it)."""
+    dialect = session.get_bind().dialect.name
+    key = (dialect, model)
+    if key not in _CLAIM_STATEMENTS:
+        if dialect == "postgresql":
+            insert: Any = postgresql.insert(model)
+        elif dialect == "sqlite":
+            insert = sqlite.insert(model)
+        else:
+            raise NotImplementedError(f"unsupported database dialect: {dialect}")
+        insert = insert.values(id=bindparam("object_id"))
+        _CLAIM_STATEMENTS[key] = insert.on_conflict_do_update(
+            index_elements=["id"], set_={"id": insert.excluded.id}
+        ).returning(model)
+    return _CLAIM_STATEMENTS[key]

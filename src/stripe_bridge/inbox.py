@@ -145,6 +145,14 @@ PERMANENT = (PermanentError, KeyError, TypeError, ValueError)
 _ID_KEY = {StripeEvent: "stripe_event_id", VelesEvent: "veles_event_id"}
 
 
+class _Failed(Exception):
+    """Carries a permanent handler error out of the transaction, so that it rolls back."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
 def apply_event(
     session_factory: sessionmaker[Session],
     handlers: Mapping[str, Handler],
@@ -158,9 +166,9 @@ def apply_event(
     """Apply one stored event with its handler, in one transaction; answers the new status.
 
     Safe to call twice: only a `received` row is applied, under a row lock. A permanent error
-    marks the event failed at once; a transient one re-raises (the job retries) unless this
-    was the last attempt, which marks it failed with the error. `accept` may return a reason
-    to ignore the event instead (e.g. the connection was disconnected)."""
+    rolls the handler's work back and marks the event failed at once; a transient one re-raises
+    (the job retries) unless this was the last attempt, which marks it failed with the error.
+    `accept` may return a reason to ignore the event instead (e.g. disconnected)."""
     bound = log.bind(**{_ID_KEY[inbox]: event_id})
     source = "stripe" if inbox is StripeEvent else "veles"
     started = time.perf_counter()
@@ -173,32 +181,45 @@ def apply_event(
             if row is None or row.status != RECEIVED:
                 return row.status if row else "missing"
             structlog.contextvars.bind_contextvars(event_type=row.type)
-            row.attempts += 1
             try:
                 event = decode(orjson.loads(row.payload))
                 ignored_because = accept(session, event)
                 if ignored_because:
                     row.status, row.reason = IGNORED, ignored_because
                 else:
-                    with session.begin_nested():
-                        handlers[row.type](event, session)
+                    handlers[row.type](event, session)
                     row.status = PROCESSED
-                row.processed_at = utcnow()
-                row.last_error = None
             except PERMANENT as exc:
-                row.status = FAILED
-                mark_failed(row, exc)
-                bound.warning("event failed permanently", error=row.last_error)
-            else:
-                bound.info("event applied", status=row.status)
-            EVENTS.labels(source, row.type, row.status).inc()
-            HANDLER_SECONDS.labels(source).observe(time.perf_counter() - started)
-            return row.status
+                raise _Failed(exc) from exc
+            row.attempts += 1
+            row.processed_at, row.last_error = utcnow(), None
+            status, event_type = row.status, row.type
+        bound.info("event applied", status=status)
+    except _Failed as failed:
+        status, event_type = _record_permanent(session_factory, inbox, event_id, failed.cause)
+        bound.warning("event failed permanently", error=describe(failed.cause))
     except Exception as exc:
         EVENTS.labels(source, "unknown", "failed" if final_attempt else "retried").inc()
         _record_transient(session_factory, inbox, event_id, exc, final=final_attempt)
         bound.warning("event failed, will retry", error=describe(exc), final=final_attempt)
         raise
+    EVENTS.labels(source, event_type, status).inc()
+    HANDLER_SECONDS.labels(source).observe(time.perf_counter() - started)
+    return status
+
+
+def _record_permanent(
+    session_factory: sessionmaker[Session], inbox: Inbox, event_id: str, exc: BaseException
+) -> tuple[str, str]:
+    with session_factory.begin() as session:
+        row = cast(
+            "StripeEvent | VelesEvent",
+            session.get(inbox, event_id, with_for_update=True),
+        )
+        if row.status == RECEIVED:
+            row.status, row.attempts = FAILED, row.attempts + 1
+            mark_failed(row, exc)
+        return row.status, row.type
 
 
 def _record_transient(

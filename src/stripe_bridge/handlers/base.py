@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
-from stripe_bridge.db import insert_ignoring_conflicts
+from stripe_bridge.db import claim_row_statement
 from stripe_bridge.errors import PermanentError
 from stripe_bridge.models import Versioned
 
@@ -56,12 +56,10 @@ def lock_row(session: Session, model: type[M], object_id: str) -> M:
 
     Concurrent jobs for the same object serialise here, so the stale guard compares against
     the state the other job committed."""
-    row = session.get(model, object_id, with_for_update=True)
-    if row is None:
-        table = model.__table__  # type: ignore[attr-defined]
-        session.execute(insert_ignoring_conflicts(session, table).values(id=object_id))
-        row = session.get(model, object_id, with_for_update=True, populate_existing=True)
-    assert row is not None
+    statement = claim_row_statement(session, model)
+    row: M = session.scalars(
+        statement, {"object_id": object_id}, execution_options={"populate_existing": True}
+    ).one()
     return row
 
 
