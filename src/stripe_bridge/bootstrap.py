@@ -15,7 +15,14 @@ from stripe_bridge.connection import refusal_now
 from stripe_bridge.db import make_engine, make_session_factory
 from stripe_bridge.handlers import REGISTRY, VELES_REGISTRY, Handler
 from stripe_bridge.inbox import Inbox
-from stripe_bridge.jobs import SYNC_QUEUE, SYNC_TIME_LIMIT_MS, Actors, build_broker, declare_actors
+from stripe_bridge.jobs import (
+    SYNC_QUEUE,
+    SYNC_TIME_LIMIT_MS,
+    Actors,
+    PipelinedRedisBroker,
+    build_broker,
+    declare_actors,
+)
 from stripe_bridge.models import StripeEvent, VelesEvent
 from stripe_bridge.secrets_box import SecretBox, box_from_settings
 from stripe_bridge.settings import Settings
@@ -40,22 +47,27 @@ class Bridge:
         return self.actors.apply_stripe_event
 
     def enqueue_events(self, event_ids: Iterable[str], inbox: Inbox = StripeEvent) -> list[str]:
-        """Send one job per event id; answers the ids sent. Stops at the first broker error:
-        the events stay `received` and the sweeper sends them once the broker is back."""
+        """Send one job per event id (in one Redis round trip on the Redis broker); answers the
+        ids sent. On a broker error the events stay `received` and the sweeper sends them once
+        the broker is back."""
         actor = self.actor_for(inbox)
-        sent: list[str] = []
-        for event_id in event_ids:
-            try:
+        ids = list(event_ids)
+        try:
+            if isinstance(self.broker, PipelinedRedisBroker):
+                self.broker.enqueue_many([actor.message(event_id) for event_id in ids])
+                return ids
+            sent: list[str] = []
+            for event_id in ids:
                 actor.send(event_id)
-            except Exception as exc:
-                log.warning(
-                    "broker unavailable; the sweeper will re-enqueue",
-                    stripe_event_id=event_id,
-                    error=type(exc).__name__,
-                )
-                break
-            sent.append(event_id)
-        return sent
+                sent.append(event_id)
+            return sent
+        except Exception as exc:
+            log.warning(
+                "broker unavailable; the sweeper will re-enqueue",
+                events=len(ids),
+                error=type(exc).__name__,
+            )
+            return []
 
     @cached_property
     def box(self) -> SecretBox:
