@@ -99,6 +99,12 @@ class Bridge:
             options={"max_retries": 0, "time_limit": SYNC_TIME_LIMIT_MS},
         )
 
+    def __enter__(self) -> Bridge:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         self.broker.close()
         self.engine.dispose()

@@ -58,25 +58,23 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     """Everything in one process: migrations, web, worker, sweeper (the embedded default)."""
     from stripe_bridge.runtime import periodic, relay, worker
 
-    bridge = bootstrap(settings)
-    upgrade(bridge.engine)
-    bootstrap_connection(bridge)
-    log.info(
-        "serving",
-        database=bridge.engine.url.render_as_string(hide_password=True),
-        broker=type(bridge.broker).__name__,
-        address=f"http://{args.host}:{args.port}",
-    )
-    with worker(bridge), periodic(bridge, schedule_syncs=True), relay(bridge, threads=2):
-        _serve_http(bridge, args.host, args.port)
-    bridge.close()
+    with bootstrap(settings) as bridge:
+        upgrade(bridge.engine)
+        bootstrap_connection(bridge)
+        log.info(
+            "serving",
+            database=bridge.engine.url.render_as_string(hide_password=True),
+            broker=type(bridge.broker).__name__,
+            address=f"http://{args.host}:{args.port}",
+        )
+        with worker(bridge), periodic(bridge, schedule_syncs=True), relay(bridge, threads=2):
+            _serve_http(bridge, args.host, args.port)
     return 0
 
 
 def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
-    bridge = bootstrap(settings)
-    _serve_http(bridge, args.host, args.port)
-    bridge.close()
+    with bootstrap(settings) as bridge:
+        _serve_http(bridge, args.host, args.port)
     return 0
 
 
@@ -84,11 +82,13 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from stripe_bridge.runtime import periodic, wait_for_signal, worker
 
     _require_redis(settings, "worker")
-    bridge = bootstrap(settings)
-    with worker(bridge, args.threads), periodic(bridge, schedule_syncs=False):
+    with (
+        bootstrap(settings) as bridge,
+        worker(bridge, args.threads),
+        periodic(bridge, schedule_syncs=False),
+    ):
         log.info("worker running", threads=args.threads or settings.worker_threads)
         wait_for_signal()
-    bridge.close()
     return 0
 
 
@@ -96,11 +96,9 @@ def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
     from stripe_bridge.runtime import relay, wait_for_signal
 
     _require_redis(settings, "relay")
-    bridge = bootstrap(settings)
-    with relay(bridge, args.threads):
+    with bootstrap(settings) as bridge, relay(bridge, args.threads):
         log.info("relay running", threads=args.threads or settings.relay_threads)
         wait_for_signal()
-    bridge.close()
     return 0
 
 
@@ -108,20 +106,18 @@ def cmd_scheduler(settings: Settings, _args: argparse.Namespace) -> int:
     from stripe_bridge.runtime import periodic, wait_for_signal
 
     _require_redis(settings, "scheduler")
-    bridge = bootstrap(settings)
-    bootstrap_connection(bridge)
-    with periodic(bridge, schedule_syncs=True):
-        log.info("scheduler running", sync_interval=settings.sync_interval)
-        wait_for_signal()
-    bridge.close()
+    with bootstrap(settings) as bridge:
+        bootstrap_connection(bridge)
+        with periodic(bridge, schedule_syncs=True):
+            log.info("scheduler running", sync_interval=settings.sync_interval)
+            wait_for_signal()
     return 0
 
 
 def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
-    bridge = bootstrap(settings)
-    upgrade(bridge.engine)
-    bootstrap_connection(bridge)
-    bridge.close()
+    with bootstrap(settings) as bridge:
+        upgrade(bridge.engine)
+        bootstrap_connection(bridge)
     print("database at the latest migration")
     return 0
 
@@ -129,10 +125,8 @@ def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     from stripe_bridge.status import status_object
 
-    bridge = bootstrap(settings)
-    with bridge.session_factory() as session:
+    with bootstrap(settings) as bridge, bridge.session_factory() as session:
         status = status_object(session, settings)
-    bridge.close()
     if args.json:
         print(orjson.dumps(status, option=orjson.OPT_INDENT_2).decode())
         return 0

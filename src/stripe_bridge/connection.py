@@ -167,6 +167,22 @@ def status_of(row: Connection | None) -> str:
     return row.status if row is not None else NOT_CONNECTED
 
 
+def require_connected(session: Session, action: str) -> Connection:
+    """The connection, or Conflict naming what was refused and why."""
+    row = get(session)
+    if row is None or row.status != CONNECTED:
+        raise Conflict(f"{action} refused: the Stripe connection is {status_of(row)}")
+    return row
+
+
+def connected_gateway(bridge: Bridge, action: str) -> StripeGateway:
+    """A Stripe client with the connected account's key, or Conflict when not connected."""
+    with bridge.session_factory() as session:
+        key = api_key(require_connected(session, action), bridge.box)
+    assert key is not None  # a connected row always holds its key
+    return bridge.gateway(key)
+
+
 @dataclass(frozen=True)
 class InboundView:
     """What the webhook door and the handlers need: secrets, mode, and whether to apply."""

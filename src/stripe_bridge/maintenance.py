@@ -17,10 +17,9 @@ import structlog
 from sqlalchemy import delete
 
 from stripe_bridge import connection
-from stripe_bridge.errors import BadRequest, Conflict
+from stripe_bridge.errors import BadRequest
 from stripe_bridge.inbox import Incoming, classify, parse_event, store
 from stripe_bridge.models import (
-    CONNECTED,
     DISCARDED,
     IGNORED,
     PROCESSED,
@@ -53,13 +52,7 @@ def recover(bridge: Bridge, since: datetime) -> Recovered:
     now = utcnow()
     if since < now - EVENTS_WINDOW:
         raise BadRequest("Stripe keeps events for 30 days: --since must be within the last 30 days")
-    with bridge.session_factory() as session:
-        row = connection.get(session)
-        if row is None or row.status != CONNECTED:
-            raise Conflict(f"recover refused: the Stripe connection is {connection.status_of(row)}")
-        api_key = connection.api_key(row, bridge.box)
-    assert api_key is not None
-    gateway = bridge.gateway(api_key)
+    gateway = connection.connected_gateway(bridge, "recover")
     types = sorted(bridge.handlers)
     listed = stored = 0
     for start in range(0, len(types), TYPES_PER_REQUEST):

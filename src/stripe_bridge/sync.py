@@ -64,16 +64,6 @@ def check_kind(kind: str) -> str:
     return kind
 
 
-def _gateway(bridge: Bridge) -> StripeGateway:
-    with bridge.session_factory() as session:
-        row = connection.get(session)
-        if row is None or row.status != CONNECTED:
-            raise Conflict(f"sync refused: the Stripe connection is {connection.status_of(row)}")
-        key = connection.api_key(row, bridge.box)
-    assert key is not None
-    return bridge.gateway(key)
-
-
 def _start(bridge: Bridge, kind: str, trigger: str) -> tuple[SyncRun, bool]:
     now = utcnow()
     try:
@@ -111,7 +101,7 @@ def run_sync(
     """One sync pass (or the rest of an interrupted one). Raises Conflict when disconnected
     or when a run of the same kind is in progress."""
     check_kind(kind)
-    gateway = _gateway(bridge)
+    gateway = connection.connected_gateway(bridge, "sync")
     run, resumed = _start(bridge, kind, trigger)
     began = time.monotonic()
     bound = log.bind(sync_run_id=run.id, sync_kind=kind)

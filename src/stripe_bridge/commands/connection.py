@@ -18,8 +18,7 @@ from stripe_bridge.sync import KINDS, SyncResult, check_kind, run_sync
 
 
 def _change(settings: Settings, args: argparse.Namespace, action: str) -> int:
-    bridge = bootstrap(settings)
-    try:
+    with bootstrap(settings) as bridge:
         with bridge.session_factory.begin() as session:
             if action == "connect":
                 connection.connect(
@@ -33,8 +32,6 @@ def _change(settings: Settings, args: argparse.Namespace, action: str) -> int:
                 connection.disconnect(session)
         with bridge.session_factory() as session:
             status = status_object(session, settings)
-    finally:
-        bridge.close()
     if args.json:
         print(orjson.dumps(status, option=orjson.OPT_INDENT_2).decode())
     elif action == "disconnect":
@@ -61,9 +58,8 @@ def cmd_disconnect(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
     kinds = list(KINDS) if args.kind == "all" else [check_kind(args.kind)]
-    bridge = bootstrap(settings)
     results: list[SyncResult] = []
-    try:
+    with bootstrap(settings) as bridge:
         for kind in kinds:
             with tqdm(
                 desc=f"sync {kind}",
@@ -77,8 +73,6 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
                     bar.update(seen - bar.n)
 
                 results.append(run_sync(bridge, kind, progress=progress))
-    finally:
-        bridge.close()
     if args.json:
         print(orjson.dumps([asdict(result) for result in results]).decode())
     else:

@@ -31,14 +31,10 @@ def _print(value: Any) -> None:
 
 
 def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
-    bridge = bootstrap(settings)
-    try:
-        with bridge.session_factory() as session:
-            letters = deadletters.list_dead(
-                session, kind=args.kind, event_type=args.type, since=args.since
-            )
-    finally:
-        bridge.close()
+    with bootstrap(settings) as bridge, bridge.session_factory() as session:
+        letters = deadletters.list_dead(
+            session, kind=args.kind, event_type=args.type, since=args.since
+        )
     if args.json:
         _print([letter.as_json() for letter in letters])
         return 0
@@ -53,12 +49,8 @@ def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
-    bridge = bootstrap(settings)
-    try:
-        with bridge.session_factory() as session:
-            letter = deadletters.get_dead(session, args.id)
-    finally:
-        bridge.close()
+    with bootstrap(settings) as bridge, bridge.session_factory() as session:
+        letter = deadletters.get_dead(session, args.id)
     if args.json:
         _print(letter.as_json(with_traceback=True))
         return 0
@@ -70,12 +62,8 @@ def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_discard(settings: Settings, args: argparse.Namespace) -> int:
-    bridge = bootstrap(settings)
-    try:
-        with bridge.session_factory.begin() as session:
-            deadletters.discard(session, args.id, args.reason)
-    finally:
-        bridge.close()
+    with bootstrap(settings) as bridge, bridge.session_factory.begin() as session:
+        deadletters.discard(session, args.id, args.reason)
     print(f"{args.id} discarded: {args.reason}")
     return 0
 
@@ -85,16 +73,13 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
         raise BadRequest("give dead-letter ids, or --all (with --kind/--type to narrow it)")
     if args.ids and (args.kind or args.type):
         raise BadRequest("--kind and --type go with --all")
-    bridge = bootstrap(settings)
-    try:
+    with bootstrap(settings) as bridge:
         if args.all:
             replayed = deadletters.replay_matching(
                 bridge, kind=args.kind, event_type=args.type, dry_run=args.dry_run
             )
         else:
             replayed = deadletters.replay(bridge, args.ids, dry_run=args.dry_run)
-    finally:
-        bridge.close()
     if args.json:
         _print({"replayed": replayed, "dry_run": args.dry_run})
         return 0
@@ -106,11 +91,8 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_recover(settings: Settings, args: argparse.Namespace) -> int:
-    bridge = bootstrap(settings)
-    try:
+    with bootstrap(settings) as bridge:
         result = recover(bridge, args.since)
-    finally:
-        bridge.close()
     if args.json:
         _print(result.__dict__)
     else:

@@ -25,15 +25,12 @@ Action = Callable[[Session, argparse.Namespace], dict[str, Any]]
 
 
 def _run(settings: Settings, work: Callable[[Session], Any], *, write: bool) -> Any:
-    bridge = bootstrap(settings)
-    try:
+    with bootstrap(settings) as bridge:
         if write:
             with bridge.session_factory.begin() as session:
                 return work(session)
         with bridge.session_factory() as session:
             return work(session)
-    finally:
-        bridge.close()
 
 
 def _print_json(value: Any) -> None:

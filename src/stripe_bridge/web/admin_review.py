@@ -17,7 +17,7 @@ from starlette.routing import Route
 from stripe_bridge import connection, deadletters, review
 from stripe_bridge.bootstrap import Bridge
 from stripe_bridge.commands.operators import parse_since
-from stripe_bridge.errors import BadRequest, Conflict
+from stripe_bridge.errors import BadRequest
 from stripe_bridge.models import CONNECTED
 from stripe_bridge.status import status_object
 from stripe_bridge.sync import check_kind
@@ -159,11 +159,7 @@ async def start_sync(request: Request) -> Response:
 
     def work() -> None:
         with bridge.session_factory() as session:
-            row = connection.get(session)
-            if row is None or row.status != CONNECTED:
-                raise Conflict(
-                    f"sync refused: the Stripe connection is {connection.status_of(row)}"
-                )
+            connection.require_connected(session, "sync")
         bridge.sync_actor.send(kind, "manual")
 
     await run_in_threadpool(work)
