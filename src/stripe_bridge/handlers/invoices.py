@@ -14,10 +14,7 @@ from sqlalchemy.orm import Session
 from stripe_bridge.handlers.base import Event, Handler, dig, lock_row, ref_id, timestamp
 from stripe_bridge.handlers.guard import is_stale, stamp
 from stripe_bridge.models import Invoice, Versioned
-from stripe_bridge.outbox.feedback import invoice_applied
-
-# An invoice only moves forward: in a same-second tie a later stage wins.
-STATUS_PROGRESS = {"draft": 0, "open": 1, "paid": 2, "uncollectible": 2, "void": 3}
+from stripe_bridge.outbox.feedback import INVOICE_PROGRESS, invoice_applied
 
 _STATUS_BY_EVENT = {
     "invoice.created": "draft",
@@ -47,7 +44,7 @@ def invoice_status(obj: Mapping[str, Any], event_type: str) -> str | None:
 
 
 def _progress(row: Versioned) -> int:
-    return STATUS_PROGRESS.get(getattr(row, "status", None) or "", 0)
+    return INVOICE_PROGRESS.get(getattr(row, "status", None) or "", 0)
 
 
 def apply_invoice(event: Event, session: Session) -> None:
@@ -55,7 +52,7 @@ def apply_invoice(event: Event, session: Session) -> None:
     status = invoice_status(obj, event.type)
     row = lock_row(session, Invoice, obj["id"])
     if is_stale(
-        row, event, progress=_progress, incoming_progress=STATUS_PROGRESS.get(status or "", 0)
+        row, event, progress=_progress, incoming_progress=INVOICE_PROGRESS.get(status or "", 0)
     ):
         return
     subscription = obj.get("subscription") or dig(

@@ -7,7 +7,8 @@ from sqlalchemy.orm import Session
 
 from stripe_bridge.models import Invoice, Subscription, VelesContract, VelesOrder, utcnow
 
-# An invoice only moves forward (draft → open → paid/uncollectible → void).
+# An invoice only moves forward (draft → open → paid/uncollectible → void): the stale guard's
+# tie-break for invoice events, and the rule for an order's invoice status.
 INVOICE_PROGRESS = {"draft": 0, "open": 1, "paid": 2, "uncollectible": 2, "void": 3}
 PAYMENT_STATUS = {
     "draft": "pending",
