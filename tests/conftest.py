@@ -175,6 +175,18 @@ def queued_jobs(bridge: Bridge) -> int:
     return int(client.llen(f"{bridge.settings.redis_namespace}:{EVENTS_QUEUE}"))
 
 
+def queued_event_ids(bridge: Bridge) -> list[str]:
+    """The Stripe event ids the waiting jobs carry (a batch job carries several), in order."""
+    client = bridge.broker.client  # type: ignore[attr-defined]
+    queue = f"{bridge.settings.redis_namespace}:{EVENTS_QUEUE}"
+    ids: list[str] = []
+    for message_id in client.lrange(queue, 0, -1):
+        message = dramatiq.Message.decode(client.hget(f"{queue}.msgs", message_id))
+        [argument] = message.args
+        ids.extend(argument if isinstance(argument, list) else [argument])
+    return ids
+
+
 def run_jobs(bridge: Bridge, timeout_ms: int = 30_000) -> None:
     """Run a real Dramatiq worker until every queued job is done."""
     worker = dramatiq.Worker(bridge.broker, worker_threads=4, worker_timeout=50)

@@ -18,7 +18,15 @@ from stripe_bridge.inbox import apply_event
 from stripe_bridge.models import Customer, StripeEvent
 from stripe_bridge.sweeper import sweep_once
 from stripe_bridge.web.app import create_app
-from tests.conftest import event, make_settings, post_event, queued_jobs, run_jobs, signed_headers
+from tests.conftest import (
+    event,
+    make_settings,
+    post_event,
+    queued_event_ids,
+    queued_jobs,
+    run_jobs,
+    signed_headers,
+)
 
 CUSTOMER = {"id": "cus_C", "object": "customer", "name": "Conc", "email": "c@conc.example"}
 
@@ -50,6 +58,7 @@ def test_fifty_concurrent_deliveries_of_one_event_store_one_row_and_one_job(brid
     assert duplicates.count(False) == 1
     assert len(event_rows(bridge)) == 1
     assert queued_jobs(bridge) == 1
+    assert queued_event_ids(bridge) == [event_rows(bridge)[0].id]
 
 
 def test_concurrent_deliveries_of_different_events_each_store_once(bridge: Bridge) -> None:
@@ -73,7 +82,9 @@ def test_concurrent_deliveries_of_different_events_each_store_once(bridge: Bridg
     assert all(response.status_code == 200 for response in responses)
     assert sum(not response.json()["duplicate"] for response in responses) == 40
     assert len(event_rows(bridge)) == 40
-    assert queued_jobs(bridge) == 40
+    # every event is in exactly one job; jobs carry whole group-commit batches
+    assert sorted(queued_event_ids(bridge)) == sorted(payload["id"] for payload in payloads)
+    assert queued_jobs(bridge) <= 40
 
 
 def test_broker_down_during_delivery_is_answered_and_swept_later(
@@ -140,7 +151,7 @@ def test_transient_failure_is_retried_with_backoff_then_applied(
 
     def flaky(event: Event, session: Session) -> None:
         calls.append(event.id)
-        if len(calls) == 1:
+        if len(calls) <= 2:
             raise OperationalError("SELECT 1", {}, Exception("connection reset"))
         real(event, session)
 
@@ -149,8 +160,10 @@ def test_transient_failure_is_retried_with_backoff_then_applied(
 
     run_jobs(bridge)
 
+    # 1: the batch fails; 2: its events are tried one by one at once, this one fails again
+    # and is recorded; 3: the job's retry, after its backoff, applies it
     [row] = event_rows(bridge)
-    assert len(calls) == 2
+    assert len(calls) == 3
     assert (row.status, row.attempts, row.last_error) == ("processed", 2, None)
 
 

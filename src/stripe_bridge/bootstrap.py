@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import dramatiq
 import structlog
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from stripe_bridge.batches import chunks
 from stripe_bridge.connection import refusal_now
 from stripe_bridge.db import make_engine, make_session_factory
 from stripe_bridge.handlers import REGISTRY, VELES_REGISTRY, Handler
@@ -41,33 +43,35 @@ class Bridge:
     handlers: dict[str, Handler] = field(default_factory=lambda: dict(REGISTRY))
     veles_handlers: dict[str, Handler] = field(default_factory=lambda: dict(VELES_REGISTRY))
 
-    def actor_for(self, inbox: Inbox) -> dramatiq.Actor[[str], None]:
-        if inbox is VelesEvent:
-            return self.actors.apply_veles_event
-        return self.actors.apply_stripe_event
-
     def enqueue_events(self, event_ids: Iterable[str], inbox: Inbox = StripeEvent) -> list[str]:
-        """Send one job per event id (in one Redis round trip on the Redis broker); answers the
-        ids sent. On a broker error the events stay `received` and the sweeper sends them once
-        the broker is back."""
-        actor = self.actor_for(inbox)
+        """Send jobs for stored events: Stripe events in batches of at most `BATCH_SIZE` ids a
+        job, Veles events one a job; all in one Redis round trip on the Redis broker. Answers
+        the ids sent. On a broker error the events stay `received` and the sweeper sends them
+        once the broker is back."""
         ids = list(event_ids)
+        messages: list[tuple[list[str], dramatiq.Message[Any]]]
+        if inbox is VelesEvent:
+            actor = self.actors.apply_veles_event
+            messages = [([event_id], actor.message(event_id)) for event_id in ids]
+        else:
+            batch_actor = self.actors.apply_stripe_events
+            messages = [(batch, batch_actor.message(batch)) for batch in chunks(ids)]
+        sent: list[str] = []
         try:
             if isinstance(self.broker, PipelinedRedisBroker):
-                self.broker.enqueue_many([actor.message(event_id) for event_id in ids])
+                self.broker.enqueue_many([message for _ids, message in messages])
                 return ids
-            sent: list[str] = []
-            for event_id in ids:
-                actor.send(event_id)
-                sent.append(event_id)
+            for batch, message in messages:
+                self.broker.enqueue(message)
+                sent.extend(batch)
             return sent
         except Exception as exc:
             log.warning(
                 "broker unavailable; the sweeper will re-enqueue",
-                events=len(ids),
+                events=len(ids) - len(sent),
                 error=type(exc).__name__,
             )
-            return []
+            return sent
 
     @cached_property
     def box(self) -> SecretBox:

@@ -5,7 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, MetaData, Table, bindparam, create_engine, event
+from sqlalchemy import (
+    Engine,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    literal_column,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.sql.dml import Insert
@@ -93,3 +104,23 @@ def claim_row_statement(session: Session, model: type[Any]) -> Any:
             index_elements=["id"], set_={"id": insert.excluded.id}
         ).returning(model)
     return _CLAIM_STATEMENTS[key]
+
+
+_CLAIM_MANY_STATEMENTS: dict[type[Any], Any] = {}
+
+
+def claim_rows_statement(model: type[Any]) -> Any:
+    """PostgreSQL: the set-based `claim_row_statement`, for a batch: `INSERT … SELECT
+    unnest(:object_ids) ORDER BY id ON CONFLICT (id) DO UPDATE SET id = id RETURNING *`. The
+    ids are locked in sorted order, so two batches sharing rows cannot deadlock on them."""
+    if model not in _CLAIM_MANY_STATEMENTS:
+        ids = func.unnest(bindparam("object_ids", type_=postgresql.ARRAY(String)))
+        source = select(ids.label("id")).order_by(literal_column("id"))
+        table = model.__table__
+        insert = postgresql.insert(table).from_select(["id"], source)
+        claim = insert.on_conflict_do_update(
+            index_elements=["id"], set_={"id": insert.excluded.id}
+        ).returning(*table.columns)
+        # loaded as ORM entities, and executed as one statement (not as an ORM bulk INSERT)
+        _CLAIM_MANY_STATEMENTS[model] = select(model).from_statement(claim)
+    return _CLAIM_MANY_STATEMENTS[model]

@@ -20,8 +20,9 @@ from dramatiq.common import current_millis
 from dramatiq.middleware import CurrentMessage
 from sqlalchemy.orm import Session, sessionmaker
 
+from stripe_bridge.batches import apply_events
 from stripe_bridge.errors import PermanentError
-from stripe_bridge.handlers import Event, Handler
+from stripe_bridge.handlers import CLAIMS, Event, Handler
 from stripe_bridge.inbox import apply_event
 from stripe_bridge.models import VelesEvent
 from stripe_bridge.settings import Settings
@@ -109,6 +110,7 @@ def _job_context(**ids: str) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class Actors:
+    apply_stripe_events: dramatiq.Actor[[list[str]], None]
     apply_stripe_event: dramatiq.Actor[[str], None]
     apply_veles_event: dramatiq.Actor[[str], None]
 
@@ -128,7 +130,20 @@ def declare_actors(
     veles_handlers: Mapping[str, Handler],
     accept: Callable[[Session, Event], str | None] = lambda _session, _event: None,
 ) -> Actors:
+    def apply_stripe_events(event_ids: list[str]) -> None:
+        """What the web, the sweeper and replays send: a batch of stored events."""
+        with _job_context():
+            apply_events(
+                session_factory,
+                handlers,
+                CLAIMS,
+                event_ids,
+                final_attempt=_is_final_attempt(),
+                accept=accept,
+            )
+
     def apply_stripe_event(event_id: str) -> None:
+        """One event a job (what versions before 0.6.0 sent; kept for messages still queued)."""
         with _job_context(stripe_event_id=event_id):
             apply_event(
                 session_factory,
@@ -149,7 +164,7 @@ def declare_actors(
                 decode=decode_veles_event,
             )
 
-    def declare(fn: Callable[[str], None], queue: str) -> dramatiq.Actor[[str], None]:
+    def declare(fn: Callable[[Any], None], queue: str) -> dramatiq.Actor[[Any], None]:
         return dramatiq.Actor(
             fn,
             broker=broker,
@@ -160,6 +175,7 @@ def declare_actors(
         )
 
     return Actors(
+        apply_stripe_events=declare(apply_stripe_events, EVENTS_QUEUE),
         apply_stripe_event=declare(apply_stripe_event, EVENTS_QUEUE),
         apply_veles_event=declare(apply_veles_event, VELES_QUEUE),
     )

@@ -7,6 +7,9 @@ moment cannot miss each other: whichever commits second sees the first. Manual d
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
 from sqlalchemy import Select, func, or_, select, text
 from sqlalchemy.orm import Session
 
@@ -35,10 +38,82 @@ CUSTOMER_LOCK = "stripe-bridge:customer-matching"
 PRODUCT_LOCK = "stripe-bridge:product-matching"
 
 
+HELD_LOCKS = "stripe_bridge.held_matching_locks"
+
+
 def matching_lock(session: Session, name: str) -> None:
-    """Serialise matching of one kind for this transaction (SQLite writers are serial anyway)."""
+    """Serialise matching of one kind for this transaction (SQLite writers are serial anyway).
+    A batch that took the lock for all its events records it in `session.info[HELD_LOCKS]`."""
+    if name in session.info.get(HELD_LOCKS, ()):
+        return
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
+
+
+POOLS = "stripe_bridge.matching_pools"
+
+
+@dataclass
+class MatchingPools:
+    """The Veles customers and products a batch of Stripe events may match, read once for the
+    batch (under the matching locks). A superset of what one record's query would return is
+    fine: the decisions filter by exact key; records whose keys were not read still query."""
+
+    emails: set[str] = field(default_factory=set)
+    domains: set[str] = field(default_factory=set)
+    names: set[str] = field(default_factory=set)
+    customers: list[tuple[str, Keys]] = field(default_factory=list)
+    product_names: set[str] = field(default_factory=set)
+    products: list[tuple[str, str | None]] = field(default_factory=list)
+
+    def covers(self, keys: Keys) -> bool:
+        return (
+            (keys.email is None or keys.email in self.emails)
+            and (keys.domain is None or keys.domain in self.domains)
+            and (keys.name is None or keys.name in self.names)
+        )
+
+
+def preload_pools(
+    session: Session, customers: Iterable[Keys], product_names: Iterable[str | None]
+) -> None:
+    """Read the candidates for every customer key and product name of a batch: one query each."""
+    pools = MatchingPools()
+    for keys in customers:
+        for values, value in (
+            (pools.emails, keys.email),
+            (pools.domains, keys.domain),
+            (pools.names, keys.name),
+        ):
+            if value is not None:
+                values.add(value)
+    pools.product_names = {name for name in product_names if name is not None}
+    conditions = [
+        column.in_(values)
+        for column, values in (
+            (VelesCustomer.email_key, pools.emails),
+            (VelesCustomer.domain_key, pools.domains),
+            (VelesCustomer.name_key, pools.names),
+        )
+        if values
+    ]
+    if conditions:
+        query = select(
+            VelesCustomer.id,
+            VelesCustomer.email_key,
+            VelesCustomer.domain_key,
+            VelesCustomer.name_key,
+        ).where(or_(*conditions))
+        pools.customers = [
+            (veles_id, Keys(email, domain, name))
+            for veles_id, email, domain, name in session.execute(query)
+        ]
+    if pools.product_names:
+        products = select(VelesProduct.id, VelesProduct.name_key).where(
+            VelesProduct.name_key.in_(pools.product_names)
+        )
+        pools.products = [(veles_id, key) for veles_id, key in session.execute(products)]
+    session.info[POOLS] = pools
 
 
 def set_keys(row: Customer | VelesCustomer) -> Keys:
@@ -71,6 +146,10 @@ def rematch_customer(session: Session, row: Customer) -> None:
         _apply_customer(row, NO_MATCH)  # a deleted Stripe customer is not matched
         return
     keys = Keys(row.email_key, row.domain_key, row.name_key)
+    preloaded: MatchingPools | None = session.info.get(POOLS)
+    if preloaded is not None and preloaded.covers(keys):
+        _apply_customer(row, decide_customer(keys, preloaded.customers))
+        return
     conditions = _where_keys(VelesCustomer, keys)
     pool: list[tuple[str, Keys]] = []
     if conditions:
@@ -110,7 +189,10 @@ def rematch_product(session: Session, row: Product) -> None:
     if row.match_manual or row.match_status in (IMPORT, MANUAL, IGNORED_MATCH):
         return
     pool: list[tuple[str, str | None]] = []
-    if row.name_key:
+    preloaded: MatchingPools | None = session.info.get(POOLS)
+    if preloaded is not None and row.name_key in preloaded.product_names:
+        pool = preloaded.products
+    elif row.name_key:
         query = select(VelesProduct.id, VelesProduct.name_key).where(
             VelesProduct.name_key == row.name_key
         )

@@ -5,7 +5,7 @@ Each is safe to run twice and never lets an older event overwrite newer state (g
 from __future__ import annotations
 
 from stripe_bridge.handlers import catalog, customers, invoices, subscriptions, veles
-from stripe_bridge.handlers.base import Event, Handler
+from stripe_bridge.handlers.base import Claim, Event, Handler
 
 REGISTRY: dict[str, Handler] = {
     **customers.HANDLERS,
@@ -14,6 +14,14 @@ REGISTRY: dict[str, Handler] = {
     **invoices.HANDLERS,
 }
 
+# What each Stripe handler locks (batches lock it once for all their events).
+CLAIMS: dict[str, Claim] = {
+    **customers.CLAIMS,
+    **catalog.CLAIMS,
+    **subscriptions.CLAIMS,
+    **invoices.CLAIMS,
+}
+
 VELES_REGISTRY: dict[str, Handler] = dict(veles.VELES_HANDLERS)
 
-__all__ = ["REGISTRY", "VELES_REGISTRY", "Event", "Handler"]
+__all__ = ["CLAIMS", "REGISTRY", "VELES_REGISTRY", "Claim", "Event", "Handler"]

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
-from stripe_bridge.db import claim_row_statement
+from stripe_bridge.db import claim_row_statement, claim_rows_statement
 from stripe_bridge.errors import PermanentError
 from stripe_bridge.models import Versioned
 
@@ -48,6 +48,17 @@ class Event:
 
 
 Handler = Callable[[Event, Session], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What a handler locks, so that a batch can lock it for all its events at once: the
+    mirror table it writes, and the matching lock it takes first (customers, products)."""
+
+    model: type[Versioned]
+    matching_lock: str | None = None
+
+
 M = TypeVar("M", bound=Versioned)
 
 
@@ -55,12 +66,40 @@ def lock_row(session: Session, model: type[M], object_id: str) -> M:
     """The mirror row for `object_id`, created empty if missing, locked for this transaction.
 
     Concurrent jobs for the same object serialise here, so the stale guard compares against
-    the state the other job committed."""
+    the state the other job committed. In a batch (`claim_rows`), the row was claimed already."""
+    claimed: dict[tuple[type[Versioned], str], Versioned] | None = session.info.get(CLAIMED)
+    if claimed is not None:
+        found = claimed.get((model, object_id))
+        if found is not None:
+            return found  # type: ignore[return-value]
     statement = claim_row_statement(session, model)
     row: M = session.scalars(
         statement, {"object_id": object_id}, execution_options={"populate_existing": True}
     ).one()
+    if claimed is not None:  # a batch: its next event on this object must not reload it
+        claimed[(model, object_id)] = row
     return row
+
+
+CLAIMED = "stripe_bridge.claimed_rows"
+
+
+def claim_rows(session: Session, model: type[M], object_ids: Iterable[str]) -> bool:
+    """Claim (create if missing, lock, load) the mirror rows of a whole batch in one statement,
+    so the batch's `lock_row` calls need no round trip. PostgreSQL only: the embedded SQLite
+    claims row by row (its writers are serial anyway)."""
+    ids = sorted(set(object_ids))
+    if not ids or session.get_bind().dialect.name != "postgresql":
+        return False
+    rows = session.scalars(
+        claim_rows_statement(model),
+        {"object_ids": ids},
+        execution_options={"populate_existing": True},
+    )
+    claimed = session.info.setdefault(CLAIMED, {})
+    for row in rows:
+        claimed[(model, row.id)] = row
+    return True
 
 
 def timestamp(value: Any) -> datetime | None:

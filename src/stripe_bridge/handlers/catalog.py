@@ -7,7 +7,15 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from stripe_bridge.handlers.base import Event, Handler, dig, lock_row, ref_id, timestamp
+from stripe_bridge.handlers.base import (
+    Claim,
+    Event,
+    Handler,
+    dig,
+    lock_row,
+    ref_id,
+    timestamp,
+)
 from stripe_bridge.handlers.guard import is_stale, stamp
 from stripe_bridge.linking import PRODUCT_LOCK, matching_lock, rematch_product, set_product_key
 from stripe_bridge.models import Price, Product
@@ -81,4 +89,9 @@ HANDLERS: dict[str, Handler] = {
         ("plan", apply_price),
     )
     for action in ("created", "updated", "deleted")
+}
+
+CLAIMS: dict[str, Claim] = {
+    key: Claim(Product, PRODUCT_LOCK) if key.startswith("product.") else Claim(Price)
+    for key in HANDLERS
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from stripe_bridge.handlers.base import Event, Handler, lock_row, timestamp
+from stripe_bridge.handlers.base import Claim, Event, Handler, lock_row, timestamp
 from stripe_bridge.handlers.guard import is_stale, stamp
 from stripe_bridge.linking import CUSTOMER_LOCK, matching_lock, rematch_customer, set_keys
 from stripe_bridge.matching import derive_domain
@@ -35,3 +35,5 @@ def apply_customer(event: Event, session: Session) -> None:
 HANDLERS: dict[str, Handler] = {
     f"customer.{action}": apply_customer for action in ("created", "updated", "deleted")
 }
+
+CLAIMS: dict[str, Claim] = {key: Claim(Customer, CUSTOMER_LOCK) for key in HANDLERS}

@@ -11,7 +11,15 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from stripe_bridge.handlers.base import Event, Handler, dig, lock_row, ref_id, timestamp
+from stripe_bridge.handlers.base import (
+    Claim,
+    Event,
+    Handler,
+    dig,
+    lock_row,
+    ref_id,
+    timestamp,
+)
 from stripe_bridge.handlers.guard import is_stale, stamp
 from stripe_bridge.models import Invoice, Versioned
 from stripe_bridge.outbox.feedback import INVOICE_PROGRESS, invoice_applied
@@ -92,3 +100,5 @@ HANDLERS: dict[str, Handler] = {
         "marked_uncollectible",
     )
 }
+
+CLAIMS: dict[str, Claim] = {key: Claim(Invoice) for key in HANDLERS}

@@ -11,7 +11,15 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from stripe_bridge.handlers.base import Event, Handler, dig, lock_row, ref_id, timestamp
+from stripe_bridge.handlers.base import (
+    Claim,
+    Event,
+    Handler,
+    dig,
+    lock_row,
+    ref_id,
+    timestamp,
+)
 from stripe_bridge.handlers.guard import is_stale, stamp
 from stripe_bridge.models import Subscription
 from stripe_bridge.outbox.feedback import subscription_applied
@@ -76,3 +84,5 @@ HANDLERS: dict[str, Handler] = {
     f"customer.subscription.{action}": apply_subscription
     for action in ("created", "updated", "deleted", "paused", "resumed")
 }
+
+CLAIMS: dict[str, Claim] = {key: Claim(Subscription) for key in HANDLERS}

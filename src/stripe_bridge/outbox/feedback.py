@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from stripe_bridge.models import Invoice, Subscription, VelesContract, VelesOrder, utcnow
@@ -36,10 +39,77 @@ def record_invoice_status(
     order.updated_at = utcnow()
 
 
+PRELOADED = "stripe_bridge.preloaded_links"
+
+
+@dataclass
+class _Preloaded:
+    """The Veles orders and contracts a batch of events may update, looked up and locked once
+    for the batch (`preload_links`); ids asked for and not found are remembered as absent."""
+
+    order_ids: set[str] = field(default_factory=set)
+    invoice_ids: set[str] = field(default_factory=set)
+    orders: dict[str, VelesOrder] = field(default_factory=dict)
+    orders_by_invoice: dict[str, VelesOrder] = field(default_factory=dict)
+    contract_ids: set[str] = field(default_factory=set)
+    subscription_ids: set[str] = field(default_factory=set)
+    contracts: dict[str, VelesContract] = field(default_factory=dict)
+    contracts_by_subscription: dict[str, VelesContract] = field(default_factory=dict)
+
+
+def preload_links(
+    session: Session,
+    *,
+    invoices: Iterable[tuple[str, str | None]],
+    subscriptions: Iterable[tuple[str, str | None]],
+) -> None:
+    """Lock and load, in one query each, the orders of `invoices` and the contracts of
+    `subscriptions` (pairs of the Stripe id and the Veles id from its metadata)."""
+    links = _Preloaded()
+    for invoice_id, order_id in invoices:
+        links.invoice_ids.add(invoice_id)
+        if order_id:
+            links.order_ids.add(order_id)
+    for subscription_id, contract_id in subscriptions:
+        links.subscription_ids.add(subscription_id)
+        if contract_id:
+            links.contract_ids.add(contract_id)
+    if links.invoice_ids:
+        orders = select(VelesOrder).where(
+            or_(
+                VelesOrder.id.in_(links.order_ids),
+                VelesOrder.stripe_invoice_id.in_(links.invoice_ids),
+            )
+        )
+        for order in session.scalars(orders.order_by(VelesOrder.id).with_for_update()):
+            links.orders[order.id] = order
+            if order.stripe_invoice_id:
+                links.orders_by_invoice.setdefault(order.stripe_invoice_id, order)
+    if links.subscription_ids:
+        contracts = select(VelesContract).where(
+            or_(
+                VelesContract.id.in_(links.contract_ids),
+                VelesContract.stripe_subscription_id.in_(links.subscription_ids),
+            )
+        )
+        for contract in session.scalars(contracts.order_by(VelesContract.id).with_for_update()):
+            links.contracts[contract.id] = contract
+            if contract.stripe_subscription_id:
+                links.contracts_by_subscription.setdefault(
+                    contract.stripe_subscription_id, contract
+                )
+    session.info[PRELOADED] = links
+
+
 def order_for_invoice(session: Session, invoice: Invoice) -> VelesOrder | None:
     order_id = (invoice.metadata_ or {}).get("veles_order_id")
+    links: _Preloaded | None = session.info.get(PRELOADED)
     if order_id:
+        if links is not None and order_id in links.order_ids:
+            return links.orders.get(order_id)
         return session.get(VelesOrder, order_id, with_for_update=True)
+    if links is not None and invoice.id in links.invoice_ids:
+        return links.orders_by_invoice.get(invoice.id)
     return session.scalars(
         select(VelesOrder).where(VelesOrder.stripe_invoice_id == invoice.id).with_for_update()
     ).first()
@@ -52,21 +122,38 @@ def invoice_applied(session: Session, invoice: Invoice, event_type: str) -> None
         record_invoice_status(
             order, invoice.id, invoice.status, payment_failed=event_type == "invoice.payment_failed"
         )
+        links: _Preloaded | None = session.info.get(PRELOADED)
+        if links is not None and order.stripe_invoice_id == invoice.id:
+            links.orders_by_invoice.setdefault(invoice.id, order)
+
+
+def _contract_for(session: Session, subscription: Subscription) -> VelesContract | None:
+    contract_id = (subscription.metadata_ or {}).get("veles_contract_id")
+    links: _Preloaded | None = session.info.get(PRELOADED)
+    contract = None
+    if contract_id:
+        if links is not None and contract_id in links.contract_ids:
+            contract = links.contracts.get(contract_id)
+        else:
+            contract = session.get(VelesContract, contract_id, with_for_update=True)
+    if contract is not None:
+        return contract
+    if links is not None and subscription.id in links.subscription_ids:
+        return links.contracts_by_subscription.get(subscription.id)
+    return session.scalars(
+        select(VelesContract)
+        .where(VelesContract.stripe_subscription_id == subscription.id)
+        .with_for_update()
+    ).first()
 
 
 def subscription_applied(session: Session, subscription: Subscription) -> None:
     """A subscription event was applied to the mirror: carry its status to the contract."""
-    contract_id = (subscription.metadata_ or {}).get("veles_contract_id")
-    contract = (
-        session.get(VelesContract, contract_id, with_for_update=True) if contract_id else None
-    )
-    if contract is None:
-        contract = session.scalars(
-            select(VelesContract)
-            .where(VelesContract.stripe_subscription_id == subscription.id)
-            .with_for_update()
-        ).first()
+    contract = _contract_for(session, subscription)
     if contract is not None:
         contract.stripe_subscription_id = contract.stripe_subscription_id or subscription.id
         contract.subscription_status = subscription.status
         contract.updated_at = utcnow()
+        links: _Preloaded | None = session.info.get(PRELOADED)
+        if links is not None and contract.stripe_subscription_id == subscription.id:
+            links.contracts_by_subscription.setdefault(subscription.id, contract)

@@ -1,0 +1,288 @@
+"""Stored Stripe events applied in batches: one job and one transaction for many events.
+
+The web stores deliveries in group-commit batches and sends one job per batch (the sweeper and
+replays likewise, at most `BATCH_SIZE` ids a job). A batch job applies its events with the same
+handlers and the same stale guard as one event at a time, but takes every lock once: the inbox
+rows (`FOR UPDATE SKIP LOCKED`: a row another job holds is that job's to apply), the matching
+locks, each mirror table's rows in one statement in sorted order (`handlers.base.claim_rows`),
+and the Veles orders and contracts the events may update (`outbox.feedback.preload_links`).
+
+If anything in the batch fails, the whole transaction rolls back and its events are applied
+one at a time (`inbox.apply_event`), so that one bad event is marked failed on its own and the
+others are applied; a transient failure then re-raises and the job retries (events already
+applied are skipped)."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
+from typing import Any
+
+import orjson
+import structlog
+from sqlalchemy import bindparam, inspect, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from stripe_bridge.failures import describe
+from stripe_bridge.handlers import Claim, Event, Handler
+from stripe_bridge.handlers.base import CLAIMED, claim_rows
+from stripe_bridge.inbox import apply_event
+from stripe_bridge.linking import HELD_LOCKS, POOLS, matching_lock, preload_pools
+from stripe_bridge.matching import Keys, derive_domain, normalise_product_name
+from stripe_bridge.metrics import EVENTS, HANDLER_SECONDS
+from stripe_bridge.models import (
+    IGNORED,
+    PROCESSED,
+    RECEIVED,
+    Customer,
+    Invoice,
+    Product,
+    StripeEvent,
+    Subscription,
+    utcnow,
+)
+from stripe_bridge.outbox.feedback import PRELOADED, preload_links
+
+log = structlog.get_logger(__name__)
+
+BATCH_SIZE = 100
+
+Accept = Callable[[Session, Event], str | None]
+
+
+def chunks(ids: Sequence[str], size: int = BATCH_SIZE) -> list[list[str]]:
+    return [list(ids[start : start + size]) for start in range(0, len(ids), size)]
+
+
+def apply_events(
+    session_factory: sessionmaker[Session],
+    handlers: Mapping[str, Handler],
+    claims: Mapping[str, Claim],
+    event_ids: Sequence[str],
+    *,
+    final_attempt: bool,
+    accept: Accept = lambda _session, _event: None,
+) -> dict[str, str]:
+    """Apply the `received` events among `event_ids`; answers the status of each one applied
+    (processed or ignored; failed ones only when they had to be applied one by one)."""
+    started = time.perf_counter()
+    types: set[str] = set()
+    try:
+        applied = _apply_together(session_factory, handlers, claims, event_ids, accept, types)
+    except Exception as exc:
+        structlog.contextvars.clear_contextvars()
+        log.warning(
+            "batch failed; applying its events one by one",
+            stripe_event_ids=list(event_ids),
+            event_types=sorted(types),
+            error=describe(exc),
+        )
+        return _one_by_one(session_factory, handlers, event_ids, final_attempt, accept)
+    finally:
+        structlog.contextvars.clear_contextvars()
+    share = (time.perf_counter() - started) / max(1, len(applied))
+    for event_id, (event_type, status) in applied.items():
+        log.info("event applied", stripe_event_id=event_id, event_type=event_type, status=status)
+        EVENTS.labels("stripe", event_type, status).inc()
+        HANDLER_SECONDS.labels("stripe").observe(share)
+    return {event_id: status for event_id, (_type, status) in applied.items()}
+
+
+def _apply_together(
+    session_factory: sessionmaker[Session],
+    handlers: Mapping[str, Handler],
+    claims: Mapping[str, Claim],
+    event_ids: Sequence[str],
+    accept: Accept,
+    types: set[str],
+) -> dict[str, tuple[str, str]]:
+    """One transaction for the batch; `types` collects the event types seen (for the log)."""
+    applied: dict[str, tuple[str, str]] = {}
+    with session_factory.begin() as session:
+        rows = session.execute(
+            select(StripeEvent.id, StripeEvent.type, StripeEvent.payload)
+            .where(StripeEvent.id.in_(event_ids), StripeEvent.status == RECEIVED)
+            .order_by(StripeEvent.id)
+            .with_for_update(skip_locked=True)
+        ).all()
+        if not rows:
+            return applied
+        types.update(event_type for _id, event_type, _payload in rows)
+        events = [Event.from_payload(orjson.loads(payload)) for _id, _type, payload in rows]
+        # Whether an event may be applied depends on the connection and the event's mode only.
+        verdicts: dict[bool, str | None] = {}
+        to_apply: list[Event] = []
+        ignored: dict[str, list[str]] = defaultdict(list)
+        for event in events:
+            if event.livemode not in verdicts:
+                verdicts[event.livemode] = accept(session, event)
+            reason = verdicts[event.livemode]
+            if reason:
+                ignored[reason].append(event.id)
+                applied[event.id] = (event.type, IGNORED)
+            else:
+                to_apply.append(event)
+        try:
+            claimed = _lock_everything(session, claims, to_apply)
+            # Every row the handlers write was claimed and loaded above, and what they query
+            # (Veles records) they do not write, so nothing needs flushing before a query:
+            # the changes go out together at commit, as one executemany per table.
+            with session.no_autoflush if claimed else nullcontext():
+                for event in to_apply:
+                    structlog.contextvars.bind_contextvars(
+                        stripe_event_id=event.id, event_type=event.type
+                    )
+                    handlers[event.type](event, session)
+                    applied[event.id] = (event.type, PROCESSED)
+                if claimed:
+                    _write_mirrors(session)
+        finally:
+            for key in (CLAIMED, HELD_LOCKS, PRELOADED, POOLS):
+                session.info.pop(key, None)
+        _record(session, [event.id for event in to_apply], PROCESSED, None)
+        for reason, ids in ignored.items():
+            _record(session, ids, IGNORED, reason)
+    return applied
+
+
+def _lock_everything(session: Session, claims: Mapping[str, Claim], events: list[Event]) -> bool:
+    """Matching locks first, then each table's rows (tables in name order, rows in id order),
+    then the Veles orders and contracts: the order the one-event path takes them in. Answers
+    whether the mirror rows were claimed here (PostgreSQL; SQLite claims them one by one)."""
+    by_model: dict[type[Any], set[str]] = defaultdict(set)
+    locks: set[str] = set()
+    for event in events:
+        claim = claims[event.type]
+        by_model[claim.model].add(event.object["id"])
+        if claim.matching_lock:
+            locks.add(claim.matching_lock)
+    for name in sorted(locks):
+        matching_lock(session, name)
+    session.info[HELD_LOCKS] = locks
+    claimed = False
+    for model in sorted(by_model, key=lambda model: str(model.__tablename__)):
+        claimed = claim_rows(session, model, by_model[model]) or claimed
+
+    def veles_id(event: Event, key: str) -> str | None:
+        metadata = event.object.get("metadata")
+        value = metadata.get(key) if isinstance(metadata, Mapping) else None
+        return value if isinstance(value, str) else None
+
+    preload_pools(
+        session,
+        customers=[
+            Keys.of(
+                event.object.get("name"),
+                event.object.get("email"),
+                derive_domain(event.object.get("email"), event.object.get("metadata")),
+            )
+            for event in events
+            if claims[event.type].model is Customer
+        ],
+        product_names=[
+            normalise_product_name(event.object.get("name"))
+            for event in events
+            if claims[event.type].model is Product
+        ],
+    )
+    preload_links(
+        session,
+        invoices=[
+            (event.object["id"], veles_id(event, "veles_order_id"))
+            for event in events
+            if claims[event.type].model is Invoice
+        ],
+        subscriptions=[
+            (event.object["id"], veles_id(event, "veles_contract_id"))
+            for event in events
+            if claims[event.type].model is Subscription
+        ],
+    )
+    return claimed
+
+
+_WRITE_STATEMENTS: dict[type[Any], tuple[Any, list[tuple[str, str]]]] = {}
+
+
+def _write_statement(model: type[Any]) -> tuple[Any, list[tuple[str, str]]]:
+    """`UPDATE <table> SET <every column> WHERE id = …` for executemany, and the (attribute,
+    parameter) pairs that fill it from a row."""
+    if model not in _WRITE_STATEMENTS:
+        table = model.__table__
+        pairs = [
+            (attr.key, f"v_{attr.columns[0].name}")
+            for attr in inspect(model).column_attrs
+            if attr.columns[0].name != "id"
+        ]
+        values = {
+            attr.columns[0].name: bindparam(f"v_{attr.columns[0].name}", type_=attr.columns[0].type)
+            for attr in inspect(model).column_attrs
+            if attr.columns[0].name != "id"
+        }
+        statement = update(table).where(table.c.id == bindparam("v_id")).values(values)
+        _WRITE_STATEMENTS[model] = (statement, pairs)
+    return _WRITE_STATEMENTS[model]
+
+
+def _write_mirrors(session: Session) -> None:
+    """The mirror rows the handlers changed, written with one executemany per table (the ORM's
+    flush would send one UPDATE per distinct set of changed columns), then let go by the
+    session so that its flush does not write them again."""
+    changed: dict[type[Any], list[Any]] = defaultdict(list)
+    for (model, _object_id), row in session.info[CLAIMED].items():
+        if inspect(row).modified:
+            changed[model].append(row)
+    for model, rows in changed.items():
+        statement, pairs = _write_statement(model)
+        params = [
+            {"v_id": row.id, **{param: getattr(row, key) for key, param in pairs}} for row in rows
+        ]
+        session.execute(statement, params)
+        for row in rows:
+            session.expunge(row)
+
+
+def _record(session: Session, ids: list[str], status: str, reason: str | None) -> None:
+    if not ids:
+        return
+    values: dict[str, Any] = {
+        "status": status,
+        "attempts": StripeEvent.attempts + 1,
+        "processed_at": utcnow(),
+        "last_error": None,
+    }
+    if reason is not None:
+        values["reason"] = reason
+    session.execute(
+        update(StripeEvent)
+        .where(StripeEvent.id.in_(ids))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _one_by_one(
+    session_factory: sessionmaker[Session],
+    handlers: Mapping[str, Handler],
+    event_ids: Sequence[str],
+    final_attempt: bool,
+    accept: Accept,
+) -> dict[str, str]:
+    statuses: dict[str, str] = {}
+    transient: Exception | None = None
+    for event_id in event_ids:
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(stripe_event_id=event_id)
+        try:
+            statuses[event_id] = apply_event(
+                session_factory, handlers, event_id, final_attempt=final_attempt, accept=accept
+            )
+        except Exception as exc:  # recorded on the event by apply_event; the job retries
+            transient = transient or exc
+        finally:
+            structlog.contextvars.clear_contextvars()
+    if transient is not None:
+        raise transient
+    return statuses
