@@ -92,6 +92,7 @@ def make_settings(database_url: str, redis_namespace: str, **overrides: Any) -> 
         "STRIPE_MODE": "test",
         "BRIDGE_SECRET_KEY": SECRET_KEY,
         "BRIDGE_STRIPE_RETRY_BASE": "0.01",
+        "BRIDGE_ENQUEUE_LINGER_MS": "0",  # jobs are queued before the answer (tests look)
     }
     env.update({key: value for key, value in overrides.items() if value is not None})
     for key in [key for key, value in overrides.items() if value is None]:

@@ -38,6 +38,13 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def _non_negative(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative, got {value}")
+    return value
+
+
 def _choice(env: Mapping[str, str], name: str, options: tuple[str, ...]) -> str:
     value = env.get(name) or options[0]
     if value not in options:
@@ -71,6 +78,7 @@ class Settings:
     sweep_interval: int = 30
     sweep_grace: int = 60
     worker_threads: int = 8
+    enqueue_linger_ms: int = 50
     redis_namespace: str = "stripe-bridge"
     log_format: str = "auto"
 
@@ -125,6 +133,7 @@ class Settings:
             sweep_interval=_int(env, "BRIDGE_SWEEP_INTERVAL", 30),
             sweep_grace=_int(env, "BRIDGE_SWEEP_GRACE", 60),
             worker_threads=_int(env, "BRIDGE_WORKER_THREADS", 8),
+            enqueue_linger_ms=_non_negative(env, "BRIDGE_ENQUEUE_LINGER_MS", 50),
             redis_namespace=env.get("BRIDGE_REDIS_NAMESPACE", "stripe-bridge"),
             log_format=env.get("BRIDGE_LOG_FORMAT", "auto"),
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,14 +18,19 @@ from stripe_bridge.web.console import console
 from stripe_bridge.web.group_commit import GroupCommit
 from stripe_bridge.web.health import healthz, metrics, readyz
 from stripe_bridge.web.inbound import make_flush, stripe_webhook, veles_event
+from stripe_bridge.web.job_sender import JobSender
 from stripe_bridge.web.responses import bridge_error, unexpected_error
 
 
 def create_app(bridge: Bridge) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        group_commit = GroupCommit(make_flush(bridge))
+        linger = bridge.settings.enqueue_linger_ms / 1000
+        sender = JobSender(bridge.enqueue_events, linger=linger) if linger > 0 else None
+        group_commit = GroupCommit(make_flush(bridge, sender=sender))
         veles_commit = GroupCommit(make_flush(bridge, VelesEvent))
+        if sender is not None:
+            sender.start()
         group_commit.start()
         veles_commit.start()
         app.state.group_commit, app.state.veles_commit = group_commit, veles_commit
@@ -33,6 +39,8 @@ def create_app(bridge: Bridge) -> Starlette:
         finally:
             await group_commit.stop()
             await veles_commit.stop()
+            if sender is not None:
+                await asyncio.to_thread(sender.stop)
 
     app = Starlette(
         routes=[

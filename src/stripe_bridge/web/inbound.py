@@ -17,6 +17,7 @@ from stripe_bridge.models import RECEIVED, StripeEvent
 from stripe_bridge.signatures import verify
 from stripe_bridge.veles import parse_veles_event
 from stripe_bridge.web.group_commit import Flush
+from stripe_bridge.web.job_sender import JobSender
 from stripe_bridge.web.responses import JSON
 
 log = structlog.get_logger(__name__)
@@ -41,21 +42,28 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def make_flush(bridge: Bridge, inbox: Inbox = StripeEvent) -> Flush:
-    """The writer thread's work: one transaction for the batch, then one job per new event."""
+def make_flush(
+    bridge: Bridge, inbox: Inbox = StripeEvent, sender: JobSender | None = None
+) -> Flush:
+    """The writer thread's work: one transaction for the batch, then jobs for the new events
+    (sent now, or handed to `sender`, which gathers several batches into one job)."""
 
     def flush(batch: Sequence[Incoming]) -> set[str]:
         with bridge.session_factory.begin() as session:
             inserted = store(session, inbox, batch)
         new = [item.id for item in batch if item.id in inserted and item.status == RECEIVED]
-        sent = bridge.enqueue_events(new, inbox)
+        if sender is not None:
+            sender.add(new)
+            enqueued = "deferred"
+        else:
+            enqueued = str(len(bridge.enqueue_events(new, inbox)))
         log.info(
             "stored events",
             inbox=inbox.__tablename__,
             batch=len(batch),
             new=len(inserted),
             duplicates=len(batch) - len(inserted),
-            enqueued=len(sent),
+            enqueued=enqueued,
         )
         return inserted
 

@@ -1,0 +1,123 @@
+"""The web's job sender: new events of several group commits go out as one batch job."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from starlette.testclient import TestClient
+
+from stripe_bridge.bootstrap import Bridge, bootstrap
+from stripe_bridge.errors import ConfigError
+from stripe_bridge.web.app import create_app
+from stripe_bridge.web.job_sender import JobSender
+from tests.conftest import (
+    admin_headers,
+    event,
+    make_settings,
+    post_event,
+    queued_event_ids,
+    queued_jobs,
+    run_jobs,
+)
+
+
+class Recorder:
+    """A `send` that records each call and can fail on demand."""
+
+    def __init__(self, fail_first: int = 0) -> None:
+        self.batches: list[list[str]] = []
+        self.fail_first = fail_first
+        self.called = threading.Event()
+
+    def __call__(self, ids: list[str]) -> None:
+        self.called.set()
+        if self.fail_first > 0:
+            self.fail_first -= 1
+            raise ConnectionError("broker down")
+        self.batches.append(ids)
+
+
+def test_ids_added_close_together_go_out_as_one_batch_after_the_linger() -> None:
+    send = Recorder()
+    sender = JobSender(send, linger=0.3)
+    sender.start()
+    try:
+        sender.add(["evt_1", "evt_2"])
+        sender.add(["evt_3"])
+        time.sleep(0.05)
+        assert send.batches == []  # still lingering
+        assert send.called.wait(5)
+        time.sleep(0.05)
+    finally:
+        sender.stop()
+    assert send.batches == [["evt_1", "evt_2", "evt_3"]]
+
+
+def test_a_full_batch_is_sent_at_once_without_waiting_for_the_linger() -> None:
+    send = Recorder()
+    sender = JobSender(send, linger=60, size=3)
+    sender.start()
+    try:
+        sender.add(["evt_1", "evt_2"])
+        sender.add(["evt_3", "evt_4"])
+        assert send.called.wait(5)
+    finally:
+        sender.stop()
+    assert send.batches[0] == ["evt_1", "evt_2", "evt_3", "evt_4"]
+
+
+def test_stopping_sends_whatever_waits() -> None:
+    send = Recorder()
+    sender = JobSender(send, linger=60)
+    sender.start()
+    sender.add(["evt_1"])
+
+    sender.stop()
+
+    assert send.batches == [["evt_1"]]
+
+
+def test_a_failed_send_is_logged_and_later_batches_still_go_out() -> None:
+    send = Recorder(fail_first=1)
+    sender = JobSender(send, linger=0.01)
+    sender.start()
+    try:
+        sender.add(["evt_lost"])  # stays `received` in the inbox: the sweeper's to send
+        assert send.called.wait(5)
+        time.sleep(0.05)
+        sender.add(["evt_next"])
+    finally:
+        sender.stop()
+    assert send.batches == [["evt_next"]]
+
+
+def test_deliveries_of_several_group_commits_share_one_job(
+    database_url: str, redis_namespace: str, bridge: Bridge
+) -> None:
+    lingering = bootstrap(
+        make_settings(database_url, redis_namespace, BRIDGE_ENQUEUE_LINGER_MS="60000")
+    )
+    payloads = [
+        event("customer.created", {"id": f"cus_{n}", "name": f"Co {n}"}) for n in range(3)
+    ]
+    try:
+        with TestClient(create_app(lingering)) as client:
+            for payload in payloads:  # one after the other: three group commits
+                assert post_event(client, payload).status_code == 200
+            assert queued_jobs(bridge) == 0  # answered; the job waits for more events
+        # the app stopped: what waited was sent, as one job
+        assert queued_jobs(bridge) == 1
+        assert queued_event_ids(bridge) == [payload["id"] for payload in payloads]
+        run_jobs(bridge)
+    finally:
+        lingering.close()
+    with TestClient(create_app(bridge)) as client:
+        listed = client.get("/admin/api/events?status=processed", headers=admin_headers())
+    assert {row["id"] for row in listed.json()["data"]} == {payload["id"] for payload in payloads}
+
+
+def test_the_linger_setting_must_not_be_negative(database_url: str, redis_namespace: str) -> None:
+    with pytest.raises(ConfigError, match="BRIDGE_ENQUEUE_LINGER_MS"):
+        make_settings(database_url, redis_namespace, BRIDGE_ENQUEUE_LINGER_MS="-1")
