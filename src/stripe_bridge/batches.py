@@ -1,11 +1,13 @@
 """Stored Stripe events applied in batches: one job and one transaction for many events.
 
-The web stores deliveries in group-commit batches and sends one job per batch (the sweeper and
-replays likewise, at most `BATCH_SIZE` ids a job). A batch job applies its events with the same
-handlers and the same stale guard as one event at a time, but takes every lock once: the inbox
-rows (`FOR UPDATE SKIP LOCKED`: a row another job holds is that job's to apply), the matching
-locks, each mirror table's rows in one statement in sorted order (`handlers.base.claim_rows`),
-and the Veles orders and contracts the events may update (`outbox.feedback.preload_links`).
+The web sends one job per batch of new events (`web/job_sender.py`), the sweeper and replays
+likewise, at most `BATCH_SIZE` ids a job. A batch job applies its events with the same handlers
+and the same stale guard as one event at a time, but takes every lock and reads every shared
+record once: the inbox rows (`FOR UPDATE SKIP LOCKED`: a row another job holds is that job's to
+apply), each mirror table's rows in one statement in sorted order (`handlers.base.claim_rows`),
+the Veles orders and contracts the events may update (`outbox.feedback.preload_links`), then,
+last, the matching locks and the Veles customers and products they may match
+(`linking.preload_pools`). The changed mirror rows go out as one executemany per table.
 
 If anything in the batch fails, the whole transaction rolls back and its events are applied
 one at a time (`inbox.apply_event`), so that one bad event is marked failed on its own and the
@@ -124,20 +126,29 @@ def _apply_together(
                 applied[event.id] = (event.type, IGNORED)
             else:
                 to_apply.append(event)
+        # Customers and products take a matching lock, which serialises every transaction that
+        # holds it until it commits: they go last, so that the lock is held briefly.
+        parts = (
+            [event for event in to_apply if not claims[event.type].matching_lock],
+            [event for event in to_apply if claims[event.type].matching_lock],
+        )
         try:
-            claimed = _lock_everything(session, claims, to_apply)
-            # Every row the handlers write was claimed and loaded above, and what they query
-            # (Veles records) they do not write, so nothing needs flushing before a query:
-            # the changes go out together at commit, as one executemany per table.
-            with session.no_autoflush if claimed else nullcontext():
-                for event in to_apply:
-                    structlog.contextvars.bind_contextvars(
-                        stripe_event_id=event.id, event_type=event.type
-                    )
-                    handlers[event.type](event, session)
-                    applied[event.id] = (event.type, PROCESSED)
-                if claimed:
-                    _write_mirrors(session)
+            for part in parts:
+                if not part:
+                    continue
+                claimed = _prepare(session, claims, part)
+                # Every row the handlers write was claimed and loaded above, and what they
+                # query (Veles records) they do not write, so nothing needs flushing before
+                # a query: the changes go out together, as one executemany per table.
+                with session.no_autoflush if claimed else nullcontext():
+                    for event in part:
+                        structlog.contextvars.bind_contextvars(
+                            stripe_event_id=event.id, event_type=event.type
+                        )
+                        handlers[event.type](event, session)
+                        applied[event.id] = (event.type, PROCESSED)
+            if CLAIMED in session.info:
+                _write_mirrors(session)
         finally:
             for key in (CLAIMED, HELD_LOCKS, PRELOADED, POOLS):
                 session.info.pop(key, None)
@@ -147,59 +158,59 @@ def _apply_together(
     return applied
 
 
-def _lock_everything(session: Session, claims: Mapping[str, Claim], events: list[Event]) -> bool:
-    """Matching locks first, then each table's rows (tables in name order, rows in id order),
-    then the Veles orders and contracts: the order the one-event path takes them in. Answers
-    whether the mirror rows were claimed here (PostgreSQL; SQLite claims them one by one)."""
-    by_model: dict[type[Any], set[str]] = defaultdict(set)
+def _prepare(session: Session, claims: Mapping[str, Claim], events: list[Event]) -> bool:
+    """Lock and load what `events` need, in the order the one-event path takes it: matching
+    locks, then each table's rows (tables in name order, rows in id order), then the Veles
+    records they may match or update. Answers whether the mirror rows were claimed here
+    (PostgreSQL; SQLite claims them one by one)."""
+    by_model: dict[type[Any], list[Event]] = defaultdict(list)
     locks: set[str] = set()
     for event in events:
         claim = claims[event.type]
-        by_model[claim.model].add(event.object["id"])
+        by_model[claim.model].append(event)
         if claim.matching_lock:
             locks.add(claim.matching_lock)
     for name in sorted(locks):
         matching_lock(session, name)
-    session.info[HELD_LOCKS] = locks
+    session.info.setdefault(HELD_LOCKS, set()).update(locks)
     claimed = False
     for model in sorted(by_model, key=lambda model: str(model.__tablename__)):
-        claimed = claim_rows(session, model, by_model[model]) or claimed
+        ids = [event.object["id"] for event in by_model[model]]
+        claimed = claim_rows(session, model, ids) or claimed
 
     def veles_id(event: Event, key: str) -> str | None:
         metadata = event.object.get("metadata")
         value = metadata.get(key) if isinstance(metadata, Mapping) else None
         return value if isinstance(value, str) else None
 
-    preload_pools(
-        session,
-        customers=[
-            Keys.of(
-                event.object.get("name"),
-                event.object.get("email"),
-                derive_domain(event.object.get("email"), event.object.get("metadata")),
-            )
-            for event in events
-            if claims[event.type].model is Customer
-        ],
-        product_names=[
-            normalise_product_name(event.object.get("name"))
-            for event in events
-            if claims[event.type].model is Product
-        ],
-    )
-    preload_links(
-        session,
-        invoices=[
-            (event.object["id"], veles_id(event, "veles_order_id"))
-            for event in events
-            if claims[event.type].model is Invoice
-        ],
-        subscriptions=[
-            (event.object["id"], veles_id(event, "veles_contract_id"))
-            for event in events
-            if claims[event.type].model is Subscription
-        ],
-    )
+    if Customer in by_model or Product in by_model:
+        preload_pools(
+            session,
+            customers=[
+                Keys.of(
+                    event.object.get("name"),
+                    event.object.get("email"),
+                    derive_domain(event.object.get("email"), event.object.get("metadata")),
+                )
+                for event in by_model.get(Customer, ())
+            ],
+            product_names=[
+                normalise_product_name(event.object.get("name"))
+                for event in by_model.get(Product, ())
+            ],
+        )
+    if Invoice in by_model or Subscription in by_model:
+        preload_links(
+            session,
+            invoices=[
+                (event.object["id"], veles_id(event, "veles_order_id"))
+                for event in by_model.get(Invoice, ())
+            ],
+            subscriptions=[
+                (event.object["id"], veles_id(event, "veles_contract_id"))
+                for event in by_model.get(Subscription, ())
+            ],
+        )
     return claimed
 
 
