@@ -132,23 +132,25 @@ def _apply_together(
             [event for event in to_apply if not claims[event.type].matching_lock],
             [event for event in to_apply if claims[event.type].matching_lock],
         )
+        # On PostgreSQL every row the handlers write is claimed and loaded first, and what they
+        # query (Veles records) they do not write, so nothing needs flushing before a query:
+        # the changes go out together, as one executemany per table. (SQLite claims row by
+        # row, and needs its flushes.)
+        postgres = session.get_bind().dialect.name == "postgresql"
         try:
-            for part in parts:
-                if not part:
-                    continue
-                claimed = _prepare(session, claims, part)
-                # Every row the handlers write was claimed and loaded above, and what they
-                # query (Veles records) they do not write, so nothing needs flushing before
-                # a query: the changes go out together, as one executemany per table.
-                with session.no_autoflush if claimed else nullcontext():
+            with session.no_autoflush if postgres else nullcontext():
+                for part in parts:
+                    if not part:
+                        continue
+                    _prepare(session, claims, part)
                     for event in part:
                         structlog.contextvars.bind_contextvars(
                             stripe_event_id=event.id, event_type=event.type
                         )
                         handlers[event.type](event, session)
                         applied[event.id] = (event.type, PROCESSED)
-            if CLAIMED in session.info:
-                _write_mirrors(session)
+                if CLAIMED in session.info:
+                    _write_mirrors(session)
         finally:
             for key in (CLAIMED, HELD_LOCKS, PRELOADED, POOLS):
                 session.info.pop(key, None)
@@ -158,11 +160,10 @@ def _apply_together(
     return applied
 
 
-def _prepare(session: Session, claims: Mapping[str, Claim], events: list[Event]) -> bool:
+def _prepare(session: Session, claims: Mapping[str, Claim], events: list[Event]) -> None:
     """Lock and load what `events` need, in the order the one-event path takes it: matching
     locks, then each table's rows (tables in name order, rows in id order), then the Veles
-    records they may match or update. Answers whether the mirror rows were claimed here
-    (PostgreSQL; SQLite claims them one by one)."""
+    records they may match or update."""
     by_model: dict[type[Any], list[Event]] = defaultdict(list)
     locks: set[str] = set()
     for event in events:
@@ -173,10 +174,8 @@ def _prepare(session: Session, claims: Mapping[str, Claim], events: list[Event])
     for name in sorted(locks):
         matching_lock(session, name)
     session.info.setdefault(HELD_LOCKS, set()).update(locks)
-    claimed = False
     for model in sorted(by_model, key=lambda model: str(model.__tablename__)):
-        ids = [event.object["id"] for event in by_model[model]]
-        claimed = claim_rows(session, model, ids) or claimed
+        claim_rows(session, model, [event.object["id"] for event in by_model[model]])
 
     def veles_id(event: Event, key: str) -> str | None:
         metadata = event.object.get("metadata")
@@ -211,7 +210,6 @@ def _prepare(session: Session, claims: Mapping[str, Claim], events: list[Event])
                 for event in by_model.get(Subscription, ())
             ],
         )
-    return claimed
 
 
 _WRITE_STATEMENTS: dict[type[Any], tuple[Any, list[tuple[str, str]]]] = {}
@@ -288,7 +286,12 @@ def _one_by_one(
         structlog.contextvars.bind_contextvars(stripe_event_id=event_id)
         try:
             statuses[event_id] = apply_event(
-                session_factory, handlers, event_id, final_attempt=final_attempt, accept=accept
+                session_factory,
+                handlers,
+                event_id,
+                final_attempt=final_attempt,
+                accept=accept,
+                skip_locked=True,  # a row another job holds is that job's to apply
             )
         except Exception as exc:  # recorded on the event by apply_event; the job retries
             transient = transient or exc

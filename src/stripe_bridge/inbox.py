@@ -162,13 +162,15 @@ def apply_event(
     inbox: Inbox = StripeEvent,
     decode: Callable[[Any], Event] = Event.from_payload,
     accept: Callable[[Session, Event], str | None] = lambda _session, _event: None,
+    skip_locked: bool = False,
 ) -> str:
     """Apply one stored event with its handler, in one transaction; answers the new status.
 
     Safe to call twice: only a `received` row is applied, under a row lock. A permanent error
     rolls the handler's work back and marks the event failed at once; a transient one re-raises
     (the job retries) unless this was the last attempt, which marks it failed with the error.
-    `accept` may return a reason to ignore the event instead (e.g. disconnected)."""
+    `accept` may return a reason to ignore the event instead (e.g. disconnected). With
+    `skip_locked`, an event whose row another transaction holds is left to it ("locked")."""
     bound = log.bind(**{_ID_KEY[inbox]: event_id})
     source = "stripe" if inbox is StripeEvent else "veles"
     started = time.perf_counter()
@@ -176,10 +178,14 @@ def apply_event(
         with session_factory.begin() as session:
             row = cast(
                 "StripeEvent | VelesEvent | None",
-                session.get(inbox, event_id, with_for_update=True),
+                session.get(
+                    inbox, event_id, with_for_update={"skip_locked": True} if skip_locked else True
+                ),
             )
             if row is None or row.status != RECEIVED:
-                return row.status if row else "missing"
+                if row is None:
+                    return "missing or locked" if skip_locked else "missing"
+                return row.status
             structlog.contextvars.bind_contextvars(event_type=row.type)
             try:
                 event = decode(orjson.loads(row.payload))
