@@ -1123,3 +1123,28 @@ def test_the_sweeper_sends_more_than_a_batch_as_several_jobs_each_event_once(
     with bridge.session_factory() as session:
         names = dict(session.execute(select(Customer.id, Customer.name)).all())
     assert names == {f"cus_swept{n:03}": f"Swept {n}" for n in range(count)}
+
+
+def test_an_order_linked_by_an_earlier_event_of_the_batch_gets_the_later_events_status(
+    bridge: Bridge, veles_deals: None
+) -> None:
+    """The first event names the order in its metadata and links it; a later event of the same
+    batch no longer carries the metadata and must find the order through that link."""
+    [finalized] = invoice_events(
+        "in_relinked", [("invoice.finalized", "open", 10)], {"veles_order_id": "ord_meta"}
+    )
+    [paid] = invoice_events("in_relinked", [("invoice.paid", "paid", 30)], {})
+    finalized["id"], paid["id"] = "evt_001_finalized", "evt_002_paid"
+    ids = store_events(bridge, [finalized, paid])
+
+    done = apply_in_one_job(bridge, ids)
+
+    assert done.commits == 1
+    with bridge.session_factory() as session:
+        order = session.get(VelesOrder, "ord_meta")
+        assert order is not None
+        assert (order.stripe_invoice_id, order.invoice_status, order.payment_status) == (
+            "in_relinked",
+            "paid",
+            "paid",
+        )
