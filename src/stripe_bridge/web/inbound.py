@@ -54,16 +54,16 @@ def make_flush(
         new = [item.id for item in batch if item.id in inserted and item.status == RECEIVED]
         if sender is not None:
             sender.add(new)
-            enqueued = "deferred"
+            sent = {"to_send": len(new)}  # the sender gathers them into a batch job
         else:
-            enqueued = str(len(bridge.enqueue_events(new, inbox)))
+            sent = {"enqueued": len(bridge.enqueue_events(new, inbox))}
         log.info(
             "stored events",
             inbox=inbox.__tablename__,
             batch=len(batch),
             new=len(inserted),
             duplicates=len(batch) - len(inserted),
-            enqueued=enqueued,
+            **sent,
         )
         return inserted
 

@@ -37,6 +37,9 @@ class JobSender:
         self._thread.start()
 
     def add(self, event_ids: Iterable[str]) -> None:
+        event_ids = list(event_ids)
+        if not event_ids:
+            return
         with self._changed:
             if not self._pending:
                 self._first_at = time.monotonic()
