@@ -26,6 +26,8 @@ from tests.conftest import (
     make_settings,
     post_event,
     post_veles,
+    queued_event_ids,
+    queued_jobs,
     run_jobs,
     veles_event,
 )
@@ -490,3 +492,30 @@ def test_metrics_change_as_work_happens(
     assert metric(text, "bridge_stripe_connected") == 1
     assert metric(text, "bridge_stripe_calls_total", call="retrieve account", result="ok") >= 1
     assert "bridge_handler_seconds_bucket" in text
+
+
+def test_replaying_many_stripe_events_sends_them_as_batch_jobs(
+    bridge: Bridge, client: TestClient
+) -> None:
+    real = bridge.handlers["customer.created"]
+    bridge.handlers["customer.created"] = broken
+    payloads = [event("customer.created", {"id": f"cus_r{n}", "name": f"R{n}"}) for n in range(5)]
+    for payload in payloads:
+        post_event(client, payload)
+    run_jobs(bridge)
+    assert len(dead(client, kind="event")) == 5
+    bridge.handlers["customer.created"] = real  # the bug is fixed
+
+    response = client.post(
+        "/admin/api/dead-letters/replay", json={"kind": "event"}, headers=admin_headers()
+    )
+
+    assert response.status_code == 202
+    assert len(response.json()["replayed"]) == 5
+    assert queued_jobs(bridge) == 1  # one batch job carries all five
+    assert sorted(queued_event_ids(bridge)) == sorted(payload["id"] for payload in payloads)
+    run_jobs(bridge)
+    assert dead(client) == []
+    with bridge.session_factory() as session:
+        names = {row.id: row.name for row in session.scalars(select(Customer))}
+    assert names == {f"cus_r{n}": f"R{n}" for n in range(5)}

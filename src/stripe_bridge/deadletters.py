@@ -129,6 +129,7 @@ def replay(bridge: Bridge, refs: list[str], *, dry_run: bool = False) -> list[st
     if dry_run:
         return [letter.id for letter in letters]
     replayed: list[str] = []
+    to_send: dict[Any, list[str]] = {}  # inbox model → event ids, sent together at the end
     for letter in letters:
         kind, key = parse_ref(letter.id)
         model = MODELS[kind]
@@ -148,9 +149,11 @@ def replay(bridge: Bridge, refs: list[str], *, dry_run: bool = False) -> list[st
             if kind == "outbox" and session.get_bind().dialect.name == "postgresql":
                 session.execute(text(f"NOTIFY {CHANNEL}"))
         if kind != "outbox":
-            bridge.enqueue_events([key], model)
+            to_send.setdefault(model, []).append(key)
         replayed.append(letter.id)
         log.info("dead letter replayed", dead_letter=letter.id)
+    for model, keys in to_send.items():  # Stripe events go out as batch jobs
+        bridge.enqueue_events(keys, model)
     return replayed
 
 
