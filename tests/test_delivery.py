@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 import orjson
@@ -124,6 +125,68 @@ def test_sweeper_leaves_fresh_events_to_their_own_job(client: TestClient, bridge
 
     assert sweep_once(bridge) == 0  # default grace: 60 s
     assert queued_jobs(bridge) == 1
+
+
+def test_a_sweep_while_the_broker_is_down_leaves_the_events_due_for_the_next_one(
+    database_url: str, redis_namespace: str, bridge: Bridge, client: TestClient
+) -> None:
+    post_event(client, event("customer.created", CUSTOMER))
+    lost = queued_event_ids(bridge)
+    bridge.broker.flush_all()  # the job was lost
+    assert len(lost) == 1
+
+    down = bootstrap(
+        make_settings(
+            database_url,
+            redis_namespace,
+            BRIDGE_SWEEP_GRACE="0",
+            BRIDGE_REDIS_URL="redis://127.0.0.1:1/0",
+        )
+    )
+    try:
+        assert sweep_once(down) == 0
+    finally:
+        down.close()
+    [row] = event_rows(bridge)
+    assert (row.status, row.enqueued_at) == ("received", None)  # not waiting for a grace again
+
+    up = bootstrap(make_settings(database_url, redis_namespace, BRIDGE_SWEEP_GRACE="0"))
+    try:
+        assert sweep_once(up) == 1
+    finally:
+        up.close()
+    assert queued_event_ids(bridge) == lost
+
+
+def test_the_sweeper_marks_its_events_before_their_job_can_run(
+    database_url: str, redis_namespace: str, bridge: Bridge, client: TestClient
+) -> None:
+    """A job that found its rows locked by the sweeper's bookkeeping would skip them as
+    another job's; so by the time the job is sent, the marking is committed."""
+    post_event(client, event("customer.created", CUSTOMER))
+    bridge.broker.flush_all()
+    sweeper = bootstrap(make_settings(database_url, redis_namespace, BRIDGE_SWEEP_GRACE="0"))
+    seen: list[tuple[str, Any]] = []
+    real_enqueue = sweeper.enqueue_events
+
+    def enqueue_and_look(ids: Any, inbox: Any = StripeEvent) -> list[str]:
+        with bridge.engine.connect() as other:  # what a worker would see at this moment
+            seen.extend(
+                other.execute(
+                    select(StripeEvent.id, StripeEvent.enqueued_at).with_for_update(nowait=True)
+                ).all()
+            )
+        return real_enqueue(ids, inbox)
+
+    sweeper.enqueue_events = enqueue_and_look  # type: ignore[method-assign]
+    try:
+        assert sweep_once(sweeper) == 1
+    finally:
+        sweeper.close()
+    [(_event_id, enqueued_at)] = seen  # not locked (NOWAIT would have raised), and marked
+    assert enqueued_at is not None
+    run_jobs(bridge)
+    assert [row.status for row in event_rows(bridge)] == ["processed"]
 
 
 def test_malformed_object_fails_permanently_and_is_not_retried(

@@ -11,11 +11,13 @@ import orjson
 import pytest
 from freezegun import freeze_time
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
 from stripe_bridge import connection
 from stripe_bridge.bootstrap import Bridge
 from stripe_bridge.errors import Conflict
+from stripe_bridge.handlers import Event
 from stripe_bridge.models import Connection, Customer, Price, Product, Subscription, SyncRun, utcnow
 from stripe_bridge.scheduler import Scheduler
 from stripe_bridge.stripe_api import StripeRejected
@@ -71,6 +73,29 @@ def test_sync_of_260_customers_walks_every_page_once(
         row = session.get(Connection, 1)
         assert row.customers_last_synced_at is not None
         assert row.products_last_synced_at is None
+
+
+def test_a_page_is_applied_in_id_order_like_a_batch_job_locks_its_rows(
+    connected: Bridge, fake_stripe: FakeStripe
+) -> None:
+    """Batch jobs lock mirror rows in id order; a sync page (one transaction) must too, or the
+    two can deadlock. Stripe lists newest first, which is not id order."""
+    seeded = seed_customers(fake_stripe, 150)
+    real = connected.handlers["customer.updated"]
+    applied: list[str] = []
+
+    def recording(event: Event, session: Session) -> None:
+        applied.append(event.object["id"])
+        real(event, session)
+
+    connected.handlers["customer.updated"] = recording
+
+    run_sync(connected, "customers")
+
+    pages = [applied[:100], applied[100:]]
+    assert [len(page) for page in pages] == [100, 50]
+    assert all(page == sorted(page) for page in pages)
+    assert sorted(applied) == sorted(customer["id"] for customer in seeded)
 
 
 def test_synced_customers_are_matched_like_webhook_ones(

@@ -141,6 +141,13 @@ def mark_enqueued(session: Session, inbox: Inbox, ids: Iterable[str]) -> None:
         session.execute(update(inbox).where(inbox.id.in_(ids)).values(enqueued_at=utcnow()))
 
 
+def unmark_enqueued(session: Session, inbox: Inbox, ids: Iterable[str]) -> None:
+    """Sending failed: these are due for the next sweep again."""
+    ids = list(ids)
+    if ids:
+        session.execute(update(inbox).where(inbox.id.in_(ids)).values(enqueued_at=None))
+
+
 PERMANENT = (PermanentError, KeyError, TypeError, ValueError)
 _ID_KEY = {StripeEvent: "stripe_event_id", VelesEvent: "veles_event_id"}
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 import structlog
 
 from stripe_bridge.bootstrap import Bridge
-from stripe_bridge.inbox import due_for_sweep, mark_enqueued
+from stripe_bridge.inbox import due_for_sweep, mark_enqueued, unmark_enqueued
 from stripe_bridge.models import StripeEvent, VelesEvent
 
 log = structlog.get_logger(__name__)
@@ -19,13 +19,17 @@ def sweep_once(bridge: Bridge) -> int:
     grace = timedelta(seconds=bridge.settings.sweep_grace)
     total = 0
     for inbox in (StripeEvent, VelesEvent):
+        # Marked before they are sent: a job must never find its rows locked by this UPDATE
+        # (it would skip them as another job's). What could not be sent is due again at once.
         with bridge.session_factory.begin() as session:
             due = due_for_sweep(session, inbox, grace=grace)
+            mark_enqueued(session, inbox, due)
         if not due:
             continue
         sent = bridge.enqueue_events(due, inbox)
-        with bridge.session_factory.begin() as session:
-            mark_enqueued(session, inbox, sent)
+        if len(sent) < len(due):
+            with bridge.session_factory.begin() as session:
+                unmark_enqueued(session, inbox, set(due) - set(sent))
         log.info(
             "swept stored events back onto the queue",
             inbox=inbox.__tablename__,

@@ -140,7 +140,9 @@ def _walk(bridge: Bridge, gateway: StripeGateway, run: SyncRun, progress: Progre
             items, has_more = gateway.list_page(name, starting_after=cursor, **filters)
             with bridge.session_factory.begin() as session:
                 _still_connected(session)
-                for obj in items:
+                # in id order: batch jobs lock mirror rows in id order too, so the two cannot
+                # deadlock (Stripe lists newest first)
+                for obj in sorted(items, key=lambda item: str(item["id"])):
                     _apply(bridge, session, event_type, obj, fetched_at, run)
                 cursor = items[-1]["id"] if items else cursor
                 run.seen += len(items)
