@@ -220,16 +220,13 @@ def _write_statement(model: type[Any]) -> tuple[Any, list[tuple[str, str]]]:
     parameter) pairs that fill it from a row."""
     if model not in _WRITE_STATEMENTS:
         table = model.__table__
-        pairs = [
-            (attr.key, f"v_{attr.columns[0].name}")
-            for attr in inspect(model).column_attrs
-            if attr.columns[0].name != "id"
-        ]
-        values = {
-            attr.columns[0].name: bindparam(f"v_{attr.columns[0].name}", type_=attr.columns[0].type)
-            for attr in inspect(model).column_attrs
-            if attr.columns[0].name != "id"
-        }
+        pairs: list[tuple[str, str]] = []
+        values: dict[str, Any] = {}
+        for attr in inspect(model).column_attrs:
+            column = attr.columns[0]
+            if column.name != "id":
+                pairs.append((attr.key, f"v_{column.name}"))
+                values[column.name] = bindparam(f"v_{column.name}", type_=column.type)
         statement = update(table).where(table.c.id == bindparam("v_id")).values(values)
         _WRITE_STATEMENTS[model] = (statement, pairs)
     return _WRITE_STATEMENTS[model]

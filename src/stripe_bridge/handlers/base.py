@@ -84,13 +84,13 @@ def lock_row(session: Session, model: type[M], object_id: str) -> M:
 CLAIMED = "stripe_bridge.claimed_rows"
 
 
-def claim_rows(session: Session, model: type[M], object_ids: Iterable[str]) -> bool:
+def claim_rows(session: Session, model: type[M], object_ids: Iterable[str]) -> None:
     """Claim (create if missing, lock, load) the mirror rows of a whole batch in one statement,
     so the batch's `lock_row` calls need no round trip. PostgreSQL only: the embedded SQLite
     claims row by row (its writers are serial anyway)."""
     ids = sorted(set(object_ids))
     if not ids or session.get_bind().dialect.name != "postgresql":
-        return False
+        return
     rows = session.scalars(
         claim_rows_statement(model),
         {"object_ids": ids},
@@ -99,7 +99,6 @@ def claim_rows(session: Session, model: type[M], object_ids: Iterable[str]) -> b
     claimed = session.info.setdefault(CLAIMED, {})
     for row in rows:
         claimed[(model, row.id)] = row
-    return True
 
 
 def timestamp(value: Any) -> datetime | None:
