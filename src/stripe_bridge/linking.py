@@ -78,32 +78,21 @@ def preload_pools(
     session: Session, customers: Iterable[Keys], product_names: Iterable[str | None]
 ) -> None:
     """Read the candidates for every customer key and product name of a batch: one query each."""
-    pools = MatchingPools()
-    for keys in customers:
-        for values, value in (
-            (pools.emails, keys.email),
-            (pools.domains, keys.domain),
-            (pools.names, keys.name),
-        ):
-            if value is not None:
-                values.add(value)
-    pools.product_names = {name for name in product_names if name is not None}
-    conditions = [
-        column.in_(values)
-        for column, values in (
-            (VelesCustomer.email_key, pools.emails),
-            (VelesCustomer.domain_key, pools.domains),
-            (VelesCustomer.name_key, pools.names),
-        )
-        if values
-    ]
+    customers = list(customers)
+    pools = MatchingPools(
+        emails={keys.email for keys in customers if keys.email is not None},
+        domains={keys.domain for keys in customers if keys.domain is not None},
+        names={keys.name for keys in customers if keys.name is not None},
+        product_names={name for name in product_names if name is not None},
+    )
+    conditions = _where_keys(VelesCustomer, *customers)
     if conditions:
         query = select(
             VelesCustomer.id,
             VelesCustomer.email_key,
             VelesCustomer.domain_key,
             VelesCustomer.name_key,
-        ).where(or_(*conditions))
+        ).where(or_(*conditions))  # type: ignore[arg-type]
         pools.customers = [
             (veles_id, Keys(email, domain, name))
             for veles_id, email, domain, name in session.execute(query)
