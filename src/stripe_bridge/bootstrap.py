@@ -81,6 +81,7 @@ class Bridge:
         return StripeGateway(
             api_key,
             api_base=self.settings.stripe_api_base,
+            timeout=self.settings.stripe_timeout,
             max_attempts=self.settings.stripe_max_attempts,
             backoff=Backoff(base=self.settings.stripe_retry_base),
         )

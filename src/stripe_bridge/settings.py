@@ -81,6 +81,8 @@ class Settings:
     enqueue_linger_ms: int = 50
     redis_namespace: str = "stripe-bridge"
     log_format: str = "auto"
+    relay_lease: int = 300
+    stripe_timeout: float = 30.0
 
     @property
     def inbound_mode(self) -> str:
@@ -136,6 +138,8 @@ class Settings:
             enqueue_linger_ms=_non_negative(env, "BRIDGE_ENQUEUE_LINGER_MS", 50),
             redis_namespace=env.get("BRIDGE_REDIS_NAMESPACE", "stripe-bridge"),
             log_format=env.get("BRIDGE_LOG_FORMAT", "auto"),
+            relay_lease=_int(env, "BRIDGE_RELAY_LEASE", 300),
+            stripe_timeout=float(env.get("BRIDGE_STRIPE_TIMEOUT") or 30),
         )
 
 

@@ -235,6 +235,7 @@ class Relay:
 def relay_options(bridge: Bridge) -> RelayOptions:
     settings = bridge.settings
     return RelayOptions(
+        lease=timedelta(seconds=settings.relay_lease),
         retry_base=settings.relay_retry_base,
         push=PushOptions(
             collection_method=settings.invoice_collection_method,
