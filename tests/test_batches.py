@@ -494,7 +494,7 @@ def good_customer(n: int) -> dict[str, Any]:
                 "name": "Bad",
                 "metadata": ["not", "a", "mapping"],
             },
-            "ValueError",
+            "metadata: expected an object",
         ),
     ],
     ids=["bad-timestamp", "no-object-id", "bad-metadata"],

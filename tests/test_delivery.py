@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -16,17 +18,19 @@ from starlette.testclient import TestClient
 from stripe_bridge.bootstrap import Bridge, bootstrap
 from stripe_bridge.handlers import Event
 from stripe_bridge.inbox import apply_event
-from stripe_bridge.models import Customer, StripeEvent
+from stripe_bridge.models import Customer, StripeEvent, VelesEvent, utcnow
 from stripe_bridge.sweeper import sweep_once
 from stripe_bridge.web.app import create_app
 from tests.conftest import (
     event,
     make_settings,
     post_event,
+    post_veles,
     queued_event_ids,
     queued_jobs,
     run_jobs,
     signed_headers,
+    veles_event,
 )
 
 CUSTOMER = {"id": "cus_C", "object": "customer", "name": "Conc", "email": "c@conc.example"}
@@ -241,13 +245,12 @@ def test_transient_failure_on_the_last_attempt_marks_the_event_failed(
     post_event(client, payload)
 
     with pytest.raises(OperationalError):
-        apply_event(bridge.session_factory, bridge.handlers, payload["id"], final_attempt=False)
+        apply_event(bridge.session_factory, bridge.handlers, payload["id"], max_attempts=2)
     assert event_rows(bridge)[0].status == "received"
-    with pytest.raises(OperationalError):
-        apply_event(bridge.session_factory, bridge.handlers, payload["id"], final_attempt=True)
+    status = apply_event(bridge.session_factory, bridge.handlers, payload["id"], max_attempts=2)
 
     [row] = event_rows(bridge)
-    assert row.status == "failed"
+    assert status == row.status == "failed"
     assert row.attempts == 2
     assert "database went away" in (row.last_error or "")
 
@@ -265,3 +268,102 @@ def test_status_and_attempts_are_visible_in_the_inbox(client: TestClient, bridge
             ).all()
         )
     assert counts == {"processed": 1, "failed": 1, "ignored": 1}
+
+
+@pytest.mark.parametrize(
+    ("family", "obj", "reason"),
+    [
+        ("customer.created", {**CUSTOMER, "created": 2**70}, "timestamp"),
+        (
+            "invoice.created",
+            {"id": "in_X", "object": "invoice", "status": "draft", "amount_due": 2**70},
+            "amount_due",
+        ),
+        (
+            "invoice.created",
+            {"id": "in_X", "object": "invoice", "status": "draft", "amount_due": 2**63 + 7},
+            "amount_due",
+        ),
+        (
+            "invoice.created",
+            {"id": "in_X", "object": "invoice", "status": "draft", "amount_due": "lots"},
+            "amount",
+        ),
+        ("customer.created", {**CUSTOMER, "metadata": ["not", "an", "object"]}, "metadata"),
+    ],
+)
+def test_a_payload_value_that_can_never_be_applied_fails_at_once_and_alone(
+    client: TestClient, bridge: Bridge, family: str, obj: dict[str, Any], reason: str
+) -> None:
+    """Given a batch with one event whose value is out of range or of the wrong type, when its
+    job runs, that event is failed at once with the reason and the others are applied."""
+    bad = event(family, obj)
+    good = event("customer.created", {**CUSTOMER, "id": "cus_Good"})
+    for body in (json.dumps(bad).encode(), orjson.dumps(good)):  # orjson stops at 64 bits
+        response = client.post("/webhooks/stripe", content=body, headers=signed_headers(body))
+        assert response.status_code == 200
+
+    run_jobs(bridge, timeout_ms=10_000)
+
+    rows = {row.id: row for row in event_rows(bridge)}
+    assert (rows[bad["id"]].status, rows[bad["id"]].attempts) == ("failed", 1)
+    assert reason in (rows[bad["id"]].last_error or "")
+    assert rows[good["id"]].status == "processed"
+    assert queued_jobs(bridge) == 0
+
+
+def _always_down(_event: Event, _session: Session) -> None:
+    raise OperationalError("SELECT 1", {}, Exception("database went away"))
+
+
+def test_an_event_failing_transiently_is_a_dead_letter_after_its_attempts_even_when_resent(
+    client: TestClient, bridge: Bridge, admin_engine: Any
+) -> None:
+    """Given an event that failed on every attempt but its last, whose job was lost, when the
+    sweeper sends it again in a new job and it fails once more, it is failed for good (the
+    attempts are counted on the event, not on the job's message), and never sent again."""
+    bridge.handlers["customer.created"] = _always_down
+    payload = event("customer.created", CUSTOMER)
+    post_event(client, payload)
+    limit = bridge.settings.event_max_attempts
+    with admin_engine.begin() as connection:
+        connection.execute(
+            StripeEvent.__table__.update()
+            .where(StripeEvent.id == payload["id"])
+            .values(attempts=limit - 1, enqueued_at=None, received_at=utcnow() - timedelta(hours=1))
+        )
+    bridge.broker.flush_all()
+
+    assert sweep_once(bridge) == 1
+    run_jobs(bridge, timeout_ms=10_000)
+
+    [row] = event_rows(bridge)
+    assert (row.status, row.attempts) == ("failed", limit)
+    assert "database went away" in (row.last_error or "")
+    assert row.first_failed_at is not None
+    assert sweep_once(bridge) == 0
+
+
+def test_a_veles_event_failing_transiently_is_a_dead_letter_after_its_attempts(
+    client: TestClient, bridge: Bridge, admin_engine: Any
+) -> None:
+    bridge.veles_handlers["customer.upserted"] = _always_down
+    payload = veles_event("customer.upserted", {"id": "v_1", "name": "Acme"})
+    assert post_veles(client, payload).status_code == 202
+    limit = bridge.settings.event_max_attempts
+    with admin_engine.begin() as connection:
+        connection.execute(
+            VelesEvent.__table__.update()
+            .where(VelesEvent.id == payload["id"])
+            .values(attempts=limit - 1, enqueued_at=None, received_at=utcnow() - timedelta(hours=1))
+        )
+    bridge.broker.flush_all()
+
+    assert sweep_once(bridge) == 1
+    run_jobs(bridge, timeout_ms=10_000)
+
+    with bridge.session_factory() as session:
+        row = session.get(VelesEvent, payload["id"])
+    assert row is not None
+    assert (row.status, row.attempts) == ("failed", limit)
+    assert sweep_once(bridge) == 0

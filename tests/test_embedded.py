@@ -98,7 +98,7 @@ def test_sqlite_applies_a_stored_event_like_postgresql(tmp_path: Path) -> None:
             assert store(session, StripeEvent, [parse_event(body)]) == {"evt_1"}
             assert store(session, StripeEvent, [parse_event(body)]) == set()
 
-        status = apply_event(bridge.session_factory, bridge.handlers, "evt_1", final_attempt=True)
+        status = apply_event(bridge.session_factory, bridge.handlers, "evt_1", max_attempts=1)
 
         assert status == "processed"
     finally:

@@ -190,7 +190,8 @@ def test_a_replay_that_fails_again_is_a_dead_letter_again_with_the_fresh_error(
 
     [letter] = dead(client, kind="event")
     assert "still broken, differently" in letter["error"]
-    assert (letter["replays"], letter["attempts"]) == (1, 2)
+    # attempts count the tries since the last replay: each replay gets every attempt again
+    assert (letter["replays"], letter["attempts"]) == (1, 1)
     assert letter["last_failed_at"] > letter["first_failed_at"]
 
 

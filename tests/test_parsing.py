@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import orjson
@@ -141,3 +142,21 @@ def test_settings_default_to_the_embedded_sqlite_file_and_split_secrets() -> Non
     assert settings.redis_url is None
     assert settings.stripe_webhook_secrets == ("whsec_a", "whsec_b")
     assert "whsec_a" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"created": 2**70},  # read as a float: not unix seconds
+        {"created": 2**63 + 1},  # past the inbox's 64-bit column
+        {"created": -1},
+        {"id": "evt_" + "x" * 100_000},
+        {"api_version": "2026-" + "9" * 100},
+        {"account": "acct_" + "1" * 300},
+        {"data": {"object": {"id": "cus_" + "x" * 300}}},
+    ],
+)
+def test_parse_event_refuses_values_no_stripe_event_has(change: dict[str, object]) -> None:
+    """Each would overflow an inbox column: the whole group commit would fail with a 5xx."""
+    with pytest.raises(BadRequest):
+        parse_event(json.dumps({**GOOD, **change}).encode())

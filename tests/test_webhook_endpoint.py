@@ -264,3 +264,14 @@ def test_no_configured_secret_refuses_everything(database_url: str, redis_namesp
 
     assert response.status_code == 400
     assert count == 0
+
+
+def test_an_event_whose_created_overflows_the_inbox_is_refused_not_a_5xx(
+    client: TestClient, bridge: Bridge
+) -> None:
+    response = post_event(client, {**event("customer.created", CUSTOMER), "created": 2**63 + 1})
+
+    assert response.status_code == 400
+    assert "created" in response.json()["error"]["message"]
+    assert stored(bridge) == []
+    assert post_event(client, event("customer.created", CUSTOMER)).status_code == 200

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from stripe_bridge.failures import describe
 from stripe_bridge.handlers import Claim, Event, Handler
 from stripe_bridge.handlers.base import CLAIMED, claim_rows
-from stripe_bridge.inbox import apply_event
+from stripe_bridge.inbox import MAX_ATTEMPTS, apply_event
 from stripe_bridge.linking import HELD_LOCKS, POOLS, matching_lock, preload_pools
 from stripe_bridge.matching import Keys, derive_domain, normalise_product_name
 from stripe_bridge.metrics import EVENTS, HANDLER_SECONDS
@@ -64,7 +64,7 @@ def apply_events(
     claims: Mapping[str, Claim],
     event_ids: Sequence[str],
     *,
-    final_attempt: bool,
+    max_attempts: int = MAX_ATTEMPTS,
     accept: Accept = lambda _session, _event: None,
 ) -> dict[str, str]:
     """Apply the `received` events among `event_ids`; answers the status of each one applied
@@ -81,7 +81,7 @@ def apply_events(
             event_types=sorted(types),
             error=describe(exc),
         )
-        return _one_by_one(session_factory, handlers, event_ids, final_attempt, accept)
+        return _one_by_one(session_factory, handlers, event_ids, max_attempts, accept)
     finally:
         structlog.contextvars.clear_contextvars()
     share = (time.perf_counter() - started) / max(1, len(applied))
@@ -273,7 +273,7 @@ def _one_by_one(
     session_factory: sessionmaker[Session],
     handlers: Mapping[str, Handler],
     event_ids: Sequence[str],
-    final_attempt: bool,
+    max_attempts: int,
     accept: Accept,
 ) -> dict[str, str]:
     statuses: dict[str, str] = {}
@@ -286,7 +286,7 @@ def _one_by_one(
                 session_factory,
                 handlers,
                 event_id,
-                final_attempt=final_attempt,
+                max_attempts=max_attempts,
                 accept=accept,
                 skip_locked=True,  # a row another job holds is that job's to apply
             )

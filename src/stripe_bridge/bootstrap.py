@@ -126,6 +126,7 @@ def bootstrap(settings: Settings, *, broker: dramatiq.Broker | None = None) -> B
         handlers,
         veles_handlers,
         accept=lambda session, event: refusal_now(session, settings, event),
+        max_attempts=settings.event_max_attempts,
     )
     bridge = Bridge(settings, engine, session_factory, broker, actors, handlers, veles_handlers)
     bridge.sync_actor  # noqa: B018  (declared now, so a worker consumes its queue)

@@ -134,7 +134,12 @@ def replay(bridge: Bridge, refs: list[str], *, dry_run: bool = False) -> list[st
         kind, key = parse_ref(letter.id)
         model = MODELS[kind]
         with bridge.session_factory.begin() as session:
-            values: dict[str, Any] = {"replays": model.replays + 1, "replayed_at": utcnow()}
+            # a replay is a new round: it gets every attempt again (`replays` counts the rounds)
+            values: dict[str, Any] = {
+                "replays": model.replays + 1,
+                "replayed_at": utcnow(),
+                "attempts": 0,
+            }
             if kind == "outbox":
                 values.update(status=PENDING, next_attempt_at=utcnow(), lease_until=None)
             else:

@@ -14,8 +14,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from stripe_bridge.db import insert_ignoring_conflicts
-from stripe_bridge.errors import BadRequest, PermanentError
-from stripe_bridge.failures import describe, failure_values, mark_failed
+from stripe_bridge.errors import BadRequest
+from stripe_bridge.failures import describe, is_permanent, mark_failed, record_error
 from stripe_bridge.handlers import Event, Handler
 from stripe_bridge.metrics import EVENTS, HANDLER_SECONDS
 from stripe_bridge.models import (
@@ -48,6 +48,27 @@ class Incoming:
     reason: str | None = None
 
 
+MAX_CREATED = 253_402_300_799  # unix seconds of 9999-12-31: anything later is not a timestamp
+
+
+def unix_seconds(value: Any, what: str) -> int:
+    """An event's `created`: whole unix seconds in the range an inbox row holds."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise BadRequest(f"body is not {what}: missing 'created' (unix seconds)")
+    if not 0 <= value <= MAX_CREATED:
+        raise BadRequest(f"body is not {what}: 'created' is out of range")
+    return value
+
+
+def _bounded(value: Any, name: str, limit: int) -> str | None:
+    """An optional string field that an inbox column keeps (at most `limit` characters)."""
+    if not isinstance(value, str):
+        return None
+    if len(value) > limit:
+        raise BadRequest(f"body is not a Stripe event: {name!r} is longer than {limit}")
+    return value
+
+
 def parse_event(body: bytes) -> Incoming:
     """The fields the inbox stores, or BadRequest for anything that is not a Stripe event."""
     try:
@@ -61,8 +82,7 @@ def parse_event(body: bytes) -> Incoming:
         raise BadRequest("body is not a Stripe event: missing or malformed 'id'")
     if not isinstance(event_type, str) or not event_type or len(event_type) > 255:
         raise BadRequest("body is not a Stripe event: missing 'type'")
-    if not isinstance(created, int) or isinstance(created, bool):
-        raise BadRequest("body is not a Stripe event: missing 'created'")
+    created = unix_seconds(created, "a Stripe event")
     data = doc.get("data")
     obj = data.get("object") if isinstance(data, dict) else None
     if not isinstance(obj, dict):
@@ -70,19 +90,16 @@ def parse_event(body: bytes) -> Incoming:
     livemode = doc.get("livemode")
     if not isinstance(livemode, bool):
         raise BadRequest("body is not a Stripe event: missing 'livemode'")
-    object_id = obj.get("id")
-    account = doc.get("account")
-    api_version = doc.get("api_version")
     return Incoming(
         id=event_id,
         type=event_type,
         created=created,
-        object_id=object_id if isinstance(object_id, str) else None,
+        object_id=_bounded(obj.get("id"), "data.object.id", 255),
         payload=body,
         extra={
             "livemode": livemode,
-            "api_version": api_version if isinstance(api_version, str) else None,
-            "account": account if isinstance(account, str) else None,
+            "api_version": _bounded(doc.get("api_version"), "api_version", 64),
+            "account": _bounded(doc.get("account"), "account", 255),
         },
     )
 
@@ -148,7 +165,7 @@ def unmark_enqueued(session: Session, inbox: Inbox, ids: Iterable[str]) -> None:
         session.execute(update(inbox).where(inbox.id.in_(ids)).values(enqueued_at=None))
 
 
-PERMANENT = (PermanentError, KeyError, TypeError, ValueError)
+MAX_ATTEMPTS = 8  # BRIDGE_EVENT_MAX_ATTEMPTS: tries of one event before it is a dead letter
 _ID_KEY = {StripeEvent: "stripe_event_id", VelesEvent: "veles_event_id"}
 
 
@@ -165,7 +182,7 @@ def apply_event(
     handlers: Mapping[str, Handler],
     event_id: str,
     *,
-    final_attempt: bool,
+    max_attempts: int = MAX_ATTEMPTS,
     inbox: Inbox = StripeEvent,
     decode: Callable[[Any], Event] = Event.from_payload,
     accept: Callable[[Session, Event], str | None] = lambda _session, _event: None,
@@ -174,10 +191,12 @@ def apply_event(
     """Apply one stored event with its handler, in one transaction; answers the new status.
 
     Safe to call twice: only a `received` row is applied, under a row lock. A permanent error
-    rolls the handler's work back and marks the event failed at once; a transient one re-raises
-    (the job retries) unless this was the last attempt, which marks it failed with the error.
-    `accept` may return a reason to ignore the event instead (e.g. disconnected). With
-    `skip_locked`, an event whose row another transaction holds is left to it ("locked")."""
+    (`failures.is_permanent`: the payload can never be applied) rolls the handler's work back
+    and marks the event failed at once. A transient one is counted on the event and re-raised
+    (the job retries), until the event has had `max_attempts`: then it is marked failed with
+    the error, whichever job or replay made the attempts. `accept` may return a reason to
+    ignore the event instead (e.g. disconnected). With `skip_locked`, an event whose row
+    another transaction holds is left to it ("locked")."""
     bound = log.bind(**{_ID_KEY[inbox]: event_id})
     source = "stripe" if inbox is StripeEvent else "veles"
     started = time.perf_counter()
@@ -202,8 +221,11 @@ def apply_event(
                 else:
                     handlers[row.type](event, session)
                     row.status = PROCESSED
-            except PERMANENT as exc:
-                raise _Failed(exc) from exc
+                session.flush()  # a value the database refuses is the payload's failure too
+            except Exception as exc:
+                if is_permanent(exc):
+                    raise _Failed(exc) from exc
+                raise
             row.attempts += 1
             row.processed_at, row.last_error = utcnow(), None
             status, event_type = row.status, row.type
@@ -212,10 +234,13 @@ def apply_event(
         status, event_type = _record_permanent(session_factory, inbox, event_id, failed.cause)
         bound.warning("event failed permanently", error=describe(failed.cause))
     except Exception as exc:
-        EVENTS.labels(source, "unknown", "failed" if final_attempt else "retried").inc()
-        _record_transient(session_factory, inbox, event_id, exc, final=final_attempt)
-        bound.warning("event failed, will retry", error=describe(exc), final=final_attempt)
-        raise
+        status = _record_transient(session_factory, inbox, event_id, exc, max_attempts)
+        EVENTS.labels(source, "unknown", "failed" if status == FAILED else "retried").inc()
+        if status != FAILED:
+            bound.warning("event failed, will retry", error=describe(exc))
+            raise
+        bound.error("event failed on its last attempt", error=describe(exc), attempts=max_attempts)
+        return status
     EVENTS.labels(source, event_type, status).inc()
     HANDLER_SECONDS.labels(source).observe(time.perf_counter() - started)
     return status
@@ -240,22 +265,28 @@ def _record_transient(
     inbox: Inbox,
     event_id: str,
     exc: BaseException,
-    *,
-    final: bool,
-) -> None:
-    values: dict[str, Any] = {
-        "attempts": inbox.attempts + 1,
-        **failure_values(inbox, exc, dead=final),
-    }
-    if final:
-        values["status"] = FAILED
+    max_attempts: int,
+) -> str:
+    """Count the failed attempt on the event; the one that reaches `max_attempts` marks it
+    failed. Answers the event's status (`received` also when nothing could be recorded)."""
     try:
         with session_factory.begin() as session:
-            session.execute(
-                update(inbox).where(inbox.id == event_id, inbox.status == RECEIVED).values(**values)
+            row = cast(
+                "StripeEvent | VelesEvent | None",
+                session.get(inbox, event_id, with_for_update=True),
             )
+            if row is None or row.status != RECEIVED:
+                return RECEIVED if row is None else row.status
+            row.attempts += 1
+            if row.attempts >= max_attempts:
+                row.status = FAILED
+                mark_failed(row, exc)
+            else:
+                record_error(row, exc)
+            return row.status
     except Exception as record_exc:  # the database itself may be what failed
         log.error("could not record the failure", event_id=event_id, error=repr(record_exc))
+        return RECEIVED
 
 
 def counts_by_status(session: Session, inbox: Inbox = StripeEvent) -> dict[str, int]:

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from stripe_bridge.batches import apply_events
 from stripe_bridge.errors import PermanentError
 from stripe_bridge.handlers import CLAIMS, Event, Handler
-from stripe_bridge.inbox import apply_event
+from stripe_bridge.inbox import MAX_ATTEMPTS, apply_event
 from stripe_bridge.models import VelesEvent
 from stripe_bridge.settings import Settings
 from stripe_bridge.veles import decode_veles_event
@@ -34,7 +34,10 @@ EVENTS_QUEUE = "stripe-events"
 VELES_QUEUE = "veles-events"
 SYNC_QUEUE = "sync"
 SYNC_TIME_LIMIT_MS = 2 * 60 * 60 * 1000
-MAX_RETRIES = 8
+# A job's own retries only carry its events' attempts, which are counted on each event (a job
+# sent again by the sweeper or a replay starts its retries at zero): `declare_actors` gives
+# a job as many retries as an event has attempts.
+MAX_RETRIES = MAX_ATTEMPTS
 MIN_BACKOFF_MS = 1_000
 MAX_BACKOFF_MS = 5 * 60_000
 
@@ -90,13 +93,6 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
     return broker
 
 
-def _is_final_attempt() -> bool:
-    message = CurrentMessage.get_current_message()
-    if message is None:
-        return True
-    return int(message.options.get("retries", 0)) >= MAX_RETRIES
-
-
 @contextmanager
 def _job_context(**ids: str) -> Iterator[None]:
     """Every log line of one job carries its ids, and nothing of the previous job's."""
@@ -129,6 +125,7 @@ def declare_actors(
     handlers: Mapping[str, Handler],
     veles_handlers: Mapping[str, Handler],
     accept: Callable[[Session, Event], str | None] = lambda _session, _event: None,
+    max_attempts: int = MAX_ATTEMPTS,
 ) -> Actors:
     def apply_stripe_events(event_ids: list[str]) -> None:
         """What the web, the sweeper and replays send: a batch of stored events."""
@@ -138,7 +135,7 @@ def declare_actors(
                 handlers,
                 CLAIMS,
                 event_ids,
-                final_attempt=_is_final_attempt(),
+                max_attempts=max_attempts,
                 accept=accept,
             )
 
@@ -149,7 +146,7 @@ def declare_actors(
                 session_factory,
                 handlers,
                 event_id,
-                final_attempt=_is_final_attempt(),
+                max_attempts=max_attempts,
                 accept=accept,
             )
 
@@ -159,7 +156,7 @@ def declare_actors(
                 session_factory,
                 veles_handlers,
                 event_id,
-                final_attempt=_is_final_attempt(),
+                max_attempts=max_attempts,
                 inbox=VelesEvent,
                 decode=decode_veles_event,
             )
@@ -171,7 +168,7 @@ def declare_actors(
             actor_name=fn.__name__,
             queue_name=queue,
             priority=0,
-            options=dict(RETRY_OPTIONS),
+            options={**RETRY_OPTIONS, "max_retries": max_attempts},
         )
 
     return Actors(

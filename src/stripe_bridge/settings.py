@@ -83,6 +83,7 @@ class Settings:
     log_format: str = "auto"
     relay_lease: int = 300
     stripe_timeout: float = 30.0
+    event_max_attempts: int = 8
 
     @property
     def inbound_mode(self) -> str:
@@ -140,6 +141,7 @@ class Settings:
             log_format=env.get("BRIDGE_LOG_FORMAT", "auto"),
             relay_lease=_int(env, "BRIDGE_RELAY_LEASE", 300),
             stripe_timeout=float(env.get("BRIDGE_STRIPE_TIMEOUT") or 30),
+            event_max_attempts=_int(env, "BRIDGE_EVENT_MAX_ATTEMPTS", 8),
         )
 
 

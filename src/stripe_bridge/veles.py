@@ -12,7 +12,7 @@ import orjson
 
 from stripe_bridge.errors import BadRequest, PermanentError
 from stripe_bridge.handlers.base import Event
-from stripe_bridge.inbox import Incoming
+from stripe_bridge.inbox import Incoming, unix_seconds
 from stripe_bridge.models import IGNORED
 
 # type → (required string fields, optional string fields) of `data`
@@ -52,8 +52,7 @@ def parse_veles_event(body: bytes, handled: Mapping[str, Any]) -> Incoming:
         raise BadRequest("body is not a Veles event: missing or malformed 'id'")
     if event_type not in VELES_TYPES:
         raise BadRequest(f"unknown Veles event type {event_type!r}")
-    if not isinstance(created, int) or isinstance(created, bool):
-        raise BadRequest("body is not a Veles event: missing 'created'")
+    created = unix_seconds(created, "a Veles event")
     if not isinstance(data, dict):
         raise BadRequest("body is not a Veles event: missing 'data'")
     _check_data(event_type, data)

@@ -101,13 +101,51 @@ def claim_rows(session: Session, model: type[M], object_ids: Iterable[str]) -> N
         claimed[(model, row.id)] = row
 
 
+# The range a unix timestamp or an amount may take: what Python's datetime and a 64-bit
+# column hold. Anything outside comes from a malformed payload and can never be applied.
+MAX_UNIX_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z
+INT64 = 2**63
+
+
 def timestamp(value: Any) -> datetime | None:
     """Stripe's unix seconds as an aware UTC datetime."""
     if value is None or isinstance(value, bool):
         return None
     if not isinstance(value, int | float):
         raise PermanentError(f"expected a unix timestamp, got {type(value).__name__}")
+    if not -MAX_UNIX_SECONDS <= value <= MAX_UNIX_SECONDS:
+        raise PermanentError(f"unix timestamp out of range: {value!r}")
     return datetime.fromtimestamp(value, UTC)
+
+
+def integer(obj: Mapping[str, Any], key: str) -> int | None:
+    """`obj[key]` as a whole number that fits a 64-bit column (amounts, counts), or None."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PermanentError(f"{key}: expected an integer, got {type(value).__name__}")
+    if not -INT64 <= value < INT64:
+        raise PermanentError(f"{key}: integer out of range: {value}")
+    return value
+
+
+def text(obj: Mapping[str, Any], key: str) -> str | None:
+    """`obj[key]` as a string, or None."""
+    value = obj.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise PermanentError(f"{key}: expected a string, got {type(value).__name__}")
+
+
+def mapping(obj: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """`obj[key]` as an object (metadata); missing or null is empty."""
+    value = obj.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise PermanentError(f"{key}: expected an object, got {type(value).__name__}")
+    return dict(value)
 
 
 def ref_id(value: Any) -> str | None:

@@ -12,8 +12,11 @@ from stripe_bridge.handlers.base import (
     Event,
     Handler,
     dig,
+    integer,
     lock_row,
+    mapping,
     ref_id,
+    text,
     timestamp,
 )
 from stripe_bridge.handlers.guard import is_stale, stamp
@@ -29,9 +32,9 @@ def apply_product(event: Event, session: Session) -> None:
         return
     deleted = event.type == "product.deleted" or obj.get("deleted") is True
     if "name" in obj or not deleted:
-        row.name = obj.get("name")
-        row.description = obj.get("description")
-        row.metadata_ = dict(obj.get("metadata") or {})
+        row.name = text(obj, "name")
+        row.description = text(obj, "description")
+        row.metadata_ = mapping(obj, "metadata")
         row.created = timestamp(obj.get("created"))
     row.active = bool(obj.get("active", True)) and not deleted
     row.deleted = deleted
@@ -45,15 +48,15 @@ def _price_fields(obj: Mapping[str, Any], *, is_plan: bool) -> dict[str, Any]:
     if is_plan:
         recurring_interval = obj.get("interval")
         return {
-            "unit_amount": obj.get("amount"),
+            "unit_amount": integer(obj, "amount"),
             "type": "recurring",
             "recurring_interval": recurring_interval,
-            "recurring_interval_count": obj.get("interval_count"),
+            "recurring_interval_count": integer(obj, "interval_count"),
         }
     recurring = obj.get("recurring")
     price_type = obj.get("type") or ("recurring" if recurring else "one_time")
     return {
-        "unit_amount": obj.get("unit_amount"),
+        "unit_amount": integer(obj, "unit_amount"),
         "type": price_type,
         "recurring_interval": dig(obj, "recurring", "interval"),
         "recurring_interval_count": dig(obj, "recurring", "interval_count"),
@@ -71,9 +74,9 @@ def apply_price(event: Event, session: Session) -> None:
         for key, value in _price_fields(obj, is_plan=is_plan).items():
             setattr(row, key, value)
         row.product_id = ref_id(obj.get("product"))
-        row.currency = obj.get("currency")
-        row.nickname = obj.get("nickname")
-        row.metadata_ = dict(obj.get("metadata") or {})
+        row.currency = text(obj, "currency")
+        row.nickname = text(obj, "nickname")
+        row.metadata_ = mapping(obj, "metadata")
         row.created = timestamp(obj.get("created"))
     row.active = bool(obj.get("active", True)) and not deleted
     row.deleted = deleted

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from stripe_bridge.handlers.base import Claim, Event, Handler, lock_row, timestamp
+from stripe_bridge.handlers.base import (
+    Claim,
+    Event,
+    Handler,
+    lock_row,
+    mapping,
+    text,
+    timestamp,
+)
 from stripe_bridge.handlers.guard import is_stale, stamp
 from stripe_bridge.linking import CUSTOMER_LOCK, matching_lock, rematch_customer, set_keys
 from stripe_bridge.matching import derive_domain
@@ -20,9 +28,9 @@ def apply_customer(event: Event, session: Session) -> None:
     deleted = event.type == "customer.deleted" or obj.get("deleted") is True
     # A deleted-customer stub carries only id and deleted: keep what the mirror knew.
     if "email" in obj or not deleted:
-        row.name = obj.get("name")
-        row.email = obj.get("email")
-        row.metadata_ = dict(obj.get("metadata") or {})
+        row.name = text(obj, "name")
+        row.email = text(obj, "email")
+        row.metadata_ = mapping(obj, "metadata")
         row.domain = derive_domain(row.email, row.metadata_)
         row.created = timestamp(obj.get("created"))
     row.deleted = deleted

@@ -16,8 +16,11 @@ from stripe_bridge.handlers.base import (
     Event,
     Handler,
     dig,
+    integer,
     lock_row,
+    mapping,
     ref_id,
+    text,
     timestamp,
 )
 from stripe_bridge.handlers.guard import is_stale, stamp
@@ -37,8 +40,8 @@ _STATUS_BY_EVENT = {
 
 def invoice_status(obj: Mapping[str, Any], event_type: str) -> str | None:
     """The invoice's status; for classic payloads without one, derived from its flags."""
-    status = obj.get("status")
-    if isinstance(status, str):
+    status = text(obj, "status")
+    if status is not None:
         return status
     if obj.get("paid") is True:
         return "paid"
@@ -48,7 +51,7 @@ def invoice_status(obj: Mapping[str, Any], event_type: str) -> str | None:
         return "void"
     if event_type in _STATUS_BY_EVENT and event_type != "invoice.created":
         return _STATUS_BY_EVENT[event_type]
-    return "draft" if obj.get("number") is None else "open"
+    return "draft" if text(obj, "number") is None else "open"
 
 
 def _progress(row: Versioned) -> int:
@@ -66,21 +69,22 @@ def apply_invoice(event: Event, session: Session) -> None:
     subscription = obj.get("subscription") or dig(
         obj, "parent", "subscription_details", "subscription"
     )
-    amount_paid = obj.get("amount_paid")
+    amount_due = integer(obj, "amount_due")
+    amount_paid = integer(obj, "amount_paid")
     if amount_paid is None:
-        amount_paid = obj.get("amount_due") if status == "paid" else 0
+        amount_paid = amount_due if status == "paid" else 0
     paid_at = dig(obj, "status_transitions", "paid_at")
     if paid_at is None and status == "paid":
         paid_at = event.created  # classic payloads have no status_transitions
     row.customer_id = ref_id(obj.get("customer"))
     row.subscription_id = ref_id(subscription)
     row.status = status
-    row.amount_due = obj.get("amount_due")
+    row.amount_due = amount_due
     row.amount_paid = amount_paid
-    row.currency = obj.get("currency")
-    row.number = obj.get("number")
+    row.currency = text(obj, "currency")
+    row.number = text(obj, "number")
     row.paid_at = timestamp(paid_at)
-    row.metadata_ = dict(obj.get("metadata") or {})
+    row.metadata_ = mapping(obj, "metadata")
     row.created = timestamp(obj.get("created") or obj.get("date"))
     row.livemode = obj.get("livemode", event.livemode)
     stamp(row, event)

@@ -17,7 +17,9 @@ from stripe_bridge.handlers.base import (
     Handler,
     dig,
     lock_row,
+    mapping,
     ref_id,
+    text,
     timestamp,
 )
 from stripe_bridge.handlers.guard import is_stale, stamp
@@ -66,13 +68,13 @@ def apply_subscription(event: Event, session: Session) -> None:
     if is_stale(row, event):
         return
     row.customer_id = ref_id(obj.get("customer"))
-    row.status = obj.get("status")
+    row.status = text(obj, "status")
     row.items = _items(obj)
     row.current_period_start = timestamp(_period(obj, "current_period_start"))
     row.current_period_end = timestamp(_period(obj, "current_period_end"))
     row.cancel_at_period_end = bool(obj.get("cancel_at_period_end", False))
     row.canceled_at = timestamp(obj.get("canceled_at"))
-    row.metadata_ = dict(obj.get("metadata") or {})
+    row.metadata_ = mapping(obj, "metadata")
     row.created = timestamp(obj.get("created") or obj.get("start"))
     row.deleted = event.type == "customer.subscription.deleted"
     row.livemode = obj.get("livemode", event.livemode)
