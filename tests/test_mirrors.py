@@ -19,6 +19,7 @@ EVENT_TYPES = sorted(path.stem for path in (FIXTURES / "current").glob("*.json")
 CUS, PROD, SUB = "cus_QmR4ckT3stAcme01", "prod_QmR4ckT3stPro001", "sub_1QmR4ckT3stSub001"
 PRICE, PLAN = "price_1QmR4ckT3stPro001", "plan_QmR4ckT3stPro001"
 INV1, INV2 = "in_1QmR4ckT3stInv001", "in_1QmR4ckT3stInv002"
+INV3 = "in_1QmR4ckT3stInv003"  # a draft, deleted (Stripe deletes drafts)
 
 
 def mirror(bridge: Bridge, model: type[Any], object_id: str) -> Any:
@@ -65,10 +66,13 @@ def expected(shape: str, event_type: str) -> tuple[type[Any], str, dict[str, Any
         "voided": "void",
         "marked_uncollectible": "uncollectible",
     }.get(action, "open")
+    if deleted:
+        fields = {"customer_id": CUS, "status": "draft", "amount_due": 9800, "deleted": True}
+        return Invoice, INV3, fields
     invoice_id = INV2 if action in ("voided", "marked_uncollectible") else INV1
     amount_due = 24500 if invoice_id == INV2 else 14700
     fields = {"customer_id": CUS, "subscription_id": SUB, "status": invoice_status}
-    fields |= {"amount_due": amount_due, "currency": "usd"}
+    fields |= {"amount_due": amount_due, "currency": "usd", "deleted": False}
     fields["amount_paid"] = amount_due if invoice_status == "paid" else 0
     return Invoice, invoice_id, fields
 
@@ -125,6 +129,7 @@ def final_truth(shape: str) -> dict[tuple[type[Any], str], dict[str, Any]]:
         },
         (Invoice, INV1): {"status": "paid", "amount_paid": 14700},
         (Invoice, INV2): {"status": "void", "amount_paid": 0},
+        (Invoice, INV3): {"status": "draft", "deleted": True},
     }
 
 

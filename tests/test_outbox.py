@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 
 from stripe_bridge import connection, outbox
 from stripe_bridge.bootstrap import Bridge
-from stripe_bridge.models import Customer, OutboxRow, VelesEvent, VelesOrder
+from stripe_bridge.models import Customer, OutboxRow, StripeEvent, VelesEvent, VelesOrder
 from stripe_bridge.outbox.relay import Relay
 from stripe_bridge.sync import run_sync
 from tests.conftest import (
@@ -500,6 +500,43 @@ def test_voided_and_uncollectible_invoices_show_on_the_order(
 
     assert order(client, "ord_1")["payment_status"] == "void"
     assert order(client, "ord_2")["payment_status"] == "uncollectible"
+
+
+def test_a_draft_invoice_deleted_in_stripe_leaves_the_live_set_and_the_order_shows_it(
+    world: dict[str, Any], client: TestClient, bridge: Bridge, fake_stripe: FakeStripe
+) -> None:
+    """Given an order whose invoice is still a draft (its push stopped before finalizing), when
+    Stripe deletes the draft (`invoice.deleted`), the mirror marks it deleted, the invoices
+    list says so, and the order no longer shows a draft invoice; a late draft event changes
+    nothing."""
+    commit_order(client, bridge, order_event("ord_1"))
+    draft = {
+        "id": "in_draft1",
+        "object": "invoice",
+        "status": "draft",
+        "customer": "cus_1",
+        "currency": "eur",
+        "amount_due": 1000,
+        "metadata": {"veles_order_id": "ord_1"},
+    }
+    post_event(client, event("invoice.created", draft, created=2_000_000_000))
+    run_jobs(bridge)
+    assert order(client, "ord_1")["invoice_status"] == "draft"
+
+    deleted = event("invoice.deleted", draft, created=2_000_000_010)
+    late = event("invoice.updated", draft, created=2_000_000_005)
+    for payload in (deleted, late):
+        assert post_event(client, payload).status_code == 200
+    run_jobs(bridge)
+
+    shown = order(client, "ord_1")
+    assert (shown["invoice_status"], shown["payment_status"]) == ("deleted", "void")
+    listed = client.get("/admin/api/invoices", headers=admin_headers()).json()["data"]
+    assert [(item["id"], item["deleted"]) for item in listed] == [("in_draft1", True)]
+    with bridge.session_factory() as session:
+        assert session.scalars(
+            select(StripeEvent.status).where(StripeEvent.id.in_([deleted["id"], late["id"]]))
+        ).all() == ["processed", "processed"]
 
 
 def test_nothing_is_pushed_while_disconnected_and_everything_after_reconnecting(

@@ -2,7 +2,8 @@
 
 Current API versions put the subscription under `parent.subscription_details` and dropped
 `paid`; classic ones have a top-level `subscription`, `paid`, `forgiven`, and (before 2018)
-no `status`, which is then derived from those flags and the event type."""
+no `status`, which is then derived from those flags and the event type. Stripe deletes only
+drafts (`invoice.deleted`): the mirror keeps the row, marked deleted (terminal)."""
 
 from __future__ import annotations
 
@@ -87,6 +88,7 @@ def apply_invoice(event: Event, session: Session) -> None:
     row.metadata_ = mapping(obj, "metadata")
     row.created = timestamp(obj.get("created") or obj.get("date"))
     row.livemode = obj.get("livemode", event.livemode)
+    row.deleted = event.type == "invoice.deleted"  # a draft Stripe deleted: no longer live
     stamp(row, event)
     invoice_applied(session, row, event.type)
 
@@ -102,6 +104,7 @@ HANDLERS: dict[str, Handler] = {
         "payment_failed",
         "voided",
         "marked_uncollectible",
+        "deleted",
     )
 }
 

@@ -10,14 +10,16 @@ from sqlalchemy.orm import Session
 
 from stripe_bridge.models import Invoice, Subscription, VelesContract, VelesOrder, utcnow
 
-# An invoice only moves forward (draft → open → paid/uncollectible → void): the stale guard's
-# tie-break for invoice events, and the rule for an order's invoice status.
-INVOICE_PROGRESS = {"draft": 0, "open": 1, "paid": 2, "uncollectible": 2, "void": 3}
+# An invoice only moves forward (draft → open → paid/uncollectible → void, or a draft →
+# deleted): the stale guard's tie-break for invoice events, and the rule for an order's
+# invoice status. A deleted draft leaves nothing to pay, like a void invoice.
+INVOICE_PROGRESS = {"draft": 0, "open": 1, "paid": 2, "uncollectible": 2, "void": 3, "deleted": 3}
 PAYMENT_STATUS = {
     "draft": "pending",
     "open": "unpaid",
     "paid": "paid",
     "void": "void",
+    "deleted": "void",
     "uncollectible": "uncollectible",
 }
 
@@ -120,7 +122,10 @@ def invoice_applied(session: Session, invoice: Invoice, event_type: str) -> None
     order = order_for_invoice(session, invoice)
     if order is not None:
         record_invoice_status(
-            order, invoice.id, invoice.status, payment_failed=event_type == "invoice.payment_failed"
+            order,
+            invoice.id,
+            "deleted" if invoice.deleted else invoice.status,
+            payment_failed=event_type == "invoice.payment_failed",
         )
         links: _Preloaded | None = session.info.get(PRELOADED)
         if links is not None and order.stripe_invoice_id == invoice.id:

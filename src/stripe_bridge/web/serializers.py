@@ -112,6 +112,7 @@ def invoice_json(row: Invoice) -> dict[str, Any]:
         "paid_at": iso(row.paid_at),
         "created": iso(row.created),
         "veles_order_id": (row.metadata_ or {}).get("veles_order_id"),
+        "deleted": row.deleted,
     }
 
 
