@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -13,28 +14,11 @@ from starlette.testclient import TestClient
 
 from stripe_bridge.bootstrap import Bridge
 from stripe_bridge.cli import main
+from stripe_bridge.settings import Settings
 from tests.conftest import REDIS_URL, SECRET, event, load_fixture, post_event, run_jobs
 
 # Every variable the CLI reads; each test starts with all of them unset.
-SETTINGS_VARS = (
-    "BRIDGE_DATABASE_URL",
-    "BRIDGE_REDIS_URL",
-    "BRIDGE_REDIS_NAMESPACE",
-    "BRIDGE_ADMIN_TOKEN",
-    "BRIDGE_SECRET_KEY",
-    "BRIDGE_VELES_SECRET",
-    "BRIDGE_VAR_DIR",
-    "BRIDGE_LOG_FORMAT",
-    "BRIDGE_WEBHOOK_TOLERANCE",
-    "BRIDGE_MAX_BODY_BYTES",
-    "BRIDGE_SWEEP_INTERVAL",
-    "BRIDGE_SWEEP_GRACE",
-    "BRIDGE_WORKER_THREADS",
-    "STRIPE_API_KEY",
-    "STRIPE_WEBHOOK_SECRET",
-    "STRIPE_API_BASE",
-    "STRIPE_MODE",
-)
+SETTINGS_VARS = tuple(Settings.variables())
 
 STATUS_KEYS = {
     "status",
@@ -321,3 +305,171 @@ def test_help_lists_every_command_of_the_contract(capsys: pytest.CaptureFixture[
     assert {"serve", "migrate", "status"} <= listed  # the listing was parsed at all
     missing = [command for command in CONTRACT_COMMANDS if command not in listed]
     assert missing == [], f"--help does not list {missing}"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("BRIDGE_LOG_FORMAT", "xml"),
+        ("BRIDGE_LOG_LEVEL", "loud"),
+        ("BRIDGE_SWEEP_INTERVAL", "soon"),
+        ("BRIDGE_SWEEP_GRACE", "-1"),
+        ("BRIDGE_WORKER_THREADS", "0"),
+        ("BRIDGE_RELAY_LEASE", "-5"),
+        ("BRIDGE_STRIPE_TIMEOUT", "zero"),
+        ("BRIDGE_EVENT_MAX_ATTEMPTS", "0"),
+        ("BRIDGE_ENQUEUE_LINGER_MS", "-1"),
+        ("BRIDGE_INVOICE_COLLECTION_METHOD", "cash"),
+        ("BRIDGE_DATABASE_URL", "not a database"),
+        ("BRIDGE_REDIS_URL", "127.0.0.1:6379"),
+        ("STRIPE_API_BASE", "api.stripe.example"),
+    ],
+)
+def test_a_bad_setting_is_refused_with_one_line_naming_the_variable(
+    environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], variable: str, value: str
+) -> None:
+    environment.setenv(variable, value)
+
+    code, out, err = run(capsys, "status")
+
+    assert code != 0
+    assert out == ""
+    [line] = err.splitlines()
+    assert line.startswith(f"stripe-bridge: {variable}: "), line
+    assert value in line
+
+
+def test_a_bad_secret_is_refused_without_showing_it(
+    environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    environment.setenv("STRIPE_API_KEY", "sk_prod_TopSecretValue")
+
+    code, _out, err = run(capsys, "status")
+
+    assert code != 0
+    [line] = err.splitlines()
+    assert "STRIPE_API_KEY" in line
+    assert "TopSecretValue" not in line
+
+
+def test_every_setting_is_in_the_readme_table() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Settings", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", section))
+    missing = sorted(set(Settings.variables()) - listed)
+    assert missing == [], f"the README's Settings table lacks {missing}"
+
+
+def test_version_is_one_number_shown_by_the_cli_and_healthz(
+    capsys: pytest.CaptureFixture[str], client: TestClient
+) -> None:
+    from importlib.metadata import version
+
+    import stripe_bridge
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"stripe-bridge {stripe_bridge.__version__}"
+    assert version("stripe-bridge") == stripe_bridge.__version__
+    assert client.get("/healthz").json() == {"status": "ok", "version": stripe_bridge.__version__}
+
+
+# --- before the database is there ----------------------------------------------------------
+
+ONE_SHOT_COMMANDS = [
+    ["status"],
+    ["status", "--json"],
+    ["customers", "list"],
+    ["products", "list"],
+    ["dead-letters", "list"],
+    ["replay", "--all"],
+    ["sync", "customers"],
+    ["recover", "--since", "2026-11-30"],
+    ["disconnect"],
+]
+
+
+@pytest.mark.parametrize("argv", ONE_SHOT_COMMANDS, ids=" ".join)
+def test_a_command_on_a_fresh_clone_says_to_migrate_in_one_line(
+    environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    code, out, err = run(capsys, *argv)
+
+    assert code != 0
+    assert out == ""
+    [line] = err.splitlines()
+    assert "/var/stripe-bridge.db is not migrated: run `stripe-bridge migrate`" in line, line
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize("argv", [["migrate"], ["web"], *ONE_SHOT_COMMANDS], ids=" ".join)
+def test_an_unreachable_database_is_named_in_one_line(
+    environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    port = _free_port()
+    environment.setenv("BRIDGE_DATABASE_URL", f"postgresql+psycopg://postgres@127.0.0.1:{port}/x")
+
+    code, out, err = run(capsys, *argv)
+
+    assert code != 0
+    assert out == ""
+    [line] = err.splitlines()
+    assert f"cannot reach the database at 127.0.0.1:{port}/x" in line, line
+
+
+@pytest.mark.parametrize(
+    "argv", [["worker"], ["relay"], ["scheduler"], ["web"], ["replay", "--all"]], ids=" ".join
+)
+def test_an_unreachable_redis_is_named_in_one_line(
+    shared_environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    port = _free_port()
+    shared_environment.setenv("BRIDGE_REDIS_URL", f"redis://127.0.0.1:{port}/0")
+
+    code, out, err = run(capsys, *argv)
+
+    assert code != 0
+    assert out == ""
+    [line] = err.splitlines()
+    assert f"cannot reach Redis at 127.0.0.1:{port}" in line, line
+
+
+# --- jobs of a command on the embedded default ---------------------------------------------
+
+
+def test_a_replay_on_the_embedded_default_applies_its_jobs_before_it_exits(
+    environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Given the embedded default (SQLite, no Redis) with a dead-lettered event, when an
+    operator replays it from a second shell, the event is applied before the command exits
+    (there is no broker to hand the job to) and the command says so."""
+    from stripe_bridge.bootstrap import bootstrap
+    from stripe_bridge.inbox import parse_event, store
+    from stripe_bridge.models import Customer, StripeEvent
+
+    environment.setenv("STRIPE_WEBHOOK_SECRET", SECRET)
+    assert run(capsys, "migrate")[0] == 0
+    payload = event("customer.created", {"id": "cus_R", "object": "customer", "name": "Replayed"})
+    with bootstrap(Settings.from_env()) as bridge, bridge.session_factory.begin() as session:
+        store(session, StripeEvent, [parse_event(orjson.dumps(payload))])
+        row = session.get(StripeEvent, payload["id"])
+        assert row is not None
+        row.status, row.last_error = "failed", "RuntimeError: a bug, since fixed"
+
+    code, out, err = run(capsys, "replay", "--all")
+
+    assert code == 0, err
+    assert "replayed 1 dead letter(s)" in out
+    assert "applied 1 queued event(s) in this process" in err
+    with bootstrap(Settings.from_env()) as bridge, bridge.session_factory() as session:
+        stored = session.get(StripeEvent, payload["id"])
+        assert stored is not None and stored.status == "processed"
+        customer = session.get(Customer, "cus_R")
+        assert customer is not None and customer.name == "Replayed"

@@ -5,24 +5,34 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
-import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
+import redis
 import structlog
 from dotenv import load_dotenv
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
-from stripe_bridge import logs
+from stripe_bridge import __version__, logs
 from stripe_bridge.bootstrap import Bridge, bootstrap
 from stripe_bridge.commands import connection as connection_commands
+from stripe_bridge.commands import opened
 from stripe_bridge.commands import operators as operator_commands
 from stripe_bridge.commands import review as review_commands
 from stripe_bridge.connection import bootstrap_connection
 from stripe_bridge.errors import BridgeError
 from stripe_bridge.migrate import upgrade
+from stripe_bridge.preflight import (
+    check_broker,
+    check_database,
+    database_unreachable,
+    first_line,
+    where,
+)
 from stripe_bridge.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -74,6 +84,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
     with bootstrap(settings) as bridge:
+        _preflight(bridge)
         _serve_http(bridge, args.host, args.port)
     return 0
 
@@ -84,6 +95,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     _require_redis(settings, "worker")
     with (
         bootstrap(settings) as bridge,
+        _preflight(bridge),
         worker(bridge, args.threads),
         periodic(bridge, schedule_syncs=False),
     ):
@@ -96,7 +108,7 @@ def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
     from stripe_bridge.runtime import relay, wait_for_signal
 
     _require_redis(settings, "relay")
-    with bootstrap(settings) as bridge, relay(bridge, args.threads):
+    with bootstrap(settings) as bridge, _preflight(bridge), relay(bridge, args.threads):
         log.info("relay running", threads=args.threads or settings.relay_threads)
         wait_for_signal()
     return 0
@@ -106,7 +118,7 @@ def cmd_scheduler(settings: Settings, _args: argparse.Namespace) -> int:
     from stripe_bridge.runtime import periodic, wait_for_signal
 
     _require_redis(settings, "scheduler")
-    with bootstrap(settings) as bridge:
+    with bootstrap(settings) as bridge, _preflight(bridge):
         bootstrap_connection(bridge)
         with periodic(bridge, schedule_syncs=True):
             log.info("scheduler running", sync_interval=settings.sync_interval)
@@ -125,7 +137,7 @@ def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     from stripe_bridge.status import status_object
 
-    with bootstrap(settings) as bridge, bridge.session_factory() as session:
+    with opened(settings) as bridge, bridge.session_factory() as session:
         status = status_object(session, settings)
     if args.json:
         print(orjson.dumps(status, option=orjson.OPT_INDENT_2).decode())
@@ -145,6 +157,15 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+@contextmanager
+def _preflight(bridge: Bridge) -> Iterator[None]:
+    """A production role starts only against a migrated database and a reachable Redis (its
+    supervisor restarts it until they are); once running, it rides out their outages."""
+    check_database(bridge.engine)
+    check_broker(bridge.broker)
+    yield
+
+
 def _require_redis(settings: Settings, role: str) -> None:
     if not settings.redis_url:
         raise BridgeError(
@@ -158,6 +179,7 @@ ROLES = frozenset({"serve", "web", "worker", "relay", "scheduler"})
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stripe-bridge", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"stripe-bridge {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, handler: Callable[[Settings, argparse.Namespace], int], text: str) -> Any:
@@ -196,13 +218,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env()
         # Long-running roles log; one-shot commands print their result and, on failure, one
         # line (set BRIDGE_LOG_LEVEL=info to see their logs too).
-        default_level = "info" if args.command in ROLES else "critical"
-        level = os.environ.get("BRIDGE_LOG_LEVEL", default_level).upper()
+        level = settings.log_level or ("INFO" if args.command in ROLES else "CRITICAL")
         logs.configure(settings.log_format, level=logging.getLevelName(level))
         code: int = args.handler(settings, args)
         return code
     except BridgeError as exc:
         print(f"stripe-bridge: {exc}", file=sys.stderr)
+        return 1
+    except (OperationalError, InterfaceError) as exc:
+        print(f"stripe-bridge: {database_unreachable(settings.database_url, exc)}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as exc:
+        print(
+            f"stripe-bridge: database error at {where(settings.database_url)}: {first_line(exc)}",
+            file=sys.stderr,
+        )
+        return 1
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        print(f"stripe-bridge: cannot reach Redis: {first_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -1,16 +1,35 @@
-"""Settings, read once from the environment at an entry point and passed down frozen."""
+"""Settings, read once from the environment at an entry point and passed down frozen.
+
+Every variable is declared here, once, with its type, its bounds and its default (validated
+by pydantic): a bad value is refused at start with one line naming the variable, and the
+README's table lists the same names (a test compares them)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from stripe_bridge.errors import ConfigError
 
 MODES = ("test", "live")
+# Values never echoed in an error (a wrong secret is still a secret).
+SECRET_VARIABLES = frozenset(
+    {
+        "BRIDGE_ADMIN_TOKEN",
+        "BRIDGE_SECRET_KEY",
+        "BRIDGE_VELES_SECRET",
+        "STRIPE_API_KEY",
+        "STRIPE_WEBHOOK_SECRET",
+    }
+)
 
 
 def mode_of_key(api_key: str) -> str:
@@ -22,68 +41,114 @@ def mode_of_key(api_key: str) -> str:
     raise ConfigError("an API key must start with sk_test_, sk_live_, rk_test_ or rk_live_")
 
 
-def _split_secrets(value: str | None) -> tuple[str, ...]:
-    if not value:
-        return ()
-    return tuple(part.strip() for part in value.split(",") if part.strip())
-
-
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-
-
-def _non_negative(env: Mapping[str, str], name: str, default: int) -> int:
-    value = _int(env, name, default)
-    if value < 0:
-        raise ConfigError(f"{name} must not be negative, got {value}")
+def _split_secrets(value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
     return value
 
 
-def _choice(env: Mapping[str, str], name: str, options: tuple[str, ...]) -> str:
-    value = env.get(name) or options[0]
-    if value not in options:
-        raise ConfigError(f"{name} must be one of {', '.join(options)}, got {value!r}")
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _api_key(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            mode_of_key(value)  # refuse a malformed key at start, not at first use
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
     return value
 
 
-@dataclass(frozen=True)
-class Settings:
-    database_url: str
-    redis_url: str | None
-    admin_token: str | None
-    secret_key: str | None
-    veles_secret: str | None
-    stripe_api_key: str | None = field(repr=False)
-    stripe_webhook_secrets: tuple[str, ...] = field(repr=False)
-    stripe_api_base: str | None
-    stripe_mode: str
-    var_dir: Path
-    webhook_tolerance: int = 300
-    max_body_bytes: int = 1024 * 1024
-    sync_interval: int = 900
-    retention_days: int = 30
-    relay_retry_base: float = 2.0
-    relay_threads: int = 4
-    invoice_collection_method: str = "send_invoice"
-    invoice_days_until_due: int = 30
-    proration_behavior: str = "create_prorations"
-    stripe_retry_base: float = 0.5
-    stripe_max_attempts: int = 5
-    sweep_interval: int = 30
-    sweep_grace: int = 60
-    worker_threads: int = 8
-    enqueue_linger_ms: int = 50
-    redis_namespace: str = "stripe-bridge"
-    log_format: str = "auto"
-    relay_lease: int = 300
-    stripe_timeout: float = 30.0
-    event_max_attempts: int = 8
+def _url(*schemes: str) -> BeforeValidator:
+    prefixes = tuple(f"{scheme}://" for scheme in schemes)
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and not value.startswith(prefixes):
+            raise ValueError(f"must be a URL starting with {' or '.join(prefixes)}")
+        return value
+
+    return BeforeValidator(check)
+
+
+def _database_url(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            make_url(value)
+        except ArgumentError:
+            raise ValueError("is not a SQLAlchemy database URL") from None
+    return value
+
+
+def _log_level(value: Any) -> Any:
+    if isinstance(value, str):
+        value = value.strip().upper()
+        if not isinstance(logging.getLevelName(value), int):
+            raise ValueError("must be one of debug, info, warning, error, critical")
+    return value
+
+
+def _var(name: str, default: Any = None, **bounds: Any) -> Any:
+    return Field(default=default, validation_alias=name, **bounds)
+
+
+Seconds = Annotated[int, Field(ge=1)]
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True)
+
+    var_dir: Path = _var("BRIDGE_VAR_DIR", Path("var"))
+    database_url: Annotated[str, BeforeValidator(_database_url)] = _var("BRIDGE_DATABASE_URL", "")
+    redis_url: Annotated[str | None, _url("redis", "rediss", "unix")] = _var("BRIDGE_REDIS_URL")
+    redis_namespace: str = _var("BRIDGE_REDIS_NAMESPACE", "stripe-bridge", min_length=1)
+    admin_token: str | None = Field(None, validation_alias="BRIDGE_ADMIN_TOKEN", repr=False)
+    secret_key: str | None = Field(None, validation_alias="BRIDGE_SECRET_KEY", repr=False)
+    veles_secret: str | None = Field(None, validation_alias="BRIDGE_VELES_SECRET", repr=False)
+    stripe_api_key: Annotated[str | None, BeforeValidator(_api_key)] = Field(
+        None, validation_alias="STRIPE_API_KEY", repr=False
+    )
+    stripe_webhook_secrets: Annotated[tuple[str, ...], BeforeValidator(_split_secrets)] = Field(
+        (), validation_alias="STRIPE_WEBHOOK_SECRET", repr=False
+    )
+    stripe_api_base: Annotated[str | None, _url("http", "https")] = _var("STRIPE_API_BASE")
+    stripe_mode: Annotated[Literal["test", "live"], BeforeValidator(_lower)] = _var(
+        "STRIPE_MODE", "test"
+    )
+    webhook_tolerance: Seconds = _var("BRIDGE_WEBHOOK_TOLERANCE", 300)
+    max_body_bytes: int = _var("BRIDGE_MAX_BODY_BYTES", 1024 * 1024, ge=1)
+    sync_interval: Seconds = _var("BRIDGE_SYNC_INTERVAL", 900)
+    retention_days: int = _var("BRIDGE_RETENTION_DAYS", 30, ge=1)
+    relay_retry_base: float = _var("BRIDGE_RELAY_RETRY_BASE", 2.0, gt=0)
+    relay_threads: int = _var("BRIDGE_RELAY_THREADS", 4, ge=1)
+    relay_lease: Seconds = _var("BRIDGE_RELAY_LEASE", 300)
+    invoice_collection_method: Literal["send_invoice", "charge_automatically"] = _var(
+        "BRIDGE_INVOICE_COLLECTION_METHOD", "send_invoice"
+    )
+    invoice_days_until_due: int = _var("BRIDGE_INVOICE_DAYS_UNTIL_DUE", 30, ge=0)
+    proration_behavior: Literal["create_prorations", "always_invoice", "none"] = _var(
+        "BRIDGE_PRORATION_BEHAVIOR", "create_prorations"
+    )
+    stripe_retry_base: float = _var("BRIDGE_STRIPE_RETRY_BASE", 0.5, ge=0)
+    stripe_max_attempts: int = _var("BRIDGE_STRIPE_MAX_ATTEMPTS", 5, ge=1)
+    stripe_timeout: float = _var("BRIDGE_STRIPE_TIMEOUT", 30.0, gt=0)
+    event_max_attempts: int = _var("BRIDGE_EVENT_MAX_ATTEMPTS", 8, ge=1)
+    sweep_interval: Seconds = _var("BRIDGE_SWEEP_INTERVAL", 30)
+    sweep_grace: int = _var("BRIDGE_SWEEP_GRACE", 60, ge=0)
+    worker_threads: int = _var("BRIDGE_WORKER_THREADS", 8, ge=1)
+    enqueue_linger_ms: int = _var("BRIDGE_ENQUEUE_LINGER_MS", 50, ge=0)
+    log_format: Annotated[Literal["auto", "json", "console"], BeforeValidator(_lower)] = _var(
+        "BRIDGE_LOG_FORMAT", "auto"
+    )
+    log_level: Annotated[str | None, BeforeValidator(_log_level)] = _var("BRIDGE_LOG_LEVEL")
+
+    @model_validator(mode="after")
+    def _embedded_defaults(self) -> Settings:
+        var_dir = self.var_dir.resolve()
+        object.__setattr__(self, "var_dir", var_dir)
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{var_dir / 'stripe-bridge.db'}")
+        return self
 
     @property
     def inbound_mode(self) -> str:
@@ -97,52 +162,30 @@ class Settings:
         return self.database_url.startswith("sqlite")
 
     @classmethod
+    def variables(cls) -> dict[str, str]:
+        """Every environment variable the settings read → the field it fills."""
+        return {str(field.validation_alias): name for name, field in cls.model_fields.items()}
+
+    @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The settings from `env` (default: the process environment); an empty value is
+        unset. A bad value raises ConfigError naming the variable (never a secret's value)."""
         env = os.environ if env is None else env
-        var_dir = Path(env.get("BRIDGE_VAR_DIR", "var")).resolve()
-        database_url = env.get("BRIDGE_DATABASE_URL") or f"sqlite:///{var_dir / 'stripe-bridge.db'}"
-        mode = env.get("STRIPE_MODE", "test").strip().lower() or "test"
-        if mode not in MODES:
-            raise ConfigError(f"STRIPE_MODE must be 'test' or 'live', got {mode!r}")
-        api_key = env.get("STRIPE_API_KEY") or None
-        if api_key:
-            mode_of_key(api_key)  # refuse a malformed key at start, not at first use
-        return cls(
-            database_url=database_url,
-            redis_url=env.get("BRIDGE_REDIS_URL") or None,
-            admin_token=env.get("BRIDGE_ADMIN_TOKEN") or None,
-            secret_key=env.get("BRIDGE_SECRET_KEY") or None,
-            veles_secret=env.get("BRIDGE_VELES_SECRET") or None,
-            stripe_api_key=api_key,
-            stripe_webhook_secrets=_split_secrets(env.get("STRIPE_WEBHOOK_SECRET")),
-            stripe_api_base=env.get("STRIPE_API_BASE") or None,
-            stripe_mode=mode,
-            var_dir=var_dir,
-            webhook_tolerance=_int(env, "BRIDGE_WEBHOOK_TOLERANCE", 300),
-            max_body_bytes=_int(env, "BRIDGE_MAX_BODY_BYTES", 1024 * 1024),
-            sync_interval=_int(env, "BRIDGE_SYNC_INTERVAL", 900),
-            retention_days=_int(env, "BRIDGE_RETENTION_DAYS", 30),
-            stripe_retry_base=float(env.get("BRIDGE_STRIPE_RETRY_BASE") or 0.5),
-            relay_retry_base=float(env.get("BRIDGE_RELAY_RETRY_BASE") or 2.0),
-            relay_threads=_int(env, "BRIDGE_RELAY_THREADS", 4),
-            invoice_collection_method=_choice(
-                env, "BRIDGE_INVOICE_COLLECTION_METHOD", ("send_invoice", "charge_automatically")
-            ),
-            invoice_days_until_due=_int(env, "BRIDGE_INVOICE_DAYS_UNTIL_DUE", 30),
-            proration_behavior=_choice(
-                env, "BRIDGE_PRORATION_BEHAVIOR", ("create_prorations", "always_invoice", "none")
-            ),
-            stripe_max_attempts=_int(env, "BRIDGE_STRIPE_MAX_ATTEMPTS", 5),
-            sweep_interval=_int(env, "BRIDGE_SWEEP_INTERVAL", 30),
-            sweep_grace=_int(env, "BRIDGE_SWEEP_GRACE", 60),
-            worker_threads=_int(env, "BRIDGE_WORKER_THREADS", 8),
-            enqueue_linger_ms=_non_negative(env, "BRIDGE_ENQUEUE_LINGER_MS", 50),
-            redis_namespace=env.get("BRIDGE_REDIS_NAMESPACE", "stripe-bridge"),
-            log_format=env.get("BRIDGE_LOG_FORMAT", "auto"),
-            relay_lease=_int(env, "BRIDGE_RELAY_LEASE", 300),
-            stripe_timeout=float(env.get("BRIDGE_STRIPE_TIMEOUT") or 30),
-            event_max_attempts=_int(env, "BRIDGE_EVENT_MAX_ATTEMPTS", 8),
-        )
+        names = cls.variables()
+        values = {name: env[name] for name in names if env.get(name, "").strip()}
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise ConfigError(_first_problem(exc, values)) from None
+
+
+def _first_problem(exc: ValidationError, values: Mapping[str, str]) -> str:
+    error = exc.errors(include_url=False)[0]
+    name = str(error["loc"][0]) if error["loc"] else "a setting"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if name in SECRET_VARIABLES or name not in values:
+        return f"{name}: {message}"
+    return f"{name}: {message}, got {values[name]!r}"
 
 
 def embedded_secret_key(var_dir: Path) -> str:

@@ -11,14 +11,14 @@ import orjson
 from tqdm import tqdm
 
 from stripe_bridge import connection
-from stripe_bridge.bootstrap import bootstrap
+from stripe_bridge.commands import opened
 from stripe_bridge.settings import Settings
 from stripe_bridge.status import status_object
 from stripe_bridge.sync import KINDS, SyncResult, check_kind, run_sync
 
 
 def _change(settings: Settings, args: argparse.Namespace, action: str) -> int:
-    with bootstrap(settings) as bridge:
+    with opened(settings) as bridge:
         with bridge.session_factory.begin() as session:
             if action == "connect":
                 connection.connect(
@@ -59,7 +59,7 @@ def cmd_disconnect(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
     kinds = list(KINDS) if args.kind == "all" else [check_kind(args.kind)]
     results: list[SyncResult] = []
-    with bootstrap(settings) as bridge:
+    with opened(settings) as bridge:
         for kind in kinds:
             with tqdm(
                 desc=f"sync {kind}",

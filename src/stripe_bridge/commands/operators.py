@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from stripe_bridge import deadletters
-from stripe_bridge.bootstrap import bootstrap
+from stripe_bridge.commands import opened
 from stripe_bridge.errors import BadRequest
 from stripe_bridge.maintenance import recover
 from stripe_bridge.settings import Settings
@@ -31,7 +31,7 @@ def _print(value: Any) -> None:
 
 
 def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
-    with bootstrap(settings) as bridge, bridge.session_factory() as session:
+    with opened(settings) as bridge, bridge.session_factory() as session:
         letters = deadletters.list_dead(
             session, kind=args.kind, event_type=args.type, since=args.since
         )
@@ -49,7 +49,7 @@ def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
-    with bootstrap(settings) as bridge, bridge.session_factory() as session:
+    with opened(settings) as bridge, bridge.session_factory() as session:
         letter = deadletters.get_dead(session, args.id)
     if args.json:
         _print(letter.as_json(with_traceback=True))
@@ -62,7 +62,7 @@ def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_discard(settings: Settings, args: argparse.Namespace) -> int:
-    with bootstrap(settings) as bridge, bridge.session_factory.begin() as session:
+    with opened(settings) as bridge, bridge.session_factory.begin() as session:
         deadletters.discard(session, args.id, args.reason)
     print(f"{args.id} discarded: {args.reason}")
     return 0
@@ -73,7 +73,7 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
         raise BadRequest("give dead-letter ids, or --all (with --kind/--type to narrow it)")
     if args.ids and (args.kind or args.type):
         raise BadRequest("--kind and --type go with --all")
-    with bootstrap(settings) as bridge:
+    with opened(settings, sends_jobs=not args.dry_run) as bridge:
         if args.all:
             replayed = deadletters.replay_matching(
                 bridge, kind=args.kind, event_type=args.type, dry_run=args.dry_run
@@ -91,7 +91,7 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_recover(settings: Settings, args: argparse.Namespace) -> int:
-    with bootstrap(settings) as bridge:
+    with opened(settings, sends_jobs=True) as bridge:
         result = recover(bridge, args.since)
     if args.json:
         _print(result.__dict__)

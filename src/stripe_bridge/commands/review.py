@@ -11,7 +11,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from stripe_bridge import review
-from stripe_bridge.bootstrap import bootstrap
+from stripe_bridge.commands import opened
 from stripe_bridge.models import NOT_MATCHED, Customer, Product
 from stripe_bridge.settings import Settings
 from stripe_bridge.web.serializers import (
@@ -25,7 +25,7 @@ Action = Callable[[Session, argparse.Namespace], dict[str, Any]]
 
 
 def _run(settings: Settings, work: Callable[[Session], Any], *, write: bool) -> Any:
-    with bootstrap(settings) as bridge:
+    with opened(settings) as bridge:
         if write:
             with bridge.session_factory.begin() as session:
                 return work(session)

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from stripe_bridge import __version__
 from stripe_bridge.bootstrap import Bridge
 from stripe_bridge.metrics import exposition
 from stripe_bridge.migrate import current_revision, head_revision
@@ -18,7 +19,7 @@ from stripe_bridge.web.responses import JSON
 
 
 async def healthz(_request: Request) -> Response:
-    return JSON({"status": "ok"})
+    return JSON({"status": "ok", "version": __version__})
 
 
 def _checks(bridge: Bridge) -> dict[str, Any]:
