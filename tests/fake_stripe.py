@@ -1826,12 +1826,15 @@ def _make_handler(fake: FakeStripe) -> type[BaseHTTPRequestHandler]:
                 return
             status, headers, payload = answer
             data = json.dumps(payload, indent=2).encode()
-            self.send_response(status)
-            for name, value in {**headers, "Content-Type": "application/json",
-                                "Content-Length": str(len(data))}.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.send_response(status)
+                for name, value in {**headers, "Content-Type": "application/json",
+                                    "Content-Length": str(len(data))}.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the client gave up waiting (a late answer)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
