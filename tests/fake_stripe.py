@@ -34,7 +34,7 @@ Behaviour that follows Stripe's documentation (and what it deliberately leaves o
   subscription invoices (``latest_invoice`` stays null), test clocks, Connect, search.
 
 Public API: start/stop (or ``with``), add_account, revoke_key, fail_next, fail_when, drop_next,
-set_delay, reset_faults, requests, objects, get, seed, expire_idempotency_keys, reset, and
+set_delay, delay_when, reset_faults, requests, objects, get, seed, expire_idempotency_keys, reset, and
 ``handle()`` (the HTTP-free core, usable directly).
 """
 
@@ -455,6 +455,7 @@ class FakeStripe:
         self._requests: list[RequestRecord] = []
         self._faults: list[_Fault] = []
         self._delays: dict[str | None, float] = {}
+        self._delay_rules: list[tuple[Callable[[RequestRecord], bool], float]] = []
         self._seq = 0
         self._order: dict[str, int] = {}
         self._undo: list[Callable[[], None]] = []
@@ -553,10 +554,18 @@ class FakeStripe:
             else:
                 self._delays.pop(path, None)
 
+    def delay_when(self, predicate: Callable[[RequestRecord], bool], seconds: float) -> None:
+        """Answer every request for which ``predicate(record)`` holds ``seconds`` later (then
+        execute it as usual: a client that gave up meanwhile has lost a response whose effect
+        happened), until reset_faults(). The predicate runs once per request, before faults."""
+        with self._lock:
+            self._delay_rules.append((predicate, seconds))
+
     def reset_faults(self) -> None:
         with self._lock:
             self._faults.clear()
             self._delays.clear()
+            self._delay_rules.clear()
 
     # ------------------------------------------------------------ inspection and seeding
 
@@ -620,6 +629,7 @@ class FakeStripe:
             self._order.clear()
             self._faults.clear()
             self._delays.clear()
+            self._delay_rules.clear()
 
     # ------------------------------------------------------------ request handling
 
@@ -676,6 +686,7 @@ class FakeStripe:
         with self._lock:
             delays = [s for p, s in self._delays.items()
                       if p is None or fnmatch.fnmatchcase(record.path, p)]
+            delays += [s for predicate, s in self._delay_rules if predicate(record)]
         if delays:
             time.sleep(max(delays))
 
@@ -1815,12 +1826,15 @@ def _make_handler(fake: FakeStripe) -> type[BaseHTTPRequestHandler]:
                 return
             status, headers, payload = answer
             data = json.dumps(payload, indent=2).encode()
-            self.send_response(status)
-            for name, value in {**headers, "Content-Type": "application/json",
-                                "Content-Length": str(len(data))}.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.send_response(status)
+                for name, value in {**headers, "Content-Type": "application/json",
+                                    "Content-Length": str(len(data))}.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the client gave up waiting (a late answer)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

@@ -348,6 +348,26 @@ def test_delay(fake: FakeStripe, client: stripe.StripeClient) -> None:
     assert time.monotonic() - started < 0.5
 
 
+def test_delay_when_answers_late_but_executes(fake: FakeStripe) -> None:
+    # Given: creating a customer named "Slow" is answered after the client's timeout
+    fake.delay_when(lambda r: r.method == "POST" and r.params.get("name") == "Slow", 1.0)
+    http_client = stripe.RequestsClient(timeout=0.3)
+    _http_clients.append(http_client)
+    impatient = stripe.StripeClient(KEY, base_addresses={"api": fake.url},
+                                    max_network_retries=0, http_client=http_client)
+    # When: the client gives up, then retries with the same idempotency key
+    with pytest.raises(stripe.APIConnectionError):
+        impatient.v1.customers.create(params={"name": "Slow"},
+                                      options={"idempotency_key": "k-slow"})
+    time.sleep(1.0)
+    fake.reset_faults()
+    again = impatient.v1.customers.create(params={"name": "Slow"},
+                                          options={"idempotency_key": "k-slow"})
+    # Then: the late request did happen, once; the retry is its replay
+    assert [c["id"] for c in fake.objects("customer")] == [again.id]
+    assert [r.replayed for r in fake.requests if r.path == "/v1/customers"] == [False, True]
+
+
 # ---------------------------------------------------------------- invoices
 
 def test_invoice_items_finalize_pay(fake: FakeStripe, client: stripe.StripeClient) -> None:

@@ -104,3 +104,18 @@ def test_progress_rank_breaks_same_second_ties() -> None:
 )
 def test_rank_of(event_type: str, rank: int) -> None:
     assert rank_of(event_type) == rank
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="defect found by tests/faults (scenario 1): with three updates in one second, the "
+    "third applied first, the first is not recognised as older (its object does not hold what "
+    "the third changed from) and overwrites newer state; not fixable in the guard alone",
+)
+def test_the_oldest_of_three_updates_in_one_second_arriving_last_is_stale() -> None:
+    # Given: name A → B, email a → b, email b → c, all in second 100; the third applied first
+    first = ev(obj={"id": "x", "name": "B", "email": "a"}, prev={"name": "A"}, event_id="evt_1")
+    third = ev(obj={"id": "x", "name": "B", "email": "c"}, prev={"email": "b"}, event_id="evt_3")
+
+    # Then: the first, delivered afterwards, must not overwrite the third
+    assert is_stale(row_after(third), first)
