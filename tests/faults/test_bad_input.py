@@ -131,7 +131,7 @@ def examples(answers: list[str]) -> str:
     """One line per kind of answer (the kind is the text before the arrow), with its count."""
     kinds = Counter(answer.split(" → ")[0] for answer in answers)
     first = {answer.split(" → ")[0]: answer for answer in reversed(answers)}
-    return "\n" + "\n".join(f"{count} × {first[kind]}" for kind, count in kinds.most_common())
+    return "\n" + "\n".join(f"{count} x {first[kind]}" for kind, count in kinds.most_common())
 
 
 def hypothesis_seed() -> int | None:
