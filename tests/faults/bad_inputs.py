@@ -195,6 +195,8 @@ def hand_written() -> list[Delivery]:
             Delivery("empty signature", path, event, signature=""),
             Delivery("garbled signature", path, event, signature="t=abc,v1=zz"),
             Delivery("signature without v1", path, event, signature=f"t={int(time.time())}"),
+            Delivery("non-ASCII signature", path, event,
+                     signature=f"t={int(time.time())},v1=f00990777\u00e0\u00a7\u00a7"),
             Delivery("expired signature", path, event, age=301),
             Delivery("signature from the future", path, event, age=-3600),
             Delivery("wrong secret", path, event, secret=other + "-wrong"),
