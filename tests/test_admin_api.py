@@ -584,3 +584,28 @@ def test_the_console_is_refused_when_no_admin_token_is_configured(
         bridge.close()
 
     assert response.status_code == 403
+
+
+def test_nul_characters_in_parameters_and_bodies_are_refused_not_a_server_error(
+    client: TestClient,
+) -> None:
+    # found by fault scenario 4: PostgreSQL refuses NUL in text, which answered 500
+    nul_cursor = "YQA"  # base64 of "a\x00"
+    for path in (
+        "/admin/api/dead-letters?type=a%00b",
+        "/admin/api/customers?q=%00",
+        "/admin/api/events?status=x%00",
+        f"/admin/api/customers?cursor={nul_cursor}",
+        "/admin/api/orders/vo%00",
+    ):
+        response = client.get(path, headers=admin_headers())
+        assert response.status_code == 400, path
+        assert response.json()["error"]["code"] == "bad_request"
+    for path, body in (
+        ("/admin/api/customers/cus_1/link", {"veles_customer_id": "v\x00"}),
+        ("/admin/api/dead-letters/replay", {"type": "invoice.paid\x00"}),
+        ("/admin/api/dead-letters/replay", {"kind": 7}),
+    ):
+        response = client.post(path, json=body, headers=admin_headers())
+        assert response.status_code == 400, (path, body)
+

@@ -50,12 +50,23 @@ MATCH_STATUS = Query("match_status", string(), "matched, not_matched (customers)
 
 
 def require_admin(request: Request) -> None:
+    """The gate of every admin request: the bearer token, then text PostgreSQL can compare
+    (a NUL in a query or path parameter would otherwise fail the query: a 500)."""
     token = request.app.state.bridge.settings.admin_token
     if not token:
         raise Forbidden("admin is disabled: BRIDGE_ADMIN_TOKEN is not set")
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
         raise Unauthorized("missing or wrong bearer token")
+    parameters = [*request.query_params.multi_items(), *request.path_params.items()]
+    if any("\x00" in f"{name}{value}" for name, value in parameters):
+        raise BadRequest("parameters may not contain NUL characters")
+
+
+def refuse_nul(value: str, what: str) -> str:
+    if "\x00" in value:
+        raise BadRequest(f"{what} may not contain NUL characters")
+    return value
 
 
 def _encode_cursor(last_id: str) -> str:
@@ -64,9 +75,10 @@ def _encode_cursor(last_id: str) -> str:
 
 def _decode_cursor(cursor: str) -> str:
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        last_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("malformed cursor") from None
+    return refuse_nul(last_id, "cursor")
 
 
 def _limit(request: Request) -> int:

@@ -21,7 +21,7 @@ from stripe_bridge.errors import BadRequest
 from stripe_bridge.models import CONNECTED
 from stripe_bridge.status import status_object
 from stripe_bridge.sync import check_kind
-from stripe_bridge.web.admin_api import require_admin
+from stripe_bridge.web.admin_api import refuse_nul, require_admin
 from stripe_bridge.web.openapi import COMPONENTS, Query, array, boolean, declare, obj, ref, string
 from stripe_bridge.web.responses import JSON
 from stripe_bridge.web.serializers import (
@@ -45,7 +45,7 @@ async def _body_field(request: Request, name: str) -> str:
     value = body.get(name) if isinstance(body, dict) else None
     if not isinstance(value, str) or not value:
         raise BadRequest(f"body must be a JSON object with a string {name!r}")
-    return value
+    return refuse_nul(value, name)
 
 
 async def _act(request: Request, action: Callable[[Session], dict[str, Any]]) -> Response:
@@ -285,17 +285,18 @@ async def replay_dead_letters(request: Request) -> Response:
         raise BadRequest("body is not valid JSON") from None
     if not isinstance(body, dict):
         raise BadRequest("body must be a JSON object")
+    kind, event_type = body.get("kind"), body.get("type")
+    dry_run = bool(body.get("dry_run", False))
+    for name, value in (("kind", kind), ("type", event_type)):
+        if value is not None and not isinstance(value, str):
+            raise BadRequest(f"{name} must be a string")
+        refuse_nul(value or "", name)
     replayed = await run_in_threadpool(
         lambda: deadletters.replay_matching(
-            bridge,
-            kind=body.get("kind"),
-            event_type=body.get("type"),
-            dry_run=bool(body.get("dry_run", False)),
+            bridge, kind=kind, event_type=event_type, dry_run=dry_run
         )
     )
-    return JSON(
-        {"replayed": replayed, "dry_run": bool(body.get("dry_run", False))}, status_code=202
-    )
+    return JSON({"replayed": replayed, "dry_run": dry_run}, status_code=202)
 
 
 routes = [
