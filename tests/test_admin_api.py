@@ -609,3 +609,12 @@ def test_nul_characters_in_parameters_and_bodies_are_refused_not_a_server_error(
         response = client.post(path, json=body, headers=admin_headers())
         assert response.status_code == 400, (path, body)
 
+
+def test_replay_refuses_a_dry_run_that_is_not_a_boolean(client: TestClient) -> None:
+    # `bool("false")` is True: a string must not silently decide between real and dry
+    response = client.post(
+        "/admin/api/dead-letters/replay", json={"dry_run": "false"}, headers=admin_headers()
+    )
+
+    assert response.status_code == 400
+    assert "dry_run" in response.json()["error"]["message"]

@@ -285,12 +285,13 @@ async def replay_dead_letters(request: Request) -> Response:
         raise BadRequest("body is not valid JSON") from None
     if not isinstance(body, dict):
         raise BadRequest("body must be a JSON object")
-    kind, event_type = body.get("kind"), body.get("type")
-    dry_run = bool(body.get("dry_run", False))
+    kind, event_type, dry_run = body.get("kind"), body.get("type"), body.get("dry_run", False)
     for name, value in (("kind", kind), ("type", event_type)):
         if value is not None and not isinstance(value, str):
             raise BadRequest(f"{name} must be a string")
         refuse_nul(value or "", name)
+    if not isinstance(dry_run, bool):  # "false" must not mean a real replay
+        raise BadRequest("dry_run must be true or false")
     replayed = await run_in_threadpool(
         lambda: deadletters.replay_matching(
             bridge, kind=kind, event_type=event_type, dry_run=dry_run
