@@ -618,3 +618,15 @@ def test_replay_refuses_a_dry_run_that_is_not_a_boolean(client: TestClient) -> N
 
     assert response.status_code == 400
     assert "dry_run" in response.json()["error"]["message"]
+
+
+def test_the_routers_own_answers_are_json_errors_too(client: TestClient) -> None:
+    # found by fault scenario 4: an id with a newline matches no route, answered text/plain
+    not_routed = client.get("/admin/api/orders/a%0Ab", headers=admin_headers())
+    wrong_method = client.delete("/admin/api/customers", headers=admin_headers())
+
+    assert not_routed.status_code == 404
+    assert not_routed.json() == {"error": {"code": "not_found", "message": "Not Found"}}
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error"]["code"] == "method_not_allowed"
+    assert "GET" in wrong_method.headers["allow"]

@@ -335,13 +335,15 @@ def _operation(path: str, method: str, operation: Operation) -> Schema:
         | ({"description": q.description} if q.description else {})
         for q in operation.query
     ]
+    answers = dict(operation.answers)
+    if "{" in path:  # a value the router cannot match (e.g. with a newline) answers 404
+        answers.setdefault(404, None)
     out: Schema = {
         "operationId": f"{method.lower()}{re.sub(r'[^A-Za-z0-9]+', '_', path)}".rstrip("_"),
         "summary": operation.summary,
         "parameters": parameters,
         "responses": {
-            str(status): _answer(status, schema)
-            for status, schema in sorted(operation.answers.items())
+            str(status): _answer(status, schema) for status, schema in sorted(answers.items())
         },
     }
     if operation.body is not None:
