@@ -209,6 +209,7 @@ def test_bad_input_gets_clear_answers_and_changes_nothing(door_client: TestClien
         seed=chosen_seed,
     )
 
+    print("5xx:", examples(door.five_xx), "\nunsettled:", *unsettled(bridge), sep="\n")
     assert door.five_xx == [], f"{len(door.five_xx)} answers 5xx: {examples(door.five_xx)}"
     assert door.unsigned_accepted == [], examples(door.unsigned_accepted)
     assert leaked == [], leaked[:8]
