@@ -584,3 +584,49 @@ def test_the_console_is_refused_when_no_admin_token_is_configured(
         bridge.close()
 
     assert response.status_code == 403
+
+
+def test_nul_characters_in_parameters_and_bodies_are_refused_not_a_server_error(
+    client: TestClient,
+) -> None:
+    # found by fault scenario 4: PostgreSQL refuses NUL in text, which answered 500
+    nul_cursor = "YQA"  # base64 of "a\x00"
+    for path in (
+        "/admin/api/dead-letters?type=a%00b",
+        "/admin/api/customers?q=%00",
+        "/admin/api/events?status=x%00",
+        f"/admin/api/customers?cursor={nul_cursor}",
+        "/admin/api/orders/vo%00",
+    ):
+        response = client.get(path, headers=admin_headers())
+        assert response.status_code == 400, path
+        assert response.json()["error"]["code"] == "bad_request"
+    for path, body in (
+        ("/admin/api/customers/cus_1/link", {"veles_customer_id": "v\x00"}),
+        ("/admin/api/dead-letters/replay", {"type": "invoice.paid\x00"}),
+        ("/admin/api/dead-letters/replay", {"kind": 7}),
+    ):
+        response = client.post(path, json=body, headers=admin_headers())
+        assert response.status_code == 400, (path, body)
+
+
+def test_replay_refuses_a_dry_run_that_is_not_a_boolean(client: TestClient) -> None:
+    # `bool("false")` is True: a string must not silently decide between real and dry
+    response = client.post(
+        "/admin/api/dead-letters/replay", json={"dry_run": "false"}, headers=admin_headers()
+    )
+
+    assert response.status_code == 400
+    assert "dry_run" in response.json()["error"]["message"]
+
+
+def test_the_routers_own_answers_are_json_errors_too(client: TestClient) -> None:
+    # found by fault scenario 4: an id with a newline matches no route, answered text/plain
+    not_routed = client.get("/admin/api/orders/a%0Ab", headers=admin_headers())
+    wrong_method = client.delete("/admin/api/customers", headers=admin_headers())
+
+    assert not_routed.status_code == 404
+    assert not_routed.json() == {"error": {"code": "not_found", "message": "Not Found"}}
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error"]["code"] == "method_not_allowed"
+    assert "GET" in wrong_method.headers["allow"]

@@ -14,6 +14,7 @@ from stripe_bridge.inbox import classify, parse_event
 from stripe_bridge.matching import derive_domain, normalise_domain
 from stripe_bridge.settings import Settings, mode_of_key
 from stripe_bridge.signatures import sign, verify
+from stripe_bridge.veles import parse_veles_event
 
 GOOD = {
     "id": "evt_1",
@@ -160,3 +161,12 @@ def test_parse_event_refuses_values_no_stripe_event_has(change: dict[str, object
     """Each would overflow an inbox column: the whole group commit would fail with a 5xx."""
     with pytest.raises(BadRequest):
         parse_event(json.dumps({**GOOD, **change}).encode())
+
+
+@pytest.mark.parametrize("event_type", [["customer.upserted"], {"a": 1}, 7, None])
+def test_a_veles_event_whose_type_is_not_a_string_is_a_bad_request(event_type: object) -> None:
+    # found by fault scenario 3 at full size: a list as `type` raised TypeError (a 500)
+    body = orjson.dumps({"id": "vev_1", "type": event_type, "created": 1, "data": {}})
+
+    with pytest.raises(BadRequest, match="unknown Veles event type"):
+        parse_veles_event(body, {})

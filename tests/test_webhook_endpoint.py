@@ -112,6 +112,22 @@ def test_malformed_signature_header_is_refused(client: TestClient, bridge: Bridg
     assert stored(bridge) == []
 
 
+def test_signature_header_with_non_ascii_bytes_is_refused_not_a_server_error(
+    client: TestClient, bridge: Bridge
+) -> None:
+    # found by the bad-input fault scenario: the SDK's compare_digest raised TypeError (500)
+    body = orjson.dumps(event("customer.created", CUSTOMER))
+    header = f"t={int(time.time())},v1=f00990777\u00e0\u00a7\u00a7".encode()
+
+    response = client.post(
+        "/webhooks/stripe", content=body, headers={"Stripe-Signature": header}  # type: ignore[dict-item]
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "malformed signature header"
+    assert stored(bridge) == []
+
+
 def test_signature_at_the_tolerance_edge_is_accepted_and_one_second_later_refused(
     client: TestClient, bridge: Bridge
 ) -> None:

@@ -83,8 +83,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
-    with bootstrap(settings) as bridge:
-        _preflight(bridge)
+    with bootstrap(settings) as bridge, _preflight(bridge):
         _serve_http(bridge, args.host, args.port)
     return 0
 

@@ -19,6 +19,8 @@ def verify(body: bytes, header: str | None, secrets: Sequence[str], tolerance: i
         raise BadRequest("no signing secret is configured; refusing unverifiable events")
     if not header:
         raise BadRequest("missing signature header")
+    if not header.isascii():  # the SDK's compare_digest raises TypeError on such a value
+        raise BadRequest("malformed signature header")
     try:
         payload = body.decode("utf-8")
     except UnicodeDecodeError:

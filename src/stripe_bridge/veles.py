@@ -50,7 +50,7 @@ def parse_veles_event(body: bytes, handled: Mapping[str, Any]) -> Incoming:
     event_id, event_type, created, data = (doc.get(k) for k in ("id", "type", "created", "data"))
     if not isinstance(event_id, str) or not event_id.strip() or len(event_id) > 255:
         raise BadRequest("body is not a Veles event: missing or malformed 'id'")
-    if event_type not in VELES_TYPES:
+    if not isinstance(event_type, str) or event_type not in VELES_TYPES:  # a list: unhashable
         raise BadRequest(f"unknown Veles event type {event_type!r}")
     created = unix_seconds(created, "a Veles event")
     if not isinstance(data, dict):

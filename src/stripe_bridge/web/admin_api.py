@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hmac
 from collections.abc import Callable
+from importlib import metadata
 from typing import Any
 
 from sqlalchemy import Select, or_, select
@@ -28,6 +29,8 @@ from stripe_bridge.models import (
     VelesOrder,
     VelesProduct,
 )
+from stripe_bridge.web.openapi import PAGING, Query, declare, document, ref, string
+from stripe_bridge.web.openapi import page as page_of
 from stripe_bridge.web.responses import JSON
 from stripe_bridge.web.serializers import (
     contract_json,
@@ -43,15 +46,27 @@ from stripe_bridge.web.serializers import (
 )
 
 MAX_LIMIT = 100
+MATCH_STATUS = Query("match_status", string(), "matched, not_matched (customers); name_match, …")
 
 
 def require_admin(request: Request) -> None:
+    """The gate of every admin request: the bearer token, then text PostgreSQL can compare
+    (a NUL in a query or path parameter would otherwise fail the query: a 500)."""
     token = request.app.state.bridge.settings.admin_token
     if not token:
         raise Forbidden("admin is disabled: BRIDGE_ADMIN_TOKEN is not set")
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
         raise Unauthorized("missing or wrong bearer token")
+    parameters = [*request.query_params.multi_items(), *request.path_params.items()]
+    if any("\x00" in f"{name}{value}" for name, value in parameters):
+        raise BadRequest("parameters may not contain NUL characters")
+
+
+def refuse_nul(value: str, what: str) -> str:
+    if "\x00" in value:
+        raise BadRequest(f"{what} may not contain NUL characters")
+    return value
 
 
 def _encode_cursor(last_id: str) -> str:
@@ -60,9 +75,10 @@ def _encode_cursor(last_id: str) -> str:
 
 def _decode_cursor(cursor: str) -> str:
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        last_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("malformed cursor") from None
+    return refuse_nul(last_id, "cursor")
 
 
 def _limit(request: Request) -> int:
@@ -113,6 +129,11 @@ def _list(request: Request, build: Callable[[Session], dict[str, Any]]) -> Any:
     return run_in_threadpool(work)
 
 
+@declare(
+    "Stripe customers",
+    answers={200: page_of("Customer"), 400: None},
+    query=(*PAGING, MATCH_STATUS),
+)
 async def list_customers(request: Request) -> Response:
     def build(session: Session) -> dict[str, Any]:
         query = _search(select(Customer), request, Customer.name, Customer.email, Customer.id)
@@ -123,6 +144,11 @@ async def list_customers(request: Request) -> Response:
     return JSON(await _list(request, build))
 
 
+@declare(
+    "Stripe products, with their prices",
+    answers={200: page_of("Product"), 400: None},
+    query=(*PAGING, MATCH_STATUS, Query("active", string(enum=["true", "false"]))),
+)
 async def list_products(request: Request) -> Response:
     def build(session: Session) -> dict[str, Any]:
         query = _search(select(Product), request, Product.name, Product.id)
@@ -135,6 +161,7 @@ async def list_products(request: Request) -> Response:
     return JSON(await _list(request, build))
 
 
+@declare("Stripe prices", answers={200: page_of("Price"), 400: None}, query=PAGING)
 async def list_prices(request: Request) -> Response:
     def build(session: Session) -> dict[str, Any]:
         query = _search(select(Price), request, Price.id, Price.product_id, Price.nickname)
@@ -143,6 +170,11 @@ async def list_prices(request: Request) -> Response:
     return JSON(await _list(request, build))
 
 
+@declare(
+    "Stripe subscriptions",
+    answers={200: page_of("Subscription"), 400: None},
+    query=(*PAGING, Query("status", string())),
+)
 async def list_subscriptions(request: Request) -> Response:
     def build(session: Session) -> dict[str, Any]:
         query = _search(select(Subscription), request, Subscription.id, Subscription.customer_id)
@@ -153,6 +185,11 @@ async def list_subscriptions(request: Request) -> Response:
     return JSON(await _list(request, build))
 
 
+@declare(
+    "Stripe invoices",
+    answers={200: page_of("Invoice"), 400: None},
+    query=(*PAGING, Query("status", string())),
+)
 async def list_invoices(request: Request) -> Response:
     def build(session: Session) -> dict[str, Any]:
         query = _search(select(Invoice), request, Invoice.id, Invoice.customer_id, Invoice.number)
@@ -163,6 +200,11 @@ async def list_invoices(request: Request) -> Response:
     return JSON(await _list(request, build))
 
 
+@declare(
+    "Stripe events in the inbox",
+    answers={200: page_of("Event"), 400: None},
+    query=(*PAGING, Query("status", string()), Query("type", string())),
+)
 async def list_events(request: Request) -> Response:
     def build(session: Session) -> dict[str, Any]:
         query = _search(select(StripeEvent), request, StripeEvent.id, StripeEvent.object_id)
@@ -175,6 +217,7 @@ async def list_events(request: Request) -> Response:
     return JSON(await _list(request, build))
 
 
+@declare("Veles customers", answers={200: page_of("VelesCustomer"), 400: None}, query=PAGING)
 async def list_veles_customers(request: Request) -> Response:
     def build(session: Session) -> dict[str, Any]:
         query = _search(select(VelesCustomer), request, VelesCustomer.name, VelesCustomer.email)
@@ -183,6 +226,7 @@ async def list_veles_customers(request: Request) -> Response:
     return JSON(await _list(request, build))
 
 
+@declare("Veles products", answers={200: page_of("VelesProduct"), 400: None}, query=PAGING)
 async def list_veles_products(request: Request) -> Response:
     def build(session: Session) -> dict[str, Any]:
         query = _search(select(VelesProduct), request, VelesProduct.name, VelesProduct.sku)
@@ -195,9 +239,11 @@ def _one(
     model: type[VelesOrder] | type[VelesContract],
     render: Callable[[Any, Session], dict[str, Any]],
     noun: str,
+    schema: str,
 ) -> Callable[[Request], Any]:
     """`GET /admin/api/<noun>s/{veles_id}`: one Veles record and its outbox rows, or 404."""
 
+    @declare(f"One Veles {noun} and its outbox rows", answers={200: ref(schema), 404: None})
     async def endpoint(request: Request) -> Response:
         require_admin(request)
         bridge: Bridge = request.app.state.bridge
@@ -215,11 +261,29 @@ def _one(
     return endpoint
 
 
-get_order = _one(VelesOrder, order_json, "order")
-get_contract = _one(VelesContract, contract_json, "contract")
+get_order = _one(VelesOrder, order_json, "order", "Order")
+get_contract = _one(VelesContract, contract_json, "contract", "Contract")
+
+
+@declare(
+    "This document: the admin API's OpenAPI 3 description, built from its routes",
+    answers={200: {"type": "object"}},
+)
+async def openapi_json(request: Request) -> Response:
+    """Behind the token like every /admin/api route: it maps the operator surface."""
+    require_admin(request)
+    return JSON(document(request.app.routes, version=_version()))
+
+
+def _version() -> str:
+    try:
+        return metadata.version("stripe-bridge")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 routes = [
+    Route("/openapi.json", openapi_json, methods=["GET"]),
     Route("/orders/{veles_id}", get_order),
     Route("/contracts/{veles_id}", get_contract),
     Route("/veles/customers", list_veles_customers),

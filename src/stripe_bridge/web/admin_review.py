@@ -21,7 +21,8 @@ from stripe_bridge.errors import BadRequest
 from stripe_bridge.models import CONNECTED
 from stripe_bridge.status import status_object
 from stripe_bridge.sync import check_kind
-from stripe_bridge.web.admin_api import require_admin
+from stripe_bridge.web.admin_api import refuse_nul, require_admin
+from stripe_bridge.web.openapi import COMPONENTS, Query, array, boolean, declare, obj, ref, string
 from stripe_bridge.web.responses import JSON
 from stripe_bridge.web.serializers import (
     customer_json,
@@ -29,6 +30,11 @@ from stripe_bridge.web.serializers import (
     veles_customer_json,
     veles_product_json,
 )
+
+WITH_VELES_CUSTOMER = {"allOf": [ref("Customer"), obj({"veles_customer": ref("VelesCustomer")})]}
+WITH_VELES_PRODUCT = {"allOf": [ref("Product"), obj({"veles_product": ref("VelesProduct")})]}
+DEAD_LETTERS = obj({"data": array(ref("DeadLetter")), "next_cursor": {"nullable": True}})
+assert "DeadLetter" in COMPONENTS
 
 
 async def _body_field(request: Request, name: str) -> str:
@@ -39,7 +45,7 @@ async def _body_field(request: Request, name: str) -> str:
     value = body.get(name) if isinstance(body, dict) else None
     if not isinstance(value, str) or not value:
         raise BadRequest(f"body must be a JSON object with a string {name!r}")
-    return value
+    return refuse_nul(value, name)
 
 
 async def _act(request: Request, action: Callable[[Session], dict[str, Any]]) -> Response:
@@ -56,6 +62,11 @@ def _id(request: Request) -> str:
     return str(request.path_params["stripe_id"])
 
 
+@declare(
+    "Link a Stripe customer to an existing Veles customer",
+    answers={200: ref("Customer"), 400: None, 404: None, 409: None},
+    body=obj({"veles_customer_id": string(minLength=1)}),
+)
 async def link_customer(request: Request) -> Response:
     require_admin(request)
     veles_id = await _body_field(request, "veles_customer_id")
@@ -64,6 +75,10 @@ async def link_customer(request: Request) -> Response:
     )
 
 
+@declare(
+    "Create a Veles customer from the Stripe customer, linked",
+    answers={200: WITH_VELES_CUSTOMER, 404: None, 409: None},
+)
 async def create_customer(request: Request) -> Response:
     require_admin(request)
 
@@ -74,11 +89,17 @@ async def create_customer(request: Request) -> Response:
     return await _act(request, action)
 
 
+@declare("Unlink a Stripe customer", answers={200: ref("Customer"), 404: None, 409: None})
 async def unlink_customer(request: Request) -> Response:
     require_admin(request)
     return await _act(request, lambda s: customer_json(review.unlink_customer(s, _id(request))))
 
 
+@declare(
+    "Match a Stripe product to an existing Veles product (`manual`)",
+    answers={200: ref("Product"), 400: None, 404: None, 409: None},
+    body=obj({"veles_product_id": string(minLength=1)}),
+)
 async def match_product(request: Request) -> Response:
     require_admin(request)
     veles_id = await _body_field(request, "veles_product_id")
@@ -87,6 +108,10 @@ async def match_product(request: Request) -> Response:
     )
 
 
+@declare(
+    "Import a Stripe product as a new Veles product (`import`)",
+    answers={200: WITH_VELES_PRODUCT, 404: None, 409: None},
+)
 async def import_product(request: Request) -> Response:
     require_admin(request)
 
@@ -97,11 +122,15 @@ async def import_product(request: Request) -> Response:
     return await _act(request, action)
 
 
+@declare("Ignore a Stripe product", answers={200: ref("Product"), 404: None, 409: None})
 async def ignore_product(request: Request) -> Response:
     require_admin(request)
     return await _act(request, lambda s: product_json(review.ignore_product(s, _id(request)), s))
 
 
+@declare(
+    "Unlink (or un-ignore) a Stripe product", answers={200: ref("Product"), 404: None, 409: None}
+)
 async def unlink_product(request: Request) -> Response:
     require_admin(request)
     return await _act(request, lambda s: product_json(review.unlink_product(s, _id(request)), s))
@@ -112,11 +141,19 @@ def _status(bridge: Bridge) -> dict[str, Any]:
         return status_object(session, bridge.settings)
 
 
+@declare("The connection and the inbox, as `status --json`", answers={200: ref("Connection")})
 async def get_connection(request: Request) -> Response:
     require_admin(request)
     return JSON(await run_in_threadpool(_status, request.app.state.bridge))
 
 
+@declare(
+    "Connect, or update the key of the connected account",
+    answers={200: ref("Connection"), 400: None, 409: None, 422: None},
+    body=obj(
+        {"api_key": string(minLength=1), "webhook_secret": string()}, optional=["webhook_secret"]
+    ),
+)
 async def put_connection(request: Request) -> Response:
     """Connect, or update the key of the connected account: `{"api_key", "webhook_secret"?}`."""
     require_admin(request)
@@ -139,6 +176,10 @@ async def put_connection(request: Request) -> Response:
     return JSON(await run_in_threadpool(work))
 
 
+@declare(
+    "Disconnect: stop sync, pushes and applying events",
+    answers={200: ref("Connection"), 409: None},
+)
 async def delete_connection(request: Request) -> Response:
     require_admin(request)
     bridge: Bridge = request.app.state.bridge
@@ -151,6 +192,10 @@ async def delete_connection(request: Request) -> Response:
     return JSON(await run_in_threadpool(work))
 
 
+@declare(
+    "Queue a sync of one kind (runs on a worker)",
+    answers={202: obj({"kind": string(), "queued": boolean()}), 400: None, 409: None},
+)
 async def start_sync(request: Request) -> Response:
     """Queue a sync now; 409 when not connected. Progress: GET /admin/api/sync."""
     require_admin(request)
@@ -166,6 +211,7 @@ async def start_sync(request: Request) -> Response:
     return JSON({"kind": kind, "queued": True}, status_code=202)
 
 
+@declare("The latest sync runs", answers={200: obj({"data": array(ref("SyncRun"))})})
 async def sync_progress(request: Request) -> Response:
     require_admin(request)
     return JSON({"data": (await run_in_threadpool(_status, request.app.state.bridge))["sync"]})
@@ -181,6 +227,16 @@ def _since(request: Request) -> datetime | None:
         raise BadRequest(str(exc)) from None
 
 
+@declare(
+    "Dead letters: events and outbox rows that failed for good",
+    answers={200: DEAD_LETTERS, 400: None},
+    query=(
+        Query("kind", string(enum=["event", "veles", "outbox"])),
+        Query("type", string()),
+        Query("since", string(), "a date (2026-11-20) or a datetime"),
+        Query("traceback", string(enum=["true", "false"])),
+    ),
+)
 async def list_dead_letters(request: Request) -> Response:
     """`?kind=event|veles|outbox&type=&since=`; `?traceback=true` adds the tracebacks."""
     require_admin(request)
@@ -199,6 +255,10 @@ async def list_dead_letters(request: Request) -> Response:
     return JSON(await run_in_threadpool(work))
 
 
+@declare(
+    "Replay one dead letter (`event:evt_…`, `veles:…`, `outbox:12`)",
+    answers={202: obj({"replayed": array(string())}), 404: None, 409: None},
+)
 async def replay_dead_letter(request: Request) -> Response:
     require_admin(request)
     bridge: Bridge = request.app.state.bridge
@@ -207,6 +267,14 @@ async def replay_dead_letter(request: Request) -> Response:
     return JSON({"replayed": replayed}, status_code=202)
 
 
+@declare(
+    "Replay every dead letter matching the filter",
+    answers={202: obj({"replayed": array(string()), "dry_run": boolean()}), 400: None},
+    body=obj(
+        {"kind": string(enum=["event", "veles", "outbox"]), "type": string(), "dry_run": boolean()},
+        optional=["kind", "type", "dry_run"],
+    ),
+)
 async def replay_dead_letters(request: Request) -> Response:
     """Replay every dead letter matching `{"kind"?, "type"?, "dry_run"?}`."""
     require_admin(request)
@@ -217,17 +285,19 @@ async def replay_dead_letters(request: Request) -> Response:
         raise BadRequest("body is not valid JSON") from None
     if not isinstance(body, dict):
         raise BadRequest("body must be a JSON object")
+    kind, event_type, dry_run = body.get("kind"), body.get("type"), body.get("dry_run", False)
+    for name, value in (("kind", kind), ("type", event_type)):
+        if value is not None and not isinstance(value, str):
+            raise BadRequest(f"{name} must be a string")
+        refuse_nul(value or "", name)
+    if not isinstance(dry_run, bool):  # "false" must not mean a real replay
+        raise BadRequest("dry_run must be true or false")
     replayed = await run_in_threadpool(
         lambda: deadletters.replay_matching(
-            bridge,
-            kind=body.get("kind"),
-            event_type=body.get("type"),
-            dry_run=bool(body.get("dry_run", False)),
+            bridge, kind=kind, event_type=event_type, dry_run=dry_run
         )
     )
-    return JSON(
-        {"replayed": replayed, "dry_run": bool(body.get("dry_run", False))}, status_code=202
-    )
+    return JSON({"replayed": replayed, "dry_run": dry_run}, status_code=202)
 
 
 routes = [

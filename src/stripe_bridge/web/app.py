@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.routing import Mount, Route
 
 from stripe_bridge.bootstrap import Bridge
@@ -19,7 +20,7 @@ from stripe_bridge.web.group_commit import GroupCommit
 from stripe_bridge.web.health import healthz, metrics, readyz
 from stripe_bridge.web.inbound import make_flush, stripe_webhook, veles_event
 from stripe_bridge.web.job_sender import JobSender
-from stripe_bridge.web.responses import bridge_error, unexpected_error
+from stripe_bridge.web.responses import bridge_error, http_error, unexpected_error
 
 
 def create_app(bridge: Bridge) -> Starlette:
@@ -52,7 +53,11 @@ def create_app(bridge: Bridge) -> Starlette:
             Mount("/admin/api", routes=[*admin_api.routes, *admin_review.routes]),
             Route("/admin", console),
         ],
-        exception_handlers={BridgeError: bridge_error, Exception: unexpected_error},
+        exception_handlers={
+            BridgeError: bridge_error,
+            HTTPException: http_error,
+            Exception: unexpected_error,
+        },
         lifespan=lifespan,
     )
     app.state.bridge = bridge

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import structlog
 
 from stripe_bridge.errors import StoreUnavailable
+from stripe_bridge.failures import is_permanent
 from stripe_bridge.inbox import Incoming
 
 log = structlog.get_logger(__name__)
@@ -64,17 +65,32 @@ class GroupCommit:
             unique: dict[str, Incoming] = {}
             for item, _ in batch:
                 unique.setdefault(item.id, item)
-            try:
-                inserted = await loop.run_in_executor(
-                    self._executor, self._flush, list(unique.values())
-                )
-            except Exception as exc:
-                log.error("could not store events", count=len(batch), error=type(exc).__name__)
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(StoreUnavailable("the event could not be stored"))
-                continue
+            inserted, failed = await self._store(loop, list(unique.values()))
             for item, future in batch:
+                if future.done():
+                    continue
+                if item.id in failed:
+                    future.set_exception(StoreUnavailable("the event could not be stored"))
+                    continue
                 first = unique.get(item.id) is item
-                if not future.done():
-                    future.set_result(not (first and item.id in inserted))
+                future.set_result(not (first and item.id in inserted))
+
+    async def _store(
+        self, loop: asyncio.AbstractEventLoop, items: list[Incoming]
+    ) -> tuple[set[str], set[str]]:
+        """Flush `items` together; when the database refuses a value, each alone, so that one
+        event it refuses fails only its own delivery (an unreachable database fails them all at
+        once). Answers (ids inserted, ids that failed)."""
+        try:
+            return await loop.run_in_executor(self._executor, self._flush, items), set()
+        except Exception as exc:
+            log.error("could not store events", count=len(items), error=type(exc).__name__)
+            if len(items) == 1 or not is_permanent(exc):  # e.g. the database is unreachable
+                return set(), {item.id for item in items}
+        inserted: set[str] = set()
+        failed: set[str] = set()
+        for item in items:
+            new, bad = await self._store(loop, [item])
+            inserted |= new
+            failed |= bad
+        return inserted, failed

@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 import structlog
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -34,3 +35,13 @@ async def bridge_error(request: Request, exc: Exception) -> Response:
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     log.error("unhandled error", path=request.url.path, error=type(exc).__name__)
     return JSON(error_body("internal_error", "internal error"), status_code=500)
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """The router's own answers (no such route, wrong method) in the same JSON error shape."""
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    return JSON(error_body(code, exc.detail), status_code=exc.status_code, headers=exc.headers)
