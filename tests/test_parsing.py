@@ -155,6 +155,10 @@ def test_settings_default_to_the_embedded_sqlite_file_and_split_secrets() -> Non
         {"api_version": "2026-" + "9" * 100},
         {"account": "acct_" + "1" * 300},
         {"data": {"object": {"id": "cus_" + "x" * 300}}},
+        {"id": "evt_1\u0000"},
+        {"type": "customer.created\u0000"},
+        {"data": {"object": {"id": "cus_\u0000"}}},
+        {"account": "acct_\u0000"},
     ],
 )
 def test_parse_event_refuses_values_no_stripe_event_has(change: dict[str, object]) -> None:

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any, TypeGuard, cast
 
 import orjson
 import structlog
@@ -60,12 +60,18 @@ def unix_seconds(value: Any, what: str) -> int:
     return value
 
 
+def storable(value: Any, limit: int = 255) -> TypeGuard[str]:
+    """A string an inbox column can keep: at most `limit` characters, no NUL (PostgreSQL's text
+    cannot hold one)."""
+    return isinstance(value, str) and len(value) <= limit and "\x00" not in value
+
+
 def _bounded(value: Any, name: str, limit: int) -> str | None:
-    """An optional string field that an inbox column keeps (at most `limit` characters)."""
+    """An optional string field that an inbox column keeps."""
     if not isinstance(value, str):
         return None
-    if len(value) > limit:
-        raise BadRequest(f"body is not a Stripe event: {name!r} is longer than {limit}")
+    if not storable(value, limit):
+        raise BadRequest(f"body is not a Stripe event: {name!r} is longer than {limit} or has NUL")
     return value
 
 
@@ -78,9 +84,9 @@ def parse_event(body: bytes) -> Incoming:
     if not isinstance(doc, dict):
         raise BadRequest("body is not a JSON object")
     event_id, event_type, created = doc.get("id"), doc.get("type"), doc.get("created")
-    if not isinstance(event_id, str) or not event_id.startswith("evt_") or len(event_id) > 255:
+    if not storable(event_id) or not event_id.startswith("evt_"):
         raise BadRequest("body is not a Stripe event: missing or malformed 'id'")
-    if not isinstance(event_type, str) or not event_type or len(event_type) > 255:
+    if not storable(event_type) or not event_type:
         raise BadRequest("body is not a Stripe event: missing 'type'")
     created = unix_seconds(created, "a Stripe event")
     data = doc.get("data")

@@ -12,7 +12,7 @@ import orjson
 
 from stripe_bridge.errors import BadRequest, PermanentError
 from stripe_bridge.handlers.base import Event
-from stripe_bridge.inbox import Incoming, unix_seconds
+from stripe_bridge.inbox import Incoming, storable, unix_seconds
 from stripe_bridge.models import IGNORED
 
 # type → (required string fields, optional string fields) of `data`
@@ -32,10 +32,10 @@ def _check_data(event_type: str, data: Mapping[str, Any]) -> None:
     required, optional = _STRING_FIELDS[event_type]
     for key in required:
         value = data.get(key)
-        if not isinstance(value, str) or not value.strip() or len(value) > 255:
+        if not storable(value) or not value.strip():
             raise BadRequest(f"{event_type}: data.{key} must be a non-empty string")
     for key in optional:
-        if data.get(key) is not None and not isinstance(data[key], str):
+        if data.get(key) is not None and not storable(data[key], limit=10_000):
             raise BadRequest(f"{event_type}: data.{key} must be a string or null")
 
 
@@ -48,7 +48,7 @@ def parse_veles_event(body: bytes, handled: Mapping[str, Any]) -> Incoming:
     if not isinstance(doc, dict):
         raise BadRequest("body is not a JSON object")
     event_id, event_type, created, data = (doc.get(k) for k in ("id", "type", "created", "data"))
-    if not isinstance(event_id, str) or not event_id.strip() or len(event_id) > 255:
+    if not storable(event_id) or not event_id.strip():
         raise BadRequest("body is not a Veles event: missing or malformed 'id'")
     if not isinstance(event_type, str) or event_type not in VELES_TYPES:  # a list: unhashable
         raise BadRequest(f"unknown Veles event type {event_type!r}")
