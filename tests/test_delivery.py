@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -367,3 +368,36 @@ def test_a_veles_event_failing_transiently_is_a_dead_letter_after_its_attempts(
     assert row is not None
     assert (row.status, row.attempts) == ("failed", limit)
     assert sweep_once(bridge) == 0
+
+
+def test_the_sweeper_skips_an_event_a_job_holds_instead_of_waiting_for_it(
+    client: TestClient, bridge: Bridge, admin_engine: Any
+) -> None:
+    """Given two stored events whose jobs were lost, one of them locked by a job applying it,
+    when the sweeper runs, it sends the other at once and leaves the held one to its job (it
+    used to wait for the lock, which could deadlock with that job's bookkeeping)."""
+    held, free = (event("customer.created", {**CUSTOMER, "id": f"cus_{n}"}) for n in (1, 2))
+    for payload in (held, free):
+        post_event(client, payload)
+    with admin_engine.begin() as connection:
+        connection.execute(
+            StripeEvent.__table__.update().values(
+                enqueued_at=None, received_at=utcnow() - timedelta(hours=1)
+            )
+        )
+    bridge.broker.flush_all()
+    swept: list[int] = []
+    with admin_engine.connect() as job:
+        job.execute(
+            select(StripeEvent.id).where(StripeEvent.id == held["id"]).with_for_update()
+        ).all()
+        sweeper = threading.Thread(target=lambda: swept.append(sweep_once(bridge)), daemon=True)
+        sweeper.start()
+        sweeper.join(timeout=10)
+        finished = not sweeper.is_alive()
+        job.rollback()
+    sweeper.join(timeout=10)
+
+    assert finished, "the sweeper waited for the job's lock"
+    assert swept == [1]
+    assert queued_event_ids(bridge) == [free["id"]]

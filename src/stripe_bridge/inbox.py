@@ -146,7 +146,10 @@ def store(session: Session, inbox: Inbox, batch: Sequence[Incoming]) -> set[str]
 def due_for_sweep(
     session: Session, inbox: Inbox, *, grace: timedelta, limit: int = 1000
 ) -> list[str]:
-    """Events stored but still not applied after `grace`: their job was lost or never sent."""
+    """Events stored but still not applied after `grace`: their job was lost or never sent.
+
+    Locked for the caller's transaction (`mark_enqueued`), skipping rows a job holds: that job
+    is applying them, and waiting for it could deadlock with its own bookkeeping."""
     cutoff = utcnow() - grace
     last_sent = func.coalesce(inbox.enqueued_at, inbox.received_at)
     query = (
@@ -154,6 +157,7 @@ def due_for_sweep(
         .where(inbox.status == RECEIVED, inbox.received_at < cutoff, last_sent < cutoff)
         .order_by(inbox.received_at)
         .limit(limit)
+        .with_for_update(skip_locked=True)
     )
     return list(session.scalars(query))
 
