@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import socket
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -415,6 +416,7 @@ def test_an_unreachable_database_is_named_in_one_line(
 ) -> None:
     port = _free_port()
     environment.setenv("BRIDGE_DATABASE_URL", f"postgresql+psycopg://postgres@127.0.0.1:{port}/x")
+    environment.setenv("BRIDGE_STARTUP_WAIT", "0")  # roles would wait for it that long
 
     code, out, err = run(capsys, *argv)
 
@@ -432,6 +434,7 @@ def test_an_unreachable_redis_is_named_in_one_line(
 ) -> None:
     port = _free_port()
     shared_environment.setenv("BRIDGE_REDIS_URL", f"redis://127.0.0.1:{port}/0")
+    shared_environment.setenv("BRIDGE_STARTUP_WAIT", "0")  # roles would wait for it that long
 
     code, out, err = run(capsys, *argv)
 
@@ -473,3 +476,18 @@ def test_a_replay_on_the_embedded_default_applies_its_jobs_before_it_exits(
         assert stored is not None and stored.status == "processed"
         customer = session.get(Customer, "cus_R")
         assert customer is not None and customer.name == "Replayed"
+
+
+def test_a_role_waits_for_redis_at_start_then_gives_the_reason(
+    shared_environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = _free_port()
+    shared_environment.setenv("BRIDGE_REDIS_URL", f"redis://127.0.0.1:{port}/0")
+    shared_environment.setenv("BRIDGE_STARTUP_WAIT", "2")
+    started = time.monotonic()
+
+    code, _out, err = run(capsys, "relay")
+
+    assert code != 0
+    assert time.monotonic() - started >= 2
+    assert f"cannot reach Redis at 127.0.0.1:{port}" in err.splitlines()[-1]

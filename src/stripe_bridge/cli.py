@@ -7,6 +7,7 @@ import gc
 import logging
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -158,10 +159,20 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 @contextmanager
 def _preflight(bridge: Bridge) -> Iterator[None]:
-    """A production role starts only against a migrated database and a reachable Redis (its
-    supervisor restarts it until they are); once running, it rides out their outages."""
-    check_database(bridge.engine)
-    check_broker(bridge.broker)
+    """A production role starts only against a migrated database and a reachable Redis: it
+    waits for them up to `BRIDGE_STARTUP_WAIT` seconds (a restart, a deploy migrating), then
+    exits with the reason; once running, it rides out their outages."""
+    deadline = time.monotonic() + bridge.settings.startup_wait
+    while True:
+        try:
+            check_database(bridge.engine)
+            check_broker(bridge.broker)
+            break
+        except BridgeError as exc:
+            if time.monotonic() >= deadline:
+                raise
+            log.warning("waiting for the services this role needs", reason=str(exc))
+            time.sleep(1)
     yield
 
 

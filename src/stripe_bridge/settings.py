@@ -133,6 +133,7 @@ class Settings(BaseModel):
     stripe_max_attempts: int = _var("BRIDGE_STRIPE_MAX_ATTEMPTS", 5, ge=1)
     stripe_timeout: float = _var("BRIDGE_STRIPE_TIMEOUT", 30.0, gt=0)
     event_max_attempts: int = _var("BRIDGE_EVENT_MAX_ATTEMPTS", 8, ge=1)
+    startup_wait: int = _var("BRIDGE_STARTUP_WAIT", 30, ge=0)
     sweep_interval: Seconds = _var("BRIDGE_SWEEP_INTERVAL", 30)
     sweep_grace: int = _var("BRIDGE_SWEEP_GRACE", 60, ge=0)
     worker_threads: int = _var("BRIDGE_WORKER_THREADS", 8, ge=1)
