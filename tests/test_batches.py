@@ -172,7 +172,7 @@ def story_truth(tag: str, shape: str) -> dict[tuple[type[Any], str], dict[str, A
     """What each mirror holds after the whole fixture story of `shape` (object ids with `tag`)."""
     cus, prod, sub = f"cus_{tag}Acme01", f"prod_{tag}Pro001", f"sub_1{tag}Sub001"
     price, plan = f"price_1{tag}Pro001", f"plan_{tag}Pro001"
-    inv1, inv2 = f"in_1{tag}Inv001", f"in_1{tag}Inv002"
+    inv1, inv2, inv3 = f"in_1{tag}Inv001", f"in_1{tag}Inv002", f"in_1{tag}Inv003"
     classic = shape == "classic"
     item = {
         "id": f"si_{tag}Item01",
@@ -231,6 +231,7 @@ def story_truth(tag: str, shape: str) -> dict[tuple[type[Any], str], dict[str, A
             "amount_paid": 0,
             "number": "ACME-0002",
         },
+        (Invoice, inv3): {"status": "draft", "amount_due": 9800, "deleted": True},
     }
 
 
@@ -242,7 +243,7 @@ def test_a_mixed_batch_of_both_shapes_is_applied_by_one_job_in_one_transaction(
     payloads = current + classic
     random.Random(7).shuffle(payloads)
     ids = store_events(bridge, payloads)
-    assert len(ids) == 50
+    assert len(ids) == 2 * len(EVENT_TYPES) == 52  # every fixture type in both shapes
 
     done = apply_in_one_job(bridge, ids)
 

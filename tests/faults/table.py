@@ -2,8 +2,8 @@
 
     python -m tests.faults.table REPORT
 
-Whatever scenarios are in the report are printed, in the order they first appear, each figure
-on its own row, under a line naming the machine (CPU model, cores) and the date."""
+Whatever scenarios are in the report are printed, in the order they first appear, a row each
+with every figure it recorded, under a line naming the machine (CPU model, cores) and the date."""
 
 from __future__ import annotations
 
@@ -27,17 +27,24 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores"
 
 
+def _value(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    return f"{value:,}" if isinstance(value, int) else f"{value:,.1f}"
+
+
 def table(lines: list[dict[str, Any]]) -> str:
+    """One row per scenario: its size and every figure it recorded, `name value` apart."""
     out = [
         f"Machine: {machine()}; date: {datetime.now(UTC):%Y-%m-%d}",
         "",
-        "| scenario | size | figure | value |",
-        "|---|---|---|---|",
+        "| scenario | size | figures |",
+        "|---|---|---|",
     ]
     for line in lines:
         scenario, size = line.pop("scenario", "?"), line.pop("size", "?")
-        for figure, value in line.items():
-            out.append(f"| {scenario} | {size} | {figure} | {value} |")
+        figures = " · ".join(f"{name.replace('_', ' ')} {_value(v)}" for name, v in line.items())
+        out.append(f"| {scenario} | {size} | {figures} |")
     return "\n".join(out)
 
 
