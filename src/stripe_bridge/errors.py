@@ -40,6 +40,19 @@ class TransientError(BridgeError):
     http_status = 503
 
 
+class Unreachable(TransientError):
+    """A service the bridge needs (the database, Redis) did not answer."""
+
+    code = "unreachable"
+
+
+class NotMigrated(BridgeError):
+    """The database is not at this version's latest migration."""
+
+    code = "not_migrated"
+    http_status = 503
+
+
 class StoreUnavailable(TransientError):
     """The inbox could not store an event; the sender should retry."""
 

@@ -12,20 +12,8 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from stripe_bridge.errors import BridgeError
+from stripe_bridge.errors import NotMigrated, Unreachable
 from stripe_bridge.migrate import current_revision, head_revision, known_revisions
-
-
-class Unreachable(BridgeError):
-    """A service the bridge needs (the database, Redis) did not answer."""
-
-    code = "unreachable"
-    http_status = 503
-
-
-class NotMigrated(BridgeError):
-    code = "not_migrated"
-    http_status = 503
 
 
 def where(url: str | URL) -> str:
