@@ -34,8 +34,8 @@ Behaviour that follows Stripe's documentation (and what it deliberately leaves o
   subscription invoices (``latest_invoice`` stays null), test clocks, Connect, search.
 
 Public API: start/stop (or ``with``), add_account, revoke_key, fail_next, fail_when, drop_next,
-set_delay, delay_when, reset_faults, requests, objects, get, seed, expire_idempotency_keys, reset, and
-``handle()`` (the HTTP-free core, usable directly).
+set_delay, delay_when, reset_faults, requests, objects, get, seed, expire_idempotency_keys, reset,
+and ``handle()`` (the HTTP-free core, usable directly).
 """
 
 from __future__ import annotations
