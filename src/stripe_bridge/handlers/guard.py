@@ -16,16 +16,21 @@ last wrote it (`src_created`, `src_rank`, `src_event_id`, `src_prev`):
    When several have no successor (an event between them is not in yet, or some carry no
    `previous_attributes`): a family's progress rank keeps the furthest (an invoice never goes
    from paid back to open); then the stored state stays if the incoming event is not among
-   them, or if both carry `previous_attributes` (neither is known to be newer); otherwise the
-   incoming event wins (the later processed), or, when neither is among them, the last
-   received of the others.
+   them, or if both carry `previous_attributes` and neither object holds what the other
+   changed from (neither is known to be newer); otherwise the incoming event wins (the later
+   processed), or, when neither is among them, the last received of the others. A stored
+   event the inbox no longer has (pruned, or a list-sync snapshot) is known by its
+   `previous_attributes` only (`src_prev`): the incoming event wins unless it holds them.
 
-Whatever order the events of one second arrive in, the last one applied sees them all, and then
-the chain has one end: the latest. The one case this cannot order is a change and its exact
-reversal inside one second: the chain is a cycle (each event's object holds what the other
-changed from), and the earlier rule decides between the stored and the incoming event (the
-incoming one is skipped if its object holds what the stored one changed from; else progress;
-else it wins). The periodic list sync (a fresh snapshot) repairs it.
+Whatever order the updates of one second arrive and are applied in, the last one applied sees
+them all (each is stored before its job is sent, and jobs of one object serialise on its row),
+and then their chain has one end: the latest. Two cases stay ambiguous. Events without
+`previous_attributes` are never known to follow another: between them, the later processed
+wins (after the progress rank). A change and its exact reversal inside one second make the
+chain a cycle (each object holds what the other changed from): then the stored and the
+incoming event are compared alone (the incoming one is skipped if its object holds what the
+stored one changed from, which a reversal's does; else progress; else it wins), so the first
+applied stays. The periodic list sync (a fresh snapshot) repairs both.
 
 Cost: rules 1-3 read only the row. A tie reads the object's events of that second with one
 query on `ix_stripe_events_object_id_created`, without locks (a batch holds its own inbox rows
