@@ -3,6 +3,7 @@ every event type, any order, duplicates, same-second updates, deletes."""
 
 from __future__ import annotations
 
+import itertools
 import random
 from typing import Any
 
@@ -252,3 +253,82 @@ def test_the_same_event_applied_twice_leaves_the_same_state(
     )
     with bridge.session_factory() as session:
         assert session.get(StripeEvent, payload["id"]).attempts == 1
+
+
+# Three updates of one object in one second (Stripe's `created` has whole seconds): the third's
+# snapshot is the latest, whatever order they arrive and are applied in.
+SECOND = 1_750_000_500
+
+
+def customer_story() -> tuple[type[Any], str, list[dict[str, Any]], dict[str, Any]]:
+    base = {"id": "cus_tri", "object": "customer", "metadata": {}, "created": SECOND - 100}
+    changes = [  # name Acme → Acme Corp, email a → b, email b → c
+        ({"name": "Acme Corp", "email": "a@acme.example"}, {"name": "Acme"}),
+        ({"name": "Acme Corp", "email": "b@acme.example"}, {"email": "a@acme.example"}),
+        ({"name": "Acme Corp", "email": "c@acme.example"}, {"email": "b@acme.example"}),
+    ]
+    story = [
+        event("customer.updated", {**base, **fields}, created=SECOND, previous_attributes=prev)
+        for fields, prev in changes
+    ]
+    return Customer, "cus_tri", story, {"name": "Acme Corp", "email": "c@acme.example"}
+
+
+def subscription_story() -> tuple[type[Any], str, list[dict[str, Any]], dict[str, Any]]:
+    def items(quantity: int) -> dict[str, Any]:
+        item = {"id": "si_tri", "object": "subscription_item", "quantity": quantity,
+                "price": {"id": "price_tri", "object": "price", "product": "prod_tri"}}  # fmt: skip
+        return {"object": "list", "data": [item]}
+
+    base = {"id": "sub_tri", "object": "subscription", "customer": "cus_tri", "metadata": {}}
+    changes = [  # trialing → active, quantity 1 → 2, quantity 2 → 3
+        ({"status": "active", "items": items(1)}, {"status": "trialing"}),
+        ({"status": "active", "items": items(2)}, {"items": items(1)}),
+        ({"status": "active", "items": items(3)}, {"items": items(2)}),
+    ]
+    story = [
+        event(
+            "customer.subscription.updated",
+            {**base, **fields},
+            created=SECOND,
+            previous_attributes=prev,
+        )
+        for fields, prev in changes
+    ]
+    item = {"id": "si_tri", "price": "price_tri", "product": "prod_tri", "quantity": 3}
+    return Subscription, "sub_tri", story, {"status": "active", "items": [item]}
+
+
+ORDERS = list(itertools.permutations(range(3)))
+
+
+@pytest.mark.parametrize("make", [customer_story, subscription_story], ids=["customer", "sub"])
+@pytest.mark.parametrize("order", ORDERS, ids=["".join("ABC"[i] for i in o) for o in ORDERS])
+@pytest.mark.parametrize("mode", ["one_at_a_time", "one_batch", "backlog"])
+def test_three_updates_in_one_second_end_in_the_latest_state_in_any_order(
+    client: TestClient, bridge: Bridge, make: Any, order: tuple[int, ...], mode: str
+) -> None:
+    # Given: the story's events, delivered in `order`; ids sort in delivery order, which is the
+    # order a batch applies them in
+    model, object_id, story, latest = make()
+    deliveries = [story[n] for n in order]
+    for position, payload in enumerate(deliveries):
+        payload["id"] = f"evt_tri{position}_{'ABC'[order[position]]}"
+
+    # When: each applied as it arrives, or all stored first and applied by one batch job, or all
+    # stored first and applied by a job each (several worker threads at once)
+    for payload in deliveries:
+        assert post_event(client, payload).status_code == 200
+        if mode == "one_at_a_time":
+            run_jobs(bridge)
+    if mode == "one_batch":
+        bridge.broker.flush_all()  # the per-delivery jobs: replaced by one job for them all
+        bridge.enqueue_events([payload["id"] for payload in deliveries])
+    run_jobs(bridge)
+
+    # Then: the mirror holds the third update's snapshot, stamped with it
+    row = mirror(bridge, model, object_id)
+    assert {key: getattr(row, key) for key in latest} == latest
+    assert row.src_event_id == story[2]["id"]
+    assert row.src_prev == story[2]["data"]["previous_attributes"]
+    assert set(statuses(bridge).values()) == {"processed"}

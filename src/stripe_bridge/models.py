@@ -90,6 +90,8 @@ class StripeEvent(InboxRow, Base):
     __table_args__ = (
         Index("ix_stripe_events_status_received_at", "status", "received_at"),
         Index("ix_stripe_events_type", "type"),
+        # the stale guard's same-second lookup (handlers/guard.py)
+        Index("ix_stripe_events_object_id_created", "object_id", "created"),
     )
 
 

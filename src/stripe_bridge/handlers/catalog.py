@@ -19,18 +19,19 @@ from stripe_bridge.handlers.base import (
     text,
     timestamp,
 )
-from stripe_bridge.handlers.guard import is_stale, stamp
+from stripe_bridge.handlers.guard import event_to_apply, stamp
 from stripe_bridge.linking import PRODUCT_LOCK, matching_lock, rematch_product, set_product_key
 from stripe_bridge.models import Price, Product
 
 
 def apply_product(event: Event, session: Session) -> None:
-    obj = event.object
     matching_lock(session, PRODUCT_LOCK)
-    row = lock_row(session, Product, obj["id"])
-    if is_stale(row, event):
+    row = lock_row(session, Product, event.object["id"])
+    applied = event_to_apply(session, row, event)
+    if applied is None:
         return
-    deleted = event.type == "product.deleted" or obj.get("deleted") is True
+    obj = applied.object
+    deleted = applied.type == "product.deleted" or obj.get("deleted") is True
     if "name" in obj or not deleted:
         row.name = text(obj, "name")
         row.description = text(obj, "description")
@@ -38,8 +39,8 @@ def apply_product(event: Event, session: Session) -> None:
         row.created = timestamp(obj.get("created"))
     row.active = bool(obj.get("active", True)) and not deleted
     row.deleted = deleted
-    row.livemode = obj.get("livemode", event.livemode)
-    stamp(row, event)
+    row.livemode = obj.get("livemode", applied.livemode)
+    stamp(row, applied)
     set_product_key(row)
     rematch_product(session, row)
 
@@ -64,12 +65,13 @@ def _price_fields(obj: Mapping[str, Any], *, is_plan: bool) -> dict[str, Any]:
 
 
 def apply_price(event: Event, session: Session) -> None:
-    obj = event.object
-    is_plan = event.type.startswith("plan.")
-    row = lock_row(session, Price, obj["id"])
-    if is_stale(row, event):
+    row = lock_row(session, Price, event.object["id"])
+    applied = event_to_apply(session, row, event)
+    if applied is None:
         return
-    deleted = event.type.endswith(".deleted") or obj.get("deleted") is True
+    obj = applied.object
+    is_plan = applied.type.startswith("plan.")
+    deleted = applied.type.endswith(".deleted") or obj.get("deleted") is True
     if "currency" in obj or not deleted:
         for key, value in _price_fields(obj, is_plan=is_plan).items():
             setattr(row, key, value)
@@ -80,8 +82,8 @@ def apply_price(event: Event, session: Session) -> None:
         row.created = timestamp(obj.get("created"))
     row.active = bool(obj.get("active", True)) and not deleted
     row.deleted = deleted
-    row.livemode = obj.get("livemode", event.livemode)
-    stamp(row, event)
+    row.livemode = obj.get("livemode", applied.livemode)
+    stamp(row, applied)
 
 
 HANDLERS: dict[str, Handler] = {

@@ -13,19 +13,20 @@ from stripe_bridge.handlers.base import (
     text,
     timestamp,
 )
-from stripe_bridge.handlers.guard import is_stale, stamp
+from stripe_bridge.handlers.guard import event_to_apply, stamp
 from stripe_bridge.linking import CUSTOMER_LOCK, matching_lock, rematch_customer, set_keys
 from stripe_bridge.matching import derive_domain
 from stripe_bridge.models import Customer
 
 
 def apply_customer(event: Event, session: Session) -> None:
-    obj = event.object
     matching_lock(session, CUSTOMER_LOCK)
-    row = lock_row(session, Customer, obj["id"])
-    if is_stale(row, event):
+    row = lock_row(session, Customer, event.object["id"])
+    applied = event_to_apply(session, row, event)
+    if applied is None:
         return
-    deleted = event.type == "customer.deleted" or obj.get("deleted") is True
+    obj = applied.object
+    deleted = applied.type == "customer.deleted" or obj.get("deleted") is True
     # A deleted-customer stub carries only id and deleted: keep what the mirror knew.
     if "email" in obj or not deleted:
         row.name = text(obj, "name")
@@ -34,8 +35,8 @@ def apply_customer(event: Event, session: Session) -> None:
         row.domain = derive_domain(row.email, row.metadata_)
         row.created = timestamp(obj.get("created"))
     row.deleted = deleted
-    row.livemode = obj.get("livemode", event.livemode)
-    stamp(row, event)
+    row.livemode = obj.get("livemode", applied.livemode)
+    stamp(row, applied)
     set_keys(row)
     rematch_customer(session, row)
 

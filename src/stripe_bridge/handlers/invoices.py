@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from stripe_bridge.errors import PermanentError
 from stripe_bridge.handlers.base import (
     Claim,
     Event,
@@ -24,7 +25,7 @@ from stripe_bridge.handlers.base import (
     text,
     timestamp,
 )
-from stripe_bridge.handlers.guard import is_stale, stamp
+from stripe_bridge.handlers.guard import Progress, event_to_apply, stamp
 from stripe_bridge.models import Invoice, Versioned
 from stripe_bridge.outbox.feedback import INVOICE_PROGRESS, invoice_applied
 
@@ -55,18 +56,29 @@ def invoice_status(obj: Mapping[str, Any], event_type: str) -> str | None:
     return "draft" if text(obj, "number") is None else "open"
 
 
-def _progress(row: Versioned) -> int:
+def _row_progress(row: Versioned) -> int:
     return INVOICE_PROGRESS.get(getattr(row, "status", None) or "", 0)
 
 
+def _event_progress(event: Event) -> int:
+    try:
+        status = invoice_status(event.object, event.type)
+    except PermanentError:  # another event of the second with a bad status: it fails alone
+        return 0
+    return INVOICE_PROGRESS.get(status or "", 0)
+
+
+# Within one second an invoice never goes back (paid → open): the guard's tie-break.
+PROGRESS = Progress(of_row=_row_progress, of_event=_event_progress)
+
+
 def apply_invoice(event: Event, session: Session) -> None:
-    obj = event.object
-    status = invoice_status(obj, event.type)
-    row = lock_row(session, Invoice, obj["id"])
-    if is_stale(
-        row, event, progress=_progress, incoming_progress=INVOICE_PROGRESS.get(status or "", 0)
-    ):
+    row = lock_row(session, Invoice, event.object["id"])
+    applied = event_to_apply(session, row, event, progress=PROGRESS)
+    if applied is None:
         return
+    obj = applied.object
+    status = invoice_status(obj, applied.type)
     subscription = obj.get("subscription") or dig(
         obj, "parent", "subscription_details", "subscription"
     )
@@ -76,7 +88,7 @@ def apply_invoice(event: Event, session: Session) -> None:
         amount_paid = amount_due if status == "paid" else 0
     paid_at = dig(obj, "status_transitions", "paid_at")
     if paid_at is None and status == "paid":
-        paid_at = event.created  # classic payloads have no status_transitions
+        paid_at = applied.created  # classic payloads have no status_transitions
     row.customer_id = ref_id(obj.get("customer"))
     row.subscription_id = ref_id(subscription)
     row.status = status
@@ -87,10 +99,10 @@ def apply_invoice(event: Event, session: Session) -> None:
     row.paid_at = timestamp(paid_at)
     row.metadata_ = mapping(obj, "metadata")
     row.created = timestamp(obj.get("created") or obj.get("date"))
-    row.livemode = obj.get("livemode", event.livemode)
-    row.deleted = event.type == "invoice.deleted"  # a draft Stripe deleted: no longer live
-    stamp(row, event)
-    invoice_applied(session, row, event.type)
+    row.livemode = obj.get("livemode", applied.livemode)
+    row.deleted = applied.type == "invoice.deleted"  # a draft Stripe deleted: no longer live
+    stamp(row, applied)
+    invoice_applied(session, row, applied.type)
 
 
 HANDLERS: dict[str, Handler] = {

@@ -22,7 +22,7 @@ from stripe_bridge.handlers.base import (
     text,
     timestamp,
 )
-from stripe_bridge.handlers.guard import is_stale, stamp
+from stripe_bridge.handlers.guard import event_to_apply, stamp
 from stripe_bridge.models import Subscription
 from stripe_bridge.outbox.feedback import subscription_applied
 
@@ -63,10 +63,11 @@ def _period(obj: Mapping[str, Any], key: str) -> Any:
 
 
 def apply_subscription(event: Event, session: Session) -> None:
-    obj = event.object
-    row = lock_row(session, Subscription, obj["id"])
-    if is_stale(row, event):
+    row = lock_row(session, Subscription, event.object["id"])
+    applied = event_to_apply(session, row, event)
+    if applied is None:
         return
+    obj = applied.object
     row.customer_id = ref_id(obj.get("customer"))
     row.status = text(obj, "status")
     row.items = _items(obj)
@@ -76,9 +77,9 @@ def apply_subscription(event: Event, session: Session) -> None:
     row.canceled_at = timestamp(obj.get("canceled_at"))
     row.metadata_ = mapping(obj, "metadata")
     row.created = timestamp(obj.get("created") or obj.get("start"))
-    row.deleted = event.type == "customer.subscription.deleted"
-    row.livemode = obj.get("livemode", event.livemode)
-    stamp(row, event)
+    row.deleted = applied.type == "customer.subscription.deleted"
+    row.livemode = obj.get("livemode", applied.livemode)
+    stamp(row, applied)
     subscription_applied(session, row)
 
 
