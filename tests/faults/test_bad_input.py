@@ -38,7 +38,7 @@ pytestmark = [pytest.mark.faults]
 
 GENERATED = size(ci=600, full=10_000)
 SETTLE_SECONDS = 30
-SETTLE_PER_EVENT = 0.025  # seconds a stored event may take on top (4,500 at full size)
+SETTLE_PER_EVENT = 0.05  # seconds a stored event may take on top (4,500 at full size)
 
 
 @dataclass
