@@ -34,10 +34,6 @@ EVENTS_QUEUE = "stripe-events"
 VELES_QUEUE = "veles-events"
 SYNC_QUEUE = "sync"
 SYNC_TIME_LIMIT_MS = 2 * 60 * 60 * 1000
-# A job's own retries only carry its events' attempts, which are counted on each event (a job
-# sent again by the sweeper or a replay starts its retries at zero): `declare_actors` gives
-# a job as many retries as an event has attempts.
-MAX_RETRIES = MAX_ATTEMPTS
 MIN_BACKOFF_MS = 1_000
 MAX_BACKOFF_MS = 5 * 60_000
 
@@ -132,8 +128,10 @@ class Actors:
     apply_veles_event: dramatiq.Actor[[str], None]
 
 
+# A job's own retries only carry its events' attempts, which are counted on each event (a job
+# sent again by the sweeper or a replay starts its retries at zero): `declare_actors` gives
+# a job as many retries as an event has attempts.
 RETRY_OPTIONS = {
-    "max_retries": MAX_RETRIES,
     "min_backoff": MIN_BACKOFF_MS,
     "max_backoff": MAX_BACKOFF_MS,
     "throws": (PermanentError,),
