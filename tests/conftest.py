@@ -26,12 +26,13 @@ from psycopg import sql
 from sqlalchemy import Engine, text
 from starlette.testclient import TestClient
 
-from stripe_bridge.bootstrap import Bridge, bootstrap
+from stripe_bridge.bootstrap import bootstrap
+from stripe_bridge.context import Context
 from stripe_bridge.db import Base, make_engine
 from stripe_bridge.jobs import EVENTS_QUEUE, VELES_QUEUE
 from stripe_bridge.migrate import upgrade
 from stripe_bridge.settings import Settings
-from stripe_bridge.signatures import sign
+from stripe_bridge.inbox.signatures import sign
 from stripe_bridge.web.app import create_app
 from tests.fake_stripe import FakeStripe
 
@@ -137,10 +138,10 @@ def clean_state(request: pytest.FixtureRequest) -> None:
 def fake_stripe_server() -> Iterator[FakeStripe]:
     fake = FakeStripe()
     fake.start()
-    fake.add_account(TEST_KEY, ACCOUNT_ID, display_name="Bridge Test Co")
+    fake.add_account(TEST_KEY, ACCOUNT_ID, display_name="Context Test Co")
     fake.add_account(ROTATED_KEY, ACCOUNT_ID)
     fake.add_account(OTHER_ACCOUNT_KEY, "acct_1SomeoneElse00", display_name="Someone Else")
-    fake.add_account(LIVE_KEY, "acct_1BridgeLiveAcct", display_name="Bridge Live")
+    fake.add_account(LIVE_KEY, "acct_1BridgeLiveAcct", display_name="Context Live")
     yield fake
     fake.stop()
 
@@ -158,25 +159,25 @@ def settings(database_url: str, redis_namespace: str, fake_stripe: FakeStripe) -
 
 
 @pytest.fixture
-def bridge(settings: Settings) -> Iterator[Bridge]:
+def bridge(settings: Settings) -> Iterator[Context]:
     instance = bootstrap(settings)
     yield instance
     instance.close()
 
 
 @pytest.fixture
-def client(bridge: Bridge) -> Iterator[TestClient]:
+def client(bridge: Context) -> Iterator[TestClient]:
     with TestClient(create_app(bridge)) as test_client:
         yield test_client
 
 
-def queued_jobs(bridge: Bridge) -> int:
+def queued_jobs(bridge: Context) -> int:
     """Messages waiting in the events queue (Redis list of message ids)."""
     client = bridge.broker.client  # type: ignore[attr-defined]
     return int(client.llen(f"{bridge.settings.redis_namespace}:{EVENTS_QUEUE}"))
 
 
-def queued_event_ids(bridge: Bridge) -> list[str]:
+def queued_event_ids(bridge: Context) -> list[str]:
     """The Stripe event ids the waiting jobs carry (a batch job carries several), in order."""
     client = bridge.broker.client  # type: ignore[attr-defined]
     queue = f"{bridge.settings.redis_namespace}:{EVENTS_QUEUE}"
@@ -188,7 +189,7 @@ def queued_event_ids(bridge: Bridge) -> list[str]:
     return ids
 
 
-def run_jobs(bridge: Bridge, timeout_ms: int = 30_000) -> None:
+def run_jobs(bridge: Context, timeout_ms: int = 30_000) -> None:
     """Run a real Dramatiq worker until every queued job is done."""
     worker = dramatiq.Worker(bridge.broker, worker_threads=4, worker_timeout=50)
     worker.start()
@@ -262,7 +263,7 @@ def post_veles(client: TestClient, payload: dict[str, Any], secret: str = VELES_
 
 
 @pytest.fixture
-def connected(bridge: Bridge) -> Bridge:
+def connected(bridge: Context) -> Context:
     """The bridge connected to the fake Stripe's test account."""
     from stripe_bridge import connection
 
@@ -282,7 +283,7 @@ def cli(
 ) -> Any:
     """`stripe-bridge …` in-process against this run's database, Redis and the fake Stripe;
     answers (exit code, stdout, stderr)."""
-    from stripe_bridge.cli import main
+    from stripe_bridge.cli.main import main
 
     monkeypatch.chdir(tmp_path)
     for key, value in {

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from stripe_bridge.bootstrap import Bridge, bootstrap
+from stripe_bridge.bootstrap import bootstrap
+from stripe_bridge.context import Context
 from stripe_bridge.web.app import create_app
 from tests.conftest import (
     ADMIN_TOKEN,
@@ -64,7 +65,7 @@ SUBSCRIPTION_ID = "sub_1QmR4ckT3stSub001"
 INVOICE_ID = "in_1QmR4ckT3stInv001"
 
 
-def mirror(client: TestClient, bridge: Bridge, *payloads: dict[str, Any]) -> None:
+def mirror(client: TestClient, bridge: Context, *payloads: dict[str, Any]) -> None:
     """Deliver signed events and let a real worker apply them."""
     for payload in payloads:
         response = post_event(client, payload)
@@ -148,7 +149,7 @@ def test_missing_or_wrong_bearer_token_is_unauthorized(
     assert set(response.json()) == {"error"}
 
 
-def test_unauthorized_answer_reveals_no_mirrored_data(client: TestClient, bridge: Bridge) -> None:
+def test_unauthorized_answer_reveals_no_mirrored_data(client: TestClient, bridge: Context) -> None:
     mirror(client, bridge, customer("cus_secret", "Hidden Ltd", "ceo@hidden.example"))
 
     response = client.get("/admin/api/customers", headers={"Authorization": "Bearer guess"})
@@ -172,7 +173,7 @@ def test_bearer_scheme_is_case_insensitive(client: TestClient) -> None:
 
 @pytest.mark.parametrize("resource", LISTS)
 def test_every_list_object_carries_the_contract_fields(
-    client: TestClient, bridge: Bridge, resource: str
+    client: TestClient, bridge: Context, resource: str
 ) -> None:
     mirror(client, bridge, *story())
 
@@ -192,7 +193,7 @@ def test_empty_lists_answer_no_data_and_no_cursor(client: TestClient) -> None:
 
 @pytest.mark.parametrize("shape", ["current", "classic"])
 def test_customer_mirror_shows_the_latest_stripe_state(
-    client: TestClient, bridge: Bridge, shape: str
+    client: TestClient, bridge: Context, shape: str
 ) -> None:
     mirror(client, bridge, *story(shape))
 
@@ -208,7 +209,7 @@ def test_customer_mirror_shows_the_latest_stripe_state(
 
 
 def test_deleted_customer_stays_listed_with_the_deleted_flag(
-    client: TestClient, bridge: Bridge
+    client: TestClient, bridge: Context
 ) -> None:
     mirror(client, bridge, *story(), load_fixture("current", "customer.deleted"))
 
@@ -217,7 +218,7 @@ def test_deleted_customer_stays_listed_with_the_deleted_flag(
     assert (row["id"], row["deleted"], row["name"]) == (CUSTOMER_ID, True, "Acme Corporation")
 
 
-def test_unmatched_records_are_listed_as_not_matched(client: TestClient, bridge: Bridge) -> None:
+def test_unmatched_records_are_listed_as_not_matched(client: TestClient, bridge: Context) -> None:
     mirror(client, bridge, *story())
 
     [customer_row] = listing(client, "customers")["data"]
@@ -232,7 +233,7 @@ def test_unmatched_records_are_listed_as_not_matched(client: TestClient, bridge:
 
 
 @pytest.mark.parametrize("shape", ["current", "classic"])
-def test_product_mirror_includes_its_prices(client: TestClient, bridge: Bridge, shape: str) -> None:
+def test_product_mirror_includes_its_prices(client: TestClient, bridge: Context, shape: str) -> None:
     mirror(client, bridge, *story(shape))
 
     [row] = listing(client, "products")["data"]
@@ -249,7 +250,7 @@ def test_product_mirror_includes_its_prices(client: TestClient, bridge: Bridge, 
     assert price["active"] is True
 
 
-def test_products_list_only_their_own_prices(client: TestClient, bridge: Bridge) -> None:
+def test_products_list_only_their_own_prices(client: TestClient, bridge: Context) -> None:
     def price(price_id: str, product_id: str, amount: int, recurring: str | None) -> dict[str, Any]:
         obj = {
             "id": price_id,
@@ -286,7 +287,7 @@ def test_products_list_only_their_own_prices(client: TestClient, bridge: Bridge)
     assert rows["prod_c"]["prices"] == []
 
 
-def test_prices_list_mirrors_each_price(client: TestClient, bridge: Bridge) -> None:
+def test_prices_list_mirrors_each_price(client: TestClient, bridge: Context) -> None:
     mirror(client, bridge, *story())
 
     body = listing(client, "prices")
@@ -303,7 +304,7 @@ def test_prices_list_mirrors_each_price(client: TestClient, bridge: Bridge) -> N
     [("current", "price_1QmR4ckT3stPro001"), ("classic", "plan_QmR4ckT3stPro001")],
 )
 def test_subscription_mirror_shows_items_and_period(
-    client: TestClient, bridge: Bridge, shape: str, price_id: str
+    client: TestClient, bridge: Context, shape: str, price_id: str
 ) -> None:
     mirror(client, bridge, *story(shape))
 
@@ -318,7 +319,7 @@ def test_subscription_mirror_shows_items_and_period(
 
 @pytest.mark.parametrize("shape", ["current", "classic"])
 def test_invoice_mirror_shows_amounts_and_payment(
-    client: TestClient, bridge: Bridge, shape: str
+    client: TestClient, bridge: Context, shape: str
 ) -> None:
     mirror(client, bridge, *story(shape))
 
@@ -331,7 +332,7 @@ def test_invoice_mirror_shows_amounts_and_payment(
 
 
 def test_events_list_shows_each_stored_event_and_its_outcome(
-    client: TestClient, bridge: Bridge
+    client: TestClient, bridge: Context
 ) -> None:
     payloads = story()
     mirror(client, bridge, *payloads)
@@ -351,7 +352,7 @@ def test_events_list_shows_each_stored_event_and_its_outcome(
 
 
 def test_customers_are_searched_by_name_or_email_ignoring_case(
-    client: TestClient, bridge: Bridge
+    client: TestClient, bridge: Context
 ) -> None:
     mirror(
         client,
@@ -371,7 +372,7 @@ def test_customers_are_searched_by_name_or_email_ignoring_case(
     assert ids("umbrella") == []
 
 
-def test_search_treats_sql_wildcards_literally(client: TestClient, bridge: Bridge) -> None:
+def test_search_treats_sql_wildcards_literally(client: TestClient, bridge: Context) -> None:
     mirror(
         client,
         bridge,
@@ -387,7 +388,7 @@ def test_search_treats_sql_wildcards_literally(client: TestClient, bridge: Bridg
     assert ids("a_x") == []
 
 
-def test_products_are_searched_by_name(client: TestClient, bridge: Bridge) -> None:
+def test_products_are_searched_by_name(client: TestClient, bridge: Context) -> None:
     mirror(
         client,
         bridge,
@@ -404,7 +405,7 @@ def test_products_are_searched_by_name(client: TestClient, bridge: Bridge) -> No
     assert ids("training") == []
 
 
-def test_products_are_filtered_by_active(client: TestClient, bridge: Bridge) -> None:
+def test_products_are_filtered_by_active(client: TestClient, bridge: Context) -> None:
     mirror(
         client,
         bridge,
@@ -436,7 +437,7 @@ def walk(client: TestClient, resource: str, **params: Any) -> list[list[str]]:
     raise AssertionError(f"{resource}: next_cursor never became null")
 
 
-def test_paging_walks_every_customer_exactly_once(client: TestClient, bridge: Bridge) -> None:
+def test_paging_walks_every_customer_exactly_once(client: TestClient, bridge: Context) -> None:
     ids = [f"cus_page{n}" for n in range(7)]
     mirror(client, bridge, *(customer(cid, f"Company {cid}") for cid in reversed(ids)))
 
@@ -446,7 +447,7 @@ def test_paging_walks_every_customer_exactly_once(client: TestClient, bridge: Br
     assert [cid for page in pages for cid in page] == sorted(ids)
 
 
-def test_last_full_page_has_no_cursor(client: TestClient, bridge: Bridge) -> None:
+def test_last_full_page_has_no_cursor(client: TestClient, bridge: Context) -> None:
     ids = [f"cus_even{n}" for n in range(6)]
     mirror(client, bridge, *(customer(cid, f"Company {cid}") for cid in ids))
 
@@ -458,7 +459,7 @@ def test_last_full_page_has_no_cursor(client: TestClient, bridge: Bridge) -> Non
     assert everything["next_cursor"] is None
 
 
-def test_paging_keeps_the_search_applied(client: TestClient, bridge: Bridge) -> None:
+def test_paging_keeps_the_search_applied(client: TestClient, bridge: Context) -> None:
     mirror(
         client,
         bridge,
@@ -471,7 +472,7 @@ def test_paging_keeps_the_search_applied(client: TestClient, bridge: Bridge) -> 
     assert pages == [["cus_acme0", "cus_acme1"], ["cus_acme2", "cus_acme3"], ["cus_acme4"]]
 
 
-def test_paging_walks_events(client: TestClient, bridge: Bridge) -> None:
+def test_paging_walks_events(client: TestClient, bridge: Context) -> None:
     payloads = [customer(f"cus_ev{n}", f"Company {n}") for n in range(5)]
     mirror(client, bridge, *payloads)
 
@@ -497,7 +498,7 @@ def test_bad_limit_is_refused_with_an_error_body(
     assert "limit" in error["message"]
 
 
-def test_limit_bounds_are_inclusive(client: TestClient, bridge: Bridge) -> None:
+def test_limit_bounds_are_inclusive(client: TestClient, bridge: Context) -> None:
     mirror(client, bridge, customer("cus_1", "One"), customer("cus_2", "Two"))
 
     one = listing(client, "customers", limit=1)
@@ -512,7 +513,7 @@ def test_limit_bounds_are_inclusive(client: TestClient, bridge: Bridge) -> None:
 # --- events filters ------------------------------------------------------------------------
 
 
-def test_events_are_filtered_by_status_and_type(client: TestClient, bridge: Bridge) -> None:
+def test_events_are_filtered_by_status_and_type(client: TestClient, bridge: Context) -> None:
     applied = customer("cus_1", "Applied")
     other_mode = event(
         "customer.created", {"id": "cus_2", "object": "customer", "name": "Live"}, livemode=True

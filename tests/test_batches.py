@@ -20,10 +20,11 @@ from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
 from stripe_bridge import connection
-from stripe_bridge.batches import BATCH_SIZE
-from stripe_bridge.bootstrap import Bridge
-from stripe_bridge.handlers import Event
-from stripe_bridge.inbox import classify, parse_event, store
+from stripe_bridge.inbox.batch import BATCH_SIZE
+from stripe_bridge.context import Context
+from stripe_bridge.event import Event
+from stripe_bridge.inbox.parse import classify, parse_event
+from stripe_bridge.inbox.store import store
 from stripe_bridge.models import (
     Customer,
     Invoice,
@@ -34,7 +35,7 @@ from stripe_bridge.models import (
     VelesContract,
     VelesOrder,
 )
-from stripe_bridge.sweeper import sweep_once
+from stripe_bridge.inbox.sweeper import sweep_once
 from tests.conftest import (
     FIXTURES,
     event,
@@ -58,7 +59,7 @@ NOT_COMPARED = {"id", "src_event_id", "updated_at"}
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def store_events(bridge: Bridge, payloads: Sequence[dict[str, Any]]) -> list[str]:
+def store_events(bridge: Context, payloads: Sequence[dict[str, Any]]) -> list[str]:
     """Stored exactly as the webhook stores them (parsed, classified, one INSERT), but no job is
     sent: the test decides which ids go into which batch."""
     unique = {payload["id"]: payload for payload in payloads}
@@ -87,7 +88,7 @@ class Recorder:
 
 
 @contextmanager
-def recording(bridge: Bridge) -> Iterator[Recorder]:
+def recording(bridge: Context) -> Iterator[Recorder]:
     recorder = Recorder()
 
     def on_commit(_connection: Connection) -> None:
@@ -113,25 +114,25 @@ def recording(bridge: Bridge) -> Iterator[Recorder]:
         sa_event.remove(bridge.engine, "before_cursor_execute", on_execute)
 
 
-def apply_in_one_job(bridge: Bridge, ids: Sequence[str]) -> Recorder:
+def apply_in_one_job(bridge: Context, ids: Sequence[str]) -> Recorder:
     """Send `ids` as one batch job through the real actor, run it, and answer what it did."""
-    bridge.enqueue_events(ids)
+    bridge.jobs.send_events(ids)
     assert queued_jobs(bridge) == 1
     with recording(bridge) as recorder:
         run_jobs(bridge)
     return recorder
 
 
-def inbox(bridge: Bridge) -> dict[str, StripeEvent]:
+def inbox(bridge: Context) -> dict[str, StripeEvent]:
     with bridge.session_factory() as session:
         return {row.id: row for row in session.scalars(select(StripeEvent))}
 
 
-def statuses(bridge: Bridge) -> dict[str, str]:
+def statuses(bridge: Context) -> dict[str, str]:
     return {event_id: row.status for event_id, row in inbox(bridge).items()}
 
 
-def row_of(bridge: Bridge, model: type[Any], object_id: str) -> Any:
+def row_of(bridge: Context, model: type[Any], object_id: str) -> Any:
     with bridge.session_factory() as session:
         return session.get(model, object_id)
 
@@ -237,7 +238,7 @@ def story_truth(tag: str, shape: str) -> dict[tuple[type[Any], str], dict[str, A
 
 
 def test_a_mixed_batch_of_both_shapes_is_applied_by_one_job_in_one_transaction(
-    bridge: Bridge,
+    bridge: Context,
 ) -> None:
     current = [load_fixture("current", event_type) for event_type in EVENT_TYPES]
     classic = [renamed(load_fixture("classic", event_type), CUR, CLS) for event_type in EVENT_TYPES]
@@ -273,7 +274,7 @@ def mirror_objects(payloads: list[dict[str, Any]]) -> dict[str, int]:
 
 @pytest.mark.parametrize("families", ["customers", "invoices", "all"])
 def test_each_changed_mirror_row_is_written_once_by_one_executemany_per_table(
-    bridge: Bridge, families: str
+    bridge: Context, families: str
 ) -> None:
     story = [load_fixture("current", event_type) for event_type in EVENT_TYPES]
     if families != "all":
@@ -428,7 +429,7 @@ STORIES = {
 @pytest.mark.parametrize("order", ["newest_first", "oldest_first", "shuffled"])
 @pytest.mark.parametrize("story", sorted(STORIES))
 def test_many_events_of_one_object_in_one_batch_end_as_one_by_one(
-    client: TestClient, bridge: Bridge, story: str, order: str
+    client: TestClient, bridge: Context, story: str, order: str
 ) -> None:
     model, make, truth, last = STORIES[story]
     # the batch applies its events in id order: the ids decide the order they are applied in
@@ -461,7 +462,7 @@ def test_many_events_of_one_object_in_one_batch_end_as_one_by_one(
     assert single_row.src_event_id == singles[last - 1]["id"]
 
     # the same batch sent again (a redelivered job) changes nothing
-    bridge.enqueue_events(ids)
+    bridge.jobs.send_events(ids)
     run_jobs(bridge)
     assert {row.attempts for row in inbox(bridge).values()} == {1}
     assert columns(row_of(bridge, model, "obj_batched")) == columns(batch_row)
@@ -502,7 +503,7 @@ def good_customer(n: int) -> dict[str, Any]:
     ids=["bad-timestamp", "no-object-id", "bad-metadata"],
 )
 def test_one_malformed_event_fails_alone_and_the_rest_of_the_batch_is_applied(
-    bridge: Bridge, bad_object: dict[str, Any], error: str
+    bridge: Context, bad_object: dict[str, Any], error: str
 ) -> None:
     good = [good_customer(n) for n in range(3)]
     product = event("product.created", {"id": "prod_good", "object": "product", "name": "Kit"})
@@ -532,7 +533,7 @@ def test_one_malformed_event_fails_alone_and_the_rest_of_the_batch_is_applied(
 
 
 def test_a_transient_failure_in_a_batch_is_retried_without_holding_up_the_others(
-    bridge: Bridge,
+    bridge: Context,
 ) -> None:
     ids = store_events(bridge, [good_customer(n) for n in range(4)])
     flaky_id = min(ids)  # the batch applies it first
@@ -577,7 +578,7 @@ def test_a_transient_failure_in_a_batch_is_retried_without_holding_up_the_others
 
 @contextmanager
 def row_locked_elsewhere(
-    bridge: Bridge, event_id: str, *, at_most: float = 5.0
+    bridge: Context, event_id: str, *, at_most: float = 5.0
 ) -> Iterator[threading.Thread]:
     """Another transaction, in its own thread, holds `event_id`'s inbox row (FOR UPDATE) until
     the block ends, or `at_most` seconds: a job that waited for it would see it released then
@@ -604,7 +605,7 @@ def row_locked_elsewhere(
 
 
 def test_an_event_locked_elsewhere_is_skipped_then_applied_when_sent_again(
-    bridge: Bridge,
+    bridge: Context,
 ) -> None:
     ids = store_events(bridge, [good_customer(n) for n in range(4)])
     held = ids[1]
@@ -620,7 +621,7 @@ def test_an_event_locked_elsewhere_is_skipped_then_applied_when_sent_again(
     assert row_of(bridge, Customer, "cus_good1") is None
     assert row_of(bridge, Customer, "cus_good2").name == "Good 2"
 
-    bridge.enqueue_events([held])  # sent again once the other transaction is over
+    bridge.jobs.send_events([held])  # sent again once the other transaction is over
     run_jobs(bridge)
 
     assert set(statuses(bridge).values()) == {"processed"}
@@ -630,7 +631,7 @@ def test_an_event_locked_elsewhere_is_skipped_then_applied_when_sent_again(
 
 
 def test_an_event_locked_elsewhere_is_skipped_also_when_the_batch_falls_back(
-    bridge: Bridge,
+    bridge: Context,
 ) -> None:
     bad = event("customer.created", {"id": "cus_bad", "object": "customer", "created": "x"})
     ids = store_events(bridge, [good_customer(0), good_customer(1), bad])
@@ -649,7 +650,7 @@ def test_an_event_locked_elsewhere_is_skipped_also_when_the_batch_falls_back(
 
 
 def test_an_event_of_the_other_mode_in_a_batch_is_ignored_and_the_others_applied(
-    bridge: Bridge,
+    bridge: Context,
 ) -> None:
     live = event(
         "customer.created", {"id": "cus_live", "object": "customer", "name": "Live"}, livemode=True
@@ -674,7 +675,7 @@ def test_an_event_of_the_other_mode_in_a_batch_is_ignored_and_the_others_applied
     ]
 
 
-def test_a_batch_while_disconnected_is_ignored_entirely(connected: Bridge) -> None:
+def test_a_batch_while_disconnected_is_ignored_entirely(connected: Context) -> None:
     with connected.session_factory.begin() as session:
         connection.disconnect(session)
     ids = store_events(connected, [good_customer(n) for n in range(3)])
@@ -790,7 +791,7 @@ def matching_events(suffix: str, prefix: str) -> list[dict[str, Any]]:
     return payloads
 
 
-def match_of(bridge: Bridge, model: type[Any], object_id: str) -> tuple[Any, ...]:
+def match_of(bridge: Context, model: type[Any], object_id: str) -> tuple[Any, ...]:
     row = row_of(bridge, model, object_id)
     if model is Customer:
         return (row.match_status, row.veles_customer_id, row.match_method, row.match_candidates)
@@ -798,7 +799,7 @@ def match_of(bridge: Bridge, model: type[Any], object_id: str) -> tuple[Any, ...
 
 
 def test_matching_in_a_batch_gives_the_same_links_as_one_event_a_job(
-    client: TestClient, bridge: Bridge
+    client: TestClient, bridge: Context
 ) -> None:
     for veles_id, name, email, domain in VELES_CUSTOMERS:
         data = {"id": veles_id, "name": name, "email": email, "domain": domain}
@@ -840,7 +841,7 @@ def test_matching_in_a_batch_gives_the_same_links_as_one_event_a_job(
 
 
 @pytest.fixture
-def veles_deals(client: TestClient, bridge: Bridge) -> None:
+def veles_deals(client: TestClient, bridge: Context) -> None:
     """Orders ord_meta and ord_failed (their invoices carry veles_order_id), ord_linked (the
     bridge knows its invoice in_linked); contracts ctr_meta (veles_contract_id on the
     subscription) and ctr_linked (the bridge knows its subscription sub_linked)."""
@@ -916,7 +917,7 @@ def subscription_events(
 
 @pytest.mark.parametrize("order", ["as_listed", "oldest_first", "newest_first"])
 def test_invoice_and_subscription_events_in_a_batch_carry_the_furthest_status_back(
-    bridge: Bridge, veles_deals: None, order: str
+    bridge: Context, veles_deals: None, order: str
 ) -> None:
     payloads = [
         *invoice_events(
@@ -1002,7 +1003,7 @@ def test_invoice_and_subscription_events_in_a_batch_carry_the_furthest_status_ba
 
 
 def test_concurrent_batches_sharing_objects_neither_deadlock_nor_lose_an_update(
-    bridge: Bridge,
+    bridge: Context,
 ) -> None:
     payloads: list[dict[str, Any]] = []
     for n in range(8):
@@ -1044,7 +1045,7 @@ def test_concurrent_batches_sharing_objects_neither_deadlock_nor_lose_an_update(
     batches = [ids[start::6] for start in range(6)]  # every batch touches most objects
 
     for batch in batches:
-        bridge.actors.apply_stripe_events.send(batch)
+        bridge.broker.get_actor("apply_stripe_events").send(batch)
     with recording(bridge) as done:
         run_jobs(bridge)  # four worker threads
 
@@ -1059,40 +1060,11 @@ def test_concurrent_batches_sharing_objects_neither_deadlock_nor_lose_an_update(
     assert invoices == {f"in_c{n}": 400 for n in range(8)}
 
 
-# --- 8. messages of older versions -----------------------------------------------------------
-
-
-def test_a_single_event_job_of_an_older_version_is_still_applied(bridge: Bridge) -> None:
-    payload = load_fixture("classic", "customer.subscription.updated")
-    [event_id] = store_events(bridge, [payload])
-
-    bridge.actors.apply_stripe_event.send(event_id)
-    assert queued_event_ids(bridge) == [event_id]
-    run_jobs(bridge)
-
-    [row] = inbox(bridge).values()
-    assert (row.status, row.attempts) == ("processed", 1)
-    sub = row_of(bridge, Subscription, "sub_1QmR4ckT3stSub001")
-    assert (sub.status, sub.customer_id, sub.src_event_id) == (
-        "active",
-        "cus_QmR4ckT3stAcme01",
-        event_id,
-    )
-    assert sub.items == [
-        {
-            "id": "si_QmR4ckT3stItem01",
-            "price": "plan_QmR4ckT3stPro001",
-            "product": "prod_QmR4ckT3stPro001",
-            "quantity": 5,
-        }
-    ]
-
-
 # --- 9. the sweeper ---------------------------------------------------------------------------
 
 
 def test_the_sweeper_sends_more_than_a_batch_as_several_jobs_each_event_once(
-    bridge: Bridge,
+    bridge: Context,
 ) -> None:
     count = 2 * BATCH_SIZE + 37
     payloads = [
@@ -1128,7 +1100,7 @@ def test_the_sweeper_sends_more_than_a_batch_as_several_jobs_each_event_once(
 
 
 def test_an_order_linked_by_an_earlier_event_of_the_batch_gets_the_later_events_status(
-    bridge: Bridge, veles_deals: None
+    bridge: Context, veles_deals: None
 ) -> None:
     """The first event names the order in its metadata and links it; a later event of the same
     batch no longer carries the metadata and must find the order through that link."""
@@ -1173,7 +1145,7 @@ def story_state(kind: str, obj: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_generated_stories_shuffled_into_concurrent_batches_end_in_their_last_snapshot(
-    bridge: Bridge, seed: int
+    bridge: Context, seed: int
 ) -> None:
     # Given: the inbound fault scenario's stories (many updates of one object in one second),
     # with random event ids (a batch applies in id order), stored in random order
@@ -1188,7 +1160,7 @@ def test_generated_stories_shuffled_into_concurrent_batches_end_in_their_last_sn
     # When: they are applied by batch jobs of random sizes, several at once
     while ids:
         size = rng.randint(1, 40)
-        bridge.enqueue_events(ids[:size])
+        bridge.jobs.send_events(ids[:size])
         ids = ids[size:]
     run_jobs(bridge)
 

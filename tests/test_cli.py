@@ -13,8 +13,8 @@ import orjson
 import pytest
 from starlette.testclient import TestClient
 
-from stripe_bridge.bootstrap import Bridge
-from stripe_bridge.cli import main
+from stripe_bridge.context import Context
+from stripe_bridge.cli.main import main
 from stripe_bridge.settings import Settings
 from tests.conftest import REDIS_URL, SECRET, event, load_fixture, post_event, run_jobs
 
@@ -83,7 +83,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def store_some_events(client: TestClient, bridge: Bridge) -> None:
+def store_some_events(client: TestClient, bridge: Context) -> None:
     """Two applied, one ignored (unhandled type), then one stored and not yet applied."""
     for payload in (
         load_fixture("current", "customer.created"),
@@ -101,7 +101,7 @@ def store_some_events(client: TestClient, bridge: Bridge) -> None:
 def test_status_json_prints_the_connection_object_and_inbox_counts(
     shared_environment: pytest.MonkeyPatch,
     client: TestClient,
-    bridge: Bridge,
+    bridge: Context,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     store_some_events(client, bridge)
@@ -130,7 +130,7 @@ def test_status_json_prints_the_connection_object_and_inbox_counts(
 def test_status_json_counts_unmatched_mirrored_records(
     shared_environment: pytest.MonkeyPatch,
     client: TestClient,
-    bridge: Bridge,
+    bridge: Context,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     store_some_events(client, bridge)
@@ -175,7 +175,7 @@ def test_status_never_shows_an_api_key_that_is_not_connected_yet(
 def test_plain_status_prints_a_human_summary(
     shared_environment: pytest.MonkeyPatch,
     client: TestClient,
-    bridge: Bridge,
+    bridge: Context,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     store_some_events(client, bridge)
@@ -454,7 +454,8 @@ def test_a_replay_on_the_embedded_default_applies_its_jobs_before_it_exits(
     operator replays it from a second shell, the event is applied before the command exits
     (there is no broker to hand the job to) and the command says so."""
     from stripe_bridge.bootstrap import bootstrap
-    from stripe_bridge.inbox import parse_event, store
+    from stripe_bridge.inbox.parse import parse_event
+    from stripe_bridge.inbox.store import store
     from stripe_bridge.models import Customer, StripeEvent
 
     environment.setenv("STRIPE_WEBHOOK_SECRET", SECRET)

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from stripe_bridge.bootstrap import Bridge
+from stripe_bridge.context import Context
 from tests.conftest import event, post_event, post_veles, run_jobs, veles_event
 
 
 @pytest.fixture
-def records(client: TestClient, bridge: Bridge) -> None:
+def records(client: TestClient, bridge: Context) -> None:
     """Two Stripe customers and products (one matches), and Veles records to link to."""
     for cus_id, name, email in (
         ("cus_1", "Acme", "ap@acme.example"),

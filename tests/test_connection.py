@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
 from stripe_bridge import logs
-from stripe_bridge.bootstrap import Bridge
-from stripe_bridge.connection import bootstrap_connection
+from stripe_bridge.context import Context
+from stripe_bridge.connection import connect_from_settings
 from stripe_bridge.models import Connection, Customer, StripeEvent
 from tests.conftest import (
     ACCOUNT_ID,
@@ -44,7 +44,7 @@ def connection_status(client: TestClient) -> dict[str, Any]:
     return dict(response.json())
 
 
-def mirrored_customers(bridge: Bridge) -> int:
+def mirrored_customers(bridge: Context) -> int:
     with bridge.session_factory() as session:
         return int(session.scalar(select(func.count()).select_from(Customer)) or 0)
 
@@ -67,7 +67,7 @@ def test_connect_checks_the_key_with_stripe_and_stores_the_account(
     assert (status["status"], status["account_id"], status["account_name"], status["mode"]) == (
         "connected",
         ACCOUNT_ID,
-        "Bridge Test Co",
+        "Context Test Co",
         "test",
     )
     assert status["api_key_last4"] == TEST_KEY[-4:]
@@ -77,7 +77,7 @@ def test_connect_checks_the_key_with_stripe_and_stores_the_account(
 
 
 def test_a_key_stripe_rejects_is_refused_with_its_message_and_nothing_stored(
-    client: TestClient, bridge: Bridge
+    client: TestClient, bridge: Context
 ) -> None:
     response = put_connection(client, "sk_test_51NobodyKnowsThisKey0000")
 
@@ -106,7 +106,7 @@ def test_a_live_key_connects_in_live_mode(client: TestClient) -> None:
 
 
 def test_update_key_of_the_same_account_keeps_everything(
-    client: TestClient, bridge: Bridge
+    client: TestClient, bridge: Context
 ) -> None:
     connected = put_connection(client, TEST_KEY).json()
     post_event(client, customer_event())
@@ -138,7 +138,7 @@ def test_update_key_of_another_account_or_mode_is_refused(
     assert connection_status(client)["api_key_last4"] == TEST_KEY[-4:]
 
 
-def test_stored_keys_and_secrets_are_encrypted_at_rest(client: TestClient, bridge: Bridge) -> None:
+def test_stored_keys_and_secrets_are_encrypted_at_rest(client: TestClient, bridge: Context) -> None:
     put_connection(client, TEST_KEY, webhook_secret="whsec_stored_secret_value")
 
     with bridge.engine.connect() as raw:
@@ -172,7 +172,7 @@ def test_a_stored_webhook_secret_verifies_and_rolls_with_the_previous_one(
 
 
 def test_disconnect_ignores_events_refuses_sync_keeps_data_and_reconnect_resumes(
-    client: TestClient, bridge: Bridge
+    client: TestClient, bridge: Context
 ) -> None:
     put_connection(client, TEST_KEY)
     post_event(client, customer_event(name="Before", created=100))
@@ -203,7 +203,7 @@ def test_disconnect_ignores_events_refuses_sync_keeps_data_and_reconnect_resumes
 
 
 def test_an_event_queued_before_disconnect_is_not_applied_after_it(
-    client: TestClient, bridge: Bridge
+    client: TestClient, bridge: Context
 ) -> None:
     put_connection(client, TEST_KEY)
     queued = customer_event(name="Queued")
@@ -282,7 +282,7 @@ def test_environment_key_bootstraps_the_connection_and_respects_a_disconnect(
     )
     bridge = bootstrap(settings)
     try:
-        bootstrap_connection(bridge)
+        connect_from_settings(bridge.session_factory, bridge.box, bridge.gateway, bridge.settings)
         with bridge.session_factory() as session:
             row = session.get(Connection, 1)
             assert (row.status, row.account_id, row.api_key_last4) == (
@@ -298,7 +298,7 @@ def test_environment_key_bootstraps_the_connection_and_respects_a_disconnect(
                 "whsec_env_two",
             )
             connection.disconnect(session)
-        bootstrap_connection(bridge)  # e.g. a restart with the key still in the environment
+        connect_from_settings(bridge.session_factory, bridge.box, bridge.gateway, bridge.settings)  # e.g. a restart with the key still in the environment
         with bridge.session_factory() as session:
             assert session.get(Connection, 1).status == "disconnected"
     finally:
@@ -306,7 +306,7 @@ def test_environment_key_bootstraps_the_connection_and_respects_a_disconnect(
 
 
 def test_no_secret_reaches_the_logs(
-    client: TestClient, bridge: Bridge, fake_stripe: FakeStripe
+    client: TestClient, bridge: Context, fake_stripe: FakeStripe
 ) -> None:
     stream = io.StringIO()
     logs.configure("json", stream=stream)

@@ -16,11 +16,12 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
-from stripe_bridge.bootstrap import Bridge, bootstrap
-from stripe_bridge.handlers import Event
-from stripe_bridge.inbox import apply_event
+from stripe_bridge.bootstrap import bootstrap
+from stripe_bridge.context import Context
+from stripe_bridge.event import Event
+from stripe_bridge.inbox.apply import apply_event
 from stripe_bridge.models import Customer, StripeEvent, VelesEvent, utcnow
-from stripe_bridge.sweeper import sweep_once
+from stripe_bridge.inbox.sweeper import sweep_once
 from stripe_bridge.web.app import create_app
 from tests.conftest import (
     event,
@@ -37,12 +38,12 @@ from tests.conftest import (
 CUSTOMER = {"id": "cus_C", "object": "customer", "name": "Conc", "email": "c@conc.example"}
 
 
-def event_rows(bridge: Bridge) -> list[StripeEvent]:
+def event_rows(bridge: Context) -> list[StripeEvent]:
     with bridge.session_factory() as session:
         return list(session.scalars(select(StripeEvent)))
 
 
-def test_fifty_concurrent_deliveries_of_one_event_store_one_row_and_one_job(bridge: Bridge) -> None:
+def test_fifty_concurrent_deliveries_of_one_event_store_one_row_and_one_job(bridge: Context) -> None:
     body = orjson.dumps(event("customer.created", CUSTOMER))
     app = create_app(bridge)
 
@@ -67,7 +68,7 @@ def test_fifty_concurrent_deliveries_of_one_event_store_one_row_and_one_job(brid
     assert queued_event_ids(bridge) == [event_rows(bridge)[0].id]
 
 
-def test_concurrent_deliveries_of_different_events_each_store_once(bridge: Bridge) -> None:
+def test_concurrent_deliveries_of_different_events_each_store_once(bridge: Context) -> None:
     payloads = [event("customer.created", {**CUSTOMER, "id": f"cus_{n}"}) for n in range(40)]
     bodies = [orjson.dumps(payload) for payload in payloads] * 2  # every event twice
     app = create_app(bridge)
@@ -94,7 +95,7 @@ def test_concurrent_deliveries_of_different_events_each_store_once(bridge: Bridg
 
 
 def test_broker_down_during_delivery_is_answered_and_swept_later(
-    database_url: str, redis_namespace: str, bridge: Bridge
+    database_url: str, redis_namespace: str, bridge: Context
 ) -> None:
     no_broker = bootstrap(
         make_settings(database_url, redis_namespace, BRIDGE_REDIS_URL="redis://127.0.0.1:1/0")
@@ -125,7 +126,7 @@ def test_broker_down_during_delivery_is_answered_and_swept_later(
         assert session.get(Customer, "cus_C") is not None
 
 
-def test_sweeper_leaves_fresh_events_to_their_own_job(client: TestClient, bridge: Bridge) -> None:
+def test_sweeper_leaves_fresh_events_to_their_own_job(client: TestClient, bridge: Context) -> None:
     post_event(client, event("customer.created", CUSTOMER))
 
     assert sweep_once(bridge) == 0  # default grace: 60 s
@@ -133,7 +134,7 @@ def test_sweeper_leaves_fresh_events_to_their_own_job(client: TestClient, bridge
 
 
 def test_a_sweep_while_the_broker_is_down_leaves_the_events_due_for_the_next_one(
-    database_url: str, redis_namespace: str, bridge: Bridge, client: TestClient
+    database_url: str, redis_namespace: str, bridge: Context, client: TestClient
 ) -> None:
     post_event(client, event("customer.created", CUSTOMER))
     lost = queued_event_ids(bridge)
@@ -164,7 +165,7 @@ def test_a_sweep_while_the_broker_is_down_leaves_the_events_due_for_the_next_one
 
 
 def test_the_sweeper_marks_its_events_before_their_job_can_run(
-    database_url: str, redis_namespace: str, bridge: Bridge, client: TestClient
+    database_url: str, redis_namespace: str, bridge: Context, client: TestClient
 ) -> None:
     """A job that found its rows locked by the sweeper's bookkeeping would skip them as
     another job's; so by the time the job is sent, the marking is committed."""
@@ -172,7 +173,7 @@ def test_the_sweeper_marks_its_events_before_their_job_can_run(
     bridge.broker.flush_all()
     sweeper = bootstrap(make_settings(database_url, redis_namespace, BRIDGE_SWEEP_GRACE="0"))
     seen: list[tuple[str, Any]] = []
-    real_enqueue = sweeper.enqueue_events
+    real_enqueue = sweeper.jobs.send_events
 
     def enqueue_and_look(ids: Any, inbox: Any = StripeEvent) -> list[str]:
         with bridge.engine.connect() as other:  # what a worker would see at this moment
@@ -183,7 +184,7 @@ def test_the_sweeper_marks_its_events_before_their_job_can_run(
             )
         return real_enqueue(ids, inbox)
 
-    sweeper.enqueue_events = enqueue_and_look  # type: ignore[method-assign]
+    sweeper.jobs.send_events = enqueue_and_look  # type: ignore[method-assign]
     try:
         assert sweep_once(sweeper) == 1
     finally:
@@ -195,7 +196,7 @@ def test_the_sweeper_marks_its_events_before_their_job_can_run(
 
 
 def test_malformed_object_fails_permanently_and_is_not_retried(
-    client: TestClient, bridge: Bridge
+    client: TestClient, bridge: Context
 ) -> None:
     payload = event("customer.created", {**CUSTOMER, "created": "yesterday"})
     post_event(client, payload)
@@ -212,7 +213,7 @@ def test_malformed_object_fails_permanently_and_is_not_retried(
 
 
 def test_transient_failure_is_retried_with_backoff_then_applied(
-    client: TestClient, bridge: Bridge
+    client: TestClient, bridge: Context
 ) -> None:
     real = bridge.handlers["customer.created"]
     calls: list[str] = []
@@ -236,7 +237,7 @@ def test_transient_failure_is_retried_with_backoff_then_applied(
 
 
 def test_transient_failure_on_the_last_attempt_marks_the_event_failed(
-    client: TestClient, bridge: Bridge
+    client: TestClient, bridge: Context
 ) -> None:
     def broken(_event: Event, _session: Session) -> None:
         raise OperationalError("SELECT 1", {}, Exception("database went away"))
@@ -256,7 +257,7 @@ def test_transient_failure_on_the_last_attempt_marks_the_event_failed(
     assert "database went away" in (row.last_error or "")
 
 
-def test_status_and_attempts_are_visible_in_the_inbox(client: TestClient, bridge: Bridge) -> None:
+def test_status_and_attempts_are_visible_in_the_inbox(client: TestClient, bridge: Context) -> None:
     post_event(client, event("customer.created", CUSTOMER))
     post_event(client, event("customer.created", {**CUSTOMER, "created": "bad"}))
     post_event(client, event("charge.succeeded", {"id": "ch_1"}))
@@ -294,7 +295,7 @@ def test_status_and_attempts_are_visible_in_the_inbox(client: TestClient, bridge
     ],
 )
 def test_a_payload_value_that_can_never_be_applied_fails_at_once_and_alone(
-    client: TestClient, bridge: Bridge, family: str, obj: dict[str, Any], reason: str
+    client: TestClient, bridge: Context, family: str, obj: dict[str, Any], reason: str
 ) -> None:
     """Given a batch with one event whose value is out of range or of the wrong type, when its
     job runs, that event is failed at once with the reason and the others are applied."""
@@ -319,7 +320,7 @@ def _always_down(_event: Event, _session: Session) -> None:
 
 @pytest.mark.parametrize("inbox", [StripeEvent, VelesEvent], ids=["stripe", "veles"])
 def test_an_event_failing_transiently_is_a_dead_letter_after_its_attempts_even_when_resent(
-    client: TestClient, bridge: Bridge, admin_engine: Any, inbox: type[Any]
+    client: TestClient, bridge: Context, admin_engine: Any, inbox: type[Any]
 ) -> None:
     """Given an event that failed on every attempt but its last, whose job was lost, when the
     sweeper sends it again in a new job and it fails once more, it is failed for good (the
@@ -354,7 +355,7 @@ def test_an_event_failing_transiently_is_a_dead_letter_after_its_attempts_even_w
 
 
 def test_the_sweeper_skips_an_event_a_job_holds_instead_of_waiting_for_it(
-    client: TestClient, bridge: Bridge, admin_engine: Any
+    client: TestClient, bridge: Context, admin_engine: Any
 ) -> None:
     """Given two stored events whose jobs were lost, one of them locked by a job applying it,
     when the sweeper runs, it sends the other at once and leaves the held one to its job (it

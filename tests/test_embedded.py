@@ -9,7 +9,7 @@ from dramatiq.brokers.stub import StubBroker
 
 from stripe_bridge import connection, outbox
 from stripe_bridge.bootstrap import bootstrap
-from stripe_bridge.inbox import apply_event
+from stripe_bridge.inbox.apply import apply_event
 from stripe_bridge.migrate import upgrade
 from stripe_bridge.models import OutboxRow, StripeEvent
 from stripe_bridge.outbox.relay import Relay
@@ -39,15 +39,17 @@ def test_sqlite_embedded_default_syncs_matches_and_pushes_an_order(
         fake_stripe.seed("product", name="Seats")
         fake_stripe.seed("customer", name="Acme", email="ap@acme.example")
         data = {"id": "vp_seats", "name": "Seats"}
-        from stripe_bridge.handlers.base import Event
+        from stripe_bridge.event import Event
+        from stripe_bridge.uow import UnitOfWork
 
         with bridge.session_factory.begin() as session:
             bridge.veles_handlers["product.upserted"](
-                Event("v1", "product.upserted", 1, False, None, data, None), session
+                Event("v1", "product.upserted", 1, False, None, data, None), UnitOfWork(session)
             )
             customer = {"id": "v_acme", "name": "Acme", "email": "ap@acme.example"}
             bridge.veles_handlers["customer.upserted"](
-                Event("v2", "customer.upserted", 1, False, None, customer, None), session
+                Event("v2", "customer.upserted", 1, False, None, customer, None),
+                UnitOfWork(session),
             )
         assert run_sync(bridge, "products").status == "completed"
         assert run_sync(bridge, "customers").status == "completed"
@@ -83,7 +85,8 @@ def test_sqlite_applies_a_stored_event_like_postgresql(tmp_path: Path) -> None:
         upgrade(bridge.engine)
         import orjson
 
-        from stripe_bridge.inbox import parse_event, store
+        from stripe_bridge.inbox.parse import parse_event
+        from stripe_bridge.inbox.store import store
 
         body = orjson.dumps(
             {

@@ -28,7 +28,7 @@ def no_telemetry(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def fake() -> Iterator[FakeStripe]:
     server = FakeStripe()
-    server.add_account(KEY, account_id=ACCOUNT, display_name="Bridge Test Co.")
+    server.add_account(KEY, account_id=ACCOUNT, display_name="Context Test Co.")
     with server:
         yield server
 

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Sequence
 
 from stripe_bridge.errors import StoreUnavailable
-from stripe_bridge.inbox import Incoming
+from stripe_bridge.inbox.parse import Incoming
 from stripe_bridge.web.group_commit import GroupCommit
 
 

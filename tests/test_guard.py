@@ -12,7 +12,7 @@ from typing import Any, cast
 import pytest
 from sqlalchemy.orm import Session
 
-from stripe_bridge.handlers import Event
+from stripe_bridge.event import Event
 from stripe_bridge.handlers.guard import Progress, decide, event_to_apply, rank_of, stamp
 from stripe_bridge.handlers.invoices import PROGRESS
 from stripe_bridge.models import Customer, Invoice

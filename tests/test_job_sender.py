@@ -8,7 +8,8 @@ import time
 import pytest
 from starlette.testclient import TestClient
 
-from stripe_bridge.bootstrap import Bridge, bootstrap
+from stripe_bridge.bootstrap import bootstrap
+from stripe_bridge.context import Context
 from stripe_bridge.errors import ConfigError
 from stripe_bridge.web.app import create_app
 from stripe_bridge.web.job_sender import JobSender
@@ -94,7 +95,7 @@ def test_a_failed_send_is_logged_and_later_batches_still_go_out() -> None:
 
 
 def test_deliveries_of_several_group_commits_share_one_job(
-    database_url: str, redis_namespace: str, bridge: Bridge
+    database_url: str, redis_namespace: str, bridge: Context
 ) -> None:
     lingering = bootstrap(
         make_settings(database_url, redis_namespace, BRIDGE_ENQUEUE_LINGER_MS="60000")

@@ -40,7 +40,7 @@ def test_a_full_run_logs_bound_ids_and_no_secret_or_payload(
     job_lines = [
         line
         for line in lines
-        if line.get("logger") in ("stripe_bridge.inbox", "stripe_bridge.batches")
+        if line.get("logger") in ("stripe_bridge.inbox.apply", "stripe_bridge.inbox.batch")
     ]
     assert {line["event"] for line in job_lines} >= {"event applied", "event failed permanently"}
     for line in job_lines:

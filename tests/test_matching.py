@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stripe_bridge.matching import (
+from stripe_bridge.matching.rules import (
     Keys,
     company_domain,
     decide_customer,

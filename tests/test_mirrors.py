@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from stripe_bridge.bootstrap import Bridge
+from stripe_bridge.context import Context
 from stripe_bridge.models import Customer, Invoice, Price, Product, StripeEvent, Subscription
 from tests.conftest import FIXTURES, event, load_fixture, post_event, run_jobs
 
@@ -23,14 +23,14 @@ INV1, INV2 = "in_1QmR4ckT3stInv001", "in_1QmR4ckT3stInv002"
 INV3 = "in_1QmR4ckT3stInv003"  # a draft, deleted (Stripe deletes drafts)
 
 
-def mirror(bridge: Bridge, model: type[Any], object_id: str) -> Any:
+def mirror(bridge: Context, model: type[Any], object_id: str) -> Any:
     with bridge.session_factory() as session:
         row = session.get(model, object_id)
         assert row is not None, f"no {model.__name__} {object_id}"
         return row
 
 
-def statuses(bridge: Bridge) -> dict[str, str]:
+def statuses(bridge: Context) -> dict[str, str]:
     with bridge.session_factory() as session:
         return {row.id: row.status for row in session.scalars(select(StripeEvent))}
 
@@ -81,7 +81,7 @@ def expected(shape: str, event_type: str) -> tuple[type[Any], str, dict[str, Any
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("event_type", EVENT_TYPES)
 def test_every_event_type_in_both_shapes_updates_its_mirror(
-    client: TestClient, bridge: Bridge, shape: str, event_type: str
+    client: TestClient, bridge: Context, shape: str, event_type: str
 ) -> None:
     payload = load_fixture(shape, event_type)
 
@@ -95,7 +95,7 @@ def test_every_event_type_in_both_shapes_updates_its_mirror(
 
 
 def test_subscription_periods_come_from_the_items_or_the_top_level(
-    client: TestClient, bridge: Bridge
+    client: TestClient, bridge: Context
 ) -> None:
     for shape in SHAPES:
         post_event(client, load_fixture(shape, "customer.subscription.updated"))
@@ -106,7 +106,7 @@ def test_subscription_periods_come_from_the_items_or_the_top_level(
 
 
 def test_paid_at_comes_from_status_transitions_or_the_paid_event(
-    client: TestClient, bridge: Bridge
+    client: TestClient, bridge: Context
 ) -> None:
     post_event(client, load_fixture("current", "invoice.paid"))
     run_jobs(bridge)
@@ -137,7 +137,7 @@ def final_truth(shape: str) -> dict[tuple[type[Any], str], dict[str, Any]]:
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_shuffled_and_duplicated_story_ends_in_the_final_truth(
-    client: TestClient, bridge: Bridge, shape: str, seed: int
+    client: TestClient, bridge: Context, shape: str, seed: int
 ) -> None:
     story = [load_fixture(shape, event_type) for event_type in EVENT_TYPES]
     deliveries = story + random.Random(seed).sample(story, 8)
@@ -154,7 +154,7 @@ def test_shuffled_and_duplicated_story_ends_in_the_final_truth(
 
 
 def test_shuffled_story_applied_one_job_at_a_time_in_reverse_ends_in_the_final_truth(
-    client: TestClient, bridge: Bridge
+    client: TestClient, bridge: Context
 ) -> None:
     story = sorted(
         (load_fixture("current", event_type) for event_type in EVENT_TYPES),
@@ -177,7 +177,7 @@ def customer_update(name: str, previous: str, created: int) -> dict[str, Any]:
 
 @pytest.mark.parametrize("order", ["in_order", "reversed"])
 def test_two_updates_in_the_same_second_keep_the_later_state(
-    client: TestClient, bridge: Bridge, order: str
+    client: TestClient, bridge: Context, order: str
 ) -> None:
     first = customer_update("Second Name", previous="First Name", created=1_750_000_000)
     second = customer_update("Third Name", previous="Second Name", created=1_750_000_000)
@@ -191,7 +191,7 @@ def test_two_updates_in_the_same_second_keep_the_later_state(
 
 
 def test_a_paid_invoice_does_not_go_back_to_open_within_the_same_second(
-    client: TestClient, bridge: Bridge
+    client: TestClient, bridge: Context
 ) -> None:
     obj = {"id": "in_tie", "object": "invoice", "customer": "cus_1", "currency": "eur"}
     paid = event(
@@ -206,7 +206,7 @@ def test_a_paid_invoice_does_not_go_back_to_open_within_the_same_second(
     assert mirror(bridge, Invoice, "in_tie").status == "paid"
 
 
-def test_an_older_event_never_overwrites_newer_state(client: TestClient, bridge: Bridge) -> None:
+def test_an_older_event_never_overwrites_newer_state(client: TestClient, bridge: Context) -> None:
     newer = customer_update("New", previous="Old", created=1_750_000_100)
     older = customer_update("Old", previous="Older", created=1_750_000_000)
 
@@ -219,7 +219,7 @@ def test_an_older_event_never_overwrites_newer_state(client: TestClient, bridge:
 
 
 def test_a_deleted_customer_stays_deleted_against_a_late_update(
-    client: TestClient, bridge: Bridge
+    client: TestClient, bridge: Context
 ) -> None:
     obj = {"id": "cus_gone", "object": "customer", "name": "Gone", "email": "g@gone.example"}
     deleted = event("customer.deleted", obj, created=1_750_000_000)
@@ -235,14 +235,14 @@ def test_a_deleted_customer_stays_deleted_against_a_late_update(
 
 
 def test_the_same_event_applied_twice_leaves_the_same_state(
-    client: TestClient, bridge: Bridge
+    client: TestClient, bridge: Context
 ) -> None:
     payload = load_fixture("current", "customer.subscription.updated")
     post_event(client, payload)
     run_jobs(bridge)
     before = mirror(bridge, Subscription, SUB)
 
-    bridge.actors.apply_stripe_event.send(payload["id"])  # a second job for the same event
+    bridge.broker.get_actor("apply_stripe_events").send([payload["id"]])  # a second job
     run_jobs(bridge)
 
     after = mirror(bridge, Subscription, SUB)
@@ -306,7 +306,7 @@ ORDERS = list(itertools.permutations(range(3)))
 @pytest.mark.parametrize("order", ORDERS, ids=["".join("ABC"[i] for i in o) for o in ORDERS])
 @pytest.mark.parametrize("mode", ["one_at_a_time", "one_batch", "backlog"])
 def test_three_updates_in_one_second_end_in_the_latest_state_in_any_order(
-    client: TestClient, bridge: Bridge, make: Any, order: tuple[int, ...], mode: str
+    client: TestClient, bridge: Context, make: Any, order: tuple[int, ...], mode: str
 ) -> None:
     # Given: the story's events, delivered in `order`; ids sort in delivery order, which is the
     # order a batch applies them in
@@ -323,7 +323,7 @@ def test_three_updates_in_one_second_end_in_the_latest_state_in_any_order(
             run_jobs(bridge)
     if mode == "one_batch":
         bridge.broker.flush_all()  # the per-delivery jobs: replaced by one job for them all
-        bridge.enqueue_events([payload["id"] for payload in deliveries])
+        bridge.jobs.send_events([payload["id"] for payload in deliveries])
     run_jobs(bridge)
 
     # Then: the mirror holds the third update's snapshot, stamped with it

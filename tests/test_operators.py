@@ -13,10 +13,11 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
-from stripe_bridge.bootstrap import Bridge, bootstrap
+from stripe_bridge.bootstrap import bootstrap
+from stripe_bridge.context import Context
 from stripe_bridge.errors import PermanentError
-from stripe_bridge.handlers import Event
-from stripe_bridge.maintenance import prune
+from stripe_bridge.event import Event
+from stripe_bridge.operators.maintenance import prune
 from stripe_bridge.models import Customer, OutboxRow, StripeEvent, VelesEvent, VelesOrder
 from stripe_bridge.outbox.relay import Relay
 from stripe_bridge.web.app import create_app
@@ -50,7 +51,7 @@ def broken(event: Event, session: Session) -> None:
 
 @pytest.fixture
 def three_dead_letters(
-    connected: Bridge, client: TestClient, fake_stripe: FakeStripe
+    connected: Context, client: TestClient, fake_stripe: FakeStripe
 ) -> dict[str, Any]:
     """One of each kind, each from a real failure:
     a Stripe event whose handler fails, a Veles order for an unknown customer, and an outbox row
@@ -129,7 +130,7 @@ def test_every_kind_of_dead_letter_is_listed_with_its_failure(
 
 def test_each_dead_letter_replays_to_success_once(
     three_dead_letters: dict[str, Any],
-    connected: Bridge,
+    connected: Context,
     client: TestClient,
     fake_stripe: FakeStripe,
 ) -> None:
@@ -180,7 +181,7 @@ def test_each_dead_letter_replays_to_success_once(
 
 
 def test_a_replay_that_fails_again_is_a_dead_letter_again_with_the_fresh_error(
-    three_dead_letters: dict[str, Any], connected: Bridge, client: TestClient
+    three_dead_letters: dict[str, Any], connected: Context, client: TestClient
 ) -> None:
     connected.handlers["customer.updated"] = lambda event, session: (_ for _ in ()).throw(
         PermanentError("still broken, differently")
@@ -196,7 +197,7 @@ def test_a_replay_that_fails_again_is_a_dead_letter_again_with_the_fresh_error(
 
 
 def test_a_superseded_event_replays_without_overwriting_newer_state(
-    connected: Bridge, client: TestClient
+    connected: Context, client: TestClient
 ) -> None:
     real = connected.handlers["customer.updated"]
     connected.handlers["customer.updated"] = broken
@@ -219,7 +220,7 @@ def test_a_superseded_event_replays_without_overwriting_newer_state(
 
 
 def test_a_dead_outbox_row_blocks_its_contract_until_replayed(
-    connected: Bridge, client: TestClient, fake_stripe: FakeStripe
+    connected: Context, client: TestClient, fake_stripe: FakeStripe
 ) -> None:
     post_veles(client, veles_event("customer.upserted", {"id": "v_acme", "name": "Acme"}))
     post_veles(client, veles_event("product.upserted", {"id": "vp_1", "name": "Seats"}))
@@ -281,11 +282,11 @@ def test_a_dead_outbox_row_blocks_its_contract_until_replayed(
 
 
 def test_discard_records_the_reason_and_removes_the_letter(
-    three_dead_letters: dict[str, Any], connected: Bridge, client: TestClient
+    three_dead_letters: dict[str, Any], connected: Context, client: TestClient
 ) -> None:
     ref = f"veles:{three_dead_letters['veles']}"
     with connected.session_factory.begin() as session:
-        from stripe_bridge import deadletters
+        from stripe_bridge.operators import deadletters
 
         deadletters.discard(session, ref, "order was deleted in Veles")
 
@@ -297,7 +298,7 @@ def test_discard_records_the_reason_and_removes_the_letter(
 
 
 def test_pruning_removes_old_finished_work_and_keeps_dead_letters(
-    three_dead_letters: dict[str, Any], connected: Bridge, client: TestClient
+    three_dead_letters: dict[str, Any], connected: Context, client: TestClient
 ) -> None:
     post_event(client, event("customer.updated", {"id": "cus_2", "name": "Fine"}))
     run_jobs(connected)
@@ -316,7 +317,7 @@ def test_pruning_removes_old_finished_work_and_keeps_dead_letters(
 
 
 def test_recover_fills_a_gap_in_the_inbox_from_the_events_api(
-    connected: Bridge, client: TestClient, fake_stripe: FakeStripe, cli: Any
+    connected: Context, client: TestClient, fake_stripe: FakeStripe, cli: Any
 ) -> None:
     delivered = fake_stripe.seed("customer", name="Delivered", emit_event=True)
     missed = fake_stripe.seed("customer", name="Never Delivered", emit_event=True)
@@ -343,7 +344,7 @@ def test_recover_fills_a_gap_in_the_inbox_from_the_events_api(
     assert all(len(r.params.get("types", [])) <= 20 for r in requests)
 
 
-def test_recover_refuses_a_date_beyond_stripes_30_days(connected: Bridge, cli: Any) -> None:
+def test_recover_refuses_a_date_beyond_stripes_30_days(connected: Context, cli: Any) -> None:
     code, _out, err = cli(
         "recover", "--since", (datetime.now(UTC) - timedelta(days=31)).date().isoformat()
     )
@@ -447,7 +448,7 @@ def metric(text: str, name: str, **labels: str) -> float:
 
 
 def test_metrics_change_as_work_happens(
-    three_dead_letters: dict[str, Any], connected: Bridge, client: TestClient
+    three_dead_letters: dict[str, Any], connected: Context, client: TestClient
 ) -> None:
     before = client.get("/metrics").text
     post_event(client, event("customer.updated", {"id": "cus_9", "name": "Metrics"}))
@@ -496,7 +497,7 @@ def test_metrics_change_as_work_happens(
 
 
 def test_replaying_many_stripe_events_sends_them_as_batch_jobs(
-    bridge: Bridge, client: TestClient
+    bridge: Context, client: TestClient
 ) -> None:
     real = bridge.handlers["customer.created"]
     bridge.handlers["customer.created"] = broken

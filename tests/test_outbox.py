@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 from starlette.testclient import TestClient
 
 from stripe_bridge import connection, outbox
-from stripe_bridge.bootstrap import Bridge
+from stripe_bridge.context import Context
 from stripe_bridge.models import Customer, OutboxRow, StripeEvent, VelesEvent, VelesOrder
 from stripe_bridge.outbox.relay import Relay
 from stripe_bridge.sync import run_sync
@@ -36,7 +36,7 @@ class SimulatedCrash(BaseException):
 
 
 @pytest.fixture
-def world(bridge: Bridge, client: TestClient, fake_stripe: FakeStripe) -> dict[str, Any]:
+def world(bridge: Context, client: TestClient, fake_stripe: FakeStripe) -> dict[str, Any]:
     """Connected; three Veles products name-matched to Stripe products; Veles customer v_acme
     linked to a Stripe customer; Veles customer v_new with no Stripe customer."""
     with bridge.session_factory.begin() as session:
@@ -80,7 +80,7 @@ def order_event(
     )
 
 
-def commit_order(client: TestClient, bridge: Bridge, payload: dict[str, Any]) -> None:
+def commit_order(client: TestClient, bridge: Context, payload: dict[str, Any]) -> None:
     assert post_veles(client, payload).status_code == 202
     run_jobs(bridge)
 
@@ -99,7 +99,7 @@ def order(client: TestClient, order_id: str) -> dict[str, Any]:
     return dict(response.json())
 
 
-def rows(bridge: Bridge) -> list[OutboxRow]:
+def rows(bridge: Context) -> list[OutboxRow]:
     with bridge.session_factory() as session:
         return list(session.scalars(select(OutboxRow).order_by(OutboxRow.id)))
 
@@ -121,7 +121,7 @@ def assert_one_complete_invoice(fake: FakeStripe, order_id: str, customer: str) 
 
 
 def test_an_order_with_three_lines_becomes_one_finalized_invoice(
-    world: dict[str, Any], client: TestClient, bridge: Bridge, fake_stripe: FakeStripe
+    world: dict[str, Any], client: TestClient, bridge: Context, fake_stripe: FakeStripe
 ) -> None:
     commit_order(client, bridge, order_event("ord_1"))
 
@@ -149,7 +149,7 @@ def test_an_order_with_three_lines_becomes_one_finalized_invoice(
 
 
 def test_the_same_event_twice_makes_one_invoice(
-    world: dict[str, Any], client: TestClient, bridge: Bridge, fake_stripe: FakeStripe
+    world: dict[str, Any], client: TestClient, bridge: Context, fake_stripe: FakeStripe
 ) -> None:
     payload = order_event("ord_1")
     commit_order(client, bridge, payload)
@@ -176,7 +176,7 @@ def test_the_same_event_twice_makes_one_invoice(
 def test_a_relay_killed_after_any_step_resumes_into_one_invoice(
     world: dict[str, Any],
     client: TestClient,
-    bridge: Bridge,
+    bridge: Context,
     fake_stripe: FakeStripe,
     step: str,
     after_window: bool,
@@ -205,7 +205,7 @@ def test_a_relay_killed_after_any_step_resumes_into_one_invoice(
 
 
 def test_500_and_429_are_retried_into_one_invoice(
-    world: dict[str, Any], client: TestClient, bridge: Bridge, fake_stripe: FakeStripe
+    world: dict[str, Any], client: TestClient, bridge: Context, fake_stripe: FakeStripe
 ) -> None:
     commit_order(client, bridge, order_event("ord_1"))
     fake_stripe.fail_next(2, status=500, path="/v1/invoices")
@@ -220,7 +220,7 @@ def test_500_and_429_are_retried_into_one_invoice(
 
 
 def test_stripe_down_for_longer_leaves_the_row_to_retry_with_backoff(
-    world: dict[str, Any], client: TestClient, bridge: Bridge, fake_stripe: FakeStripe
+    world: dict[str, Any], client: TestClient, bridge: Context, fake_stripe: FakeStripe
 ) -> None:
     commit_order(client, bridge, order_event("ord_1"))
     fake_stripe.fail_next(5, status=503, path="/v1/invoices")
@@ -253,7 +253,7 @@ def contract_event(event_type: str, contract_id: str = "ctr_1", **data: Any) -> 
 
 
 def test_a_400_makes_the_row_dead_and_later_rows_of_the_contract_wait(
-    world: dict[str, Any], client: TestClient, bridge: Bridge, fake_stripe: FakeStripe
+    world: dict[str, Any], client: TestClient, bridge: Context, fake_stripe: FakeStripe
 ) -> None:
     commit_order(client, bridge, contract_event("contract.activated"))
     commit_order(
@@ -287,7 +287,7 @@ def test_a_400_makes_the_row_dead_and_later_rows_of_the_contract_wait(
 
 
 def test_a_product_with_no_stripe_link_is_a_dead_letter_with_the_reason(
-    world: dict[str, Any], client: TestClient, bridge: Bridge, fake_stripe: FakeStripe
+    world: dict[str, Any], client: TestClient, bridge: Context, fake_stripe: FakeStripe
 ) -> None:
     unlinked = veles_event("product.upserted", {"id": "vp_unlinked", "name": "Not In Stripe"})
     commit_order(client, bridge, unlinked)
@@ -309,7 +309,7 @@ def test_a_product_with_no_stripe_link_is_a_dead_letter_with_the_reason(
 
 
 def test_two_relays_in_threads_over_200_orders_make_exactly_one_invoice_each(
-    world: dict[str, Any], bridge: Bridge, fake_stripe: FakeStripe
+    world: dict[str, Any], bridge: Context, fake_stripe: FakeStripe
 ) -> None:
     with bridge.session_factory.begin() as session:
         for n in range(200):
@@ -343,7 +343,7 @@ def test_two_relays_in_threads_over_200_orders_make_exactly_one_invoice_each(
 
 
 def test_contract_activate_amend_cancel_shapes_the_subscription(
-    world: dict[str, Any], client: TestClient, bridge: Bridge, fake_stripe: FakeStripe
+    world: dict[str, Any], client: TestClient, bridge: Context, fake_stripe: FakeStripe
 ) -> None:
     commit_order(
         client,
@@ -394,7 +394,7 @@ def test_contract_activate_amend_cancel_shapes_the_subscription(
 
 
 def test_cancelling_now_cancels_the_subscription_at_once(
-    world: dict[str, Any], client: TestClient, bridge: Bridge, fake_stripe: FakeStripe
+    world: dict[str, Any], client: TestClient, bridge: Context, fake_stripe: FakeStripe
 ) -> None:
     commit_order(client, bridge, contract_event("contract.activated"))
     commit_order(client, bridge, contract_event("contract.cancelled", at_period_end=False))
@@ -412,7 +412,7 @@ def test_cancelling_now_cancels_the_subscription_at_once(
 def test_the_contract_start_date_is_honoured(
     world: dict[str, Any],
     client: TestClient,
-    bridge: Bridge,
+    bridge: Context,
     fake_stripe: FakeStripe,
     offset: int,
     param: str,
@@ -431,7 +431,7 @@ def test_the_contract_start_date_is_honoured(
 
 
 def test_a_customer_with_no_stripe_link_gets_one_created_once(
-    world: dict[str, Any], client: TestClient, bridge: Bridge, fake_stripe: FakeStripe
+    world: dict[str, Any], client: TestClient, bridge: Context, fake_stripe: FakeStripe
 ) -> None:
     commit_order(client, bridge, order_event("ord_1", customer="v_new"))
     commit_order(client, bridge, order_event("ord_2", customer="v_new"))
@@ -463,7 +463,7 @@ def test_a_customer_with_no_stripe_link_gets_one_created_once(
 
 
 def test_payment_status_flows_back_onto_the_order(
-    world: dict[str, Any], client: TestClient, bridge: Bridge, fake_stripe: FakeStripe
+    world: dict[str, Any], client: TestClient, bridge: Context, fake_stripe: FakeStripe
 ) -> None:
     commit_order(client, bridge, order_event("ord_1"))
     Relay(bridge).drain()
@@ -485,7 +485,7 @@ def test_payment_status_flows_back_onto_the_order(
 
 
 def test_voided_and_uncollectible_invoices_show_on_the_order(
-    world: dict[str, Any], client: TestClient, bridge: Bridge, fake_stripe: FakeStripe
+    world: dict[str, Any], client: TestClient, bridge: Context, fake_stripe: FakeStripe
 ) -> None:
     commit_order(client, bridge, order_event("ord_1"))
     commit_order(client, bridge, order_event("ord_2"))
@@ -503,7 +503,7 @@ def test_voided_and_uncollectible_invoices_show_on_the_order(
 
 
 def test_a_draft_invoice_deleted_in_stripe_leaves_the_live_set_and_the_order_shows_it(
-    world: dict[str, Any], client: TestClient, bridge: Bridge, fake_stripe: FakeStripe
+    world: dict[str, Any], client: TestClient, bridge: Context, fake_stripe: FakeStripe
 ) -> None:
     """Given an order whose invoice is still a draft (its push stopped before finalizing), when
     Stripe deletes the draft (`invoice.deleted`), the mirror marks it deleted, the invoices
@@ -540,7 +540,7 @@ def test_a_draft_invoice_deleted_in_stripe_leaves_the_live_set_and_the_order_sho
 
 
 def test_nothing_is_pushed_while_disconnected_and_everything_after_reconnecting(
-    world: dict[str, Any], client: TestClient, bridge: Bridge, fake_stripe: FakeStripe
+    world: dict[str, Any], client: TestClient, bridge: Context, fake_stripe: FakeStripe
 ) -> None:
     with bridge.session_factory.begin() as session:
         connection.disconnect(session)
@@ -578,7 +578,7 @@ def test_nothing_is_pushed_while_disconnected_and_everything_after_reconnecting(
     ],
 )
 def test_an_order_that_cannot_be_valid_fails_with_the_reason_and_writes_nothing(
-    world: dict[str, Any], client: TestClient, bridge: Bridge, change: dict[str, Any], reason: str
+    world: dict[str, Any], client: TestClient, bridge: Context, change: dict[str, Any], reason: str
 ) -> None:
     payload = order_event("ord_bad")
     payload["data"].update(change)
@@ -606,7 +606,7 @@ def test_an_order_without_lines_is_refused_at_the_door(
 
 
 def test_the_python_api_writes_in_the_callers_transaction(
-    world: dict[str, Any], bridge: Bridge
+    world: dict[str, Any], bridge: Context
 ) -> None:
     data = {
         "id": "ord_py",
@@ -628,7 +628,7 @@ def test_the_python_api_writes_in_the_callers_transaction(
 
 
 def test_a_contract_with_two_lines_of_one_product_is_refused(
-    world: dict[str, Any], bridge: Bridge
+    world: dict[str, Any], bridge: Context
 ) -> None:
     line = {"product_id": "vp_seats", "quantity": 1, "unit_amount": 100}
     data = {
@@ -648,7 +648,7 @@ def test_a_contract_with_two_lines_of_one_product_is_refused(
 
 
 def test_the_relay_is_woken_by_the_commit_not_the_poll(
-    world: dict[str, Any], bridge: Bridge, fake_stripe: FakeStripe
+    world: dict[str, Any], bridge: Context, fake_stripe: FakeStripe
 ) -> None:
     from dataclasses import replace
 

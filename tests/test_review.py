@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from stripe_bridge.bootstrap import Bridge, bootstrap
+from stripe_bridge.bootstrap import bootstrap
+from stripe_bridge.context import Context
 from stripe_bridge.web.app import create_app
 from tests.conftest import (
     admin_headers,
@@ -94,7 +95,7 @@ def product(client: TestClient, prod_id: str) -> dict[str, Any]:
 
 
 def test_veles_event_is_stored_applied_and_duplicates_answered(
-    client: TestClient, bridge: Bridge
+    client: TestClient, bridge: Context
 ) -> None:
     payload = veles_event("customer.upserted", {"id": "v1", "name": "Acme"})
 
@@ -177,7 +178,7 @@ CASES = {
 @pytest.mark.parametrize("method", sorted(CASES))
 @pytest.mark.parametrize("order", ["stripe_first", "veles_first"])
 def test_either_order_leads_to_the_same_link(
-    client: TestClient, bridge: Bridge, method: str, order: str
+    client: TestClient, bridge: Context, method: str, order: str
 ) -> None:
     (name, email), (veles_id, veles_name, veles_email, veles_domain) = CASES[method]
     steps = [
@@ -197,7 +198,7 @@ def test_either_order_leads_to_the_same_link(
 
 
 def test_stripe_and_veles_customers_applied_concurrently_still_link(
-    client: TestClient, bridge: Bridge
+    client: TestClient, bridge: Context
 ) -> None:
     for n in range(20):
         stripe_customer(client, f"cus_{n}", f"Company {n}", f"billing@company{n}.example")
@@ -212,7 +213,7 @@ def test_stripe_and_veles_customers_applied_concurrently_still_link(
 
 
 def test_two_candidates_leave_the_customer_for_review_with_both_kept(
-    client: TestClient, bridge: Bridge
+    client: TestClient, bridge: Context
 ) -> None:
     veles_customer(client, "v_a", "Acme Europe", "eu@acme.example")
     veles_customer(client, "v_b", "Acme US", "us@acme.example")
@@ -228,7 +229,7 @@ def test_two_candidates_leave_the_customer_for_review_with_both_kept(
     assert get(client, "connection")["unmatched_customers"] == 1
 
 
-def test_a_deleted_stripe_customer_is_not_matched(client: TestClient, bridge: Bridge) -> None:
+def test_a_deleted_stripe_customer_is_not_matched(client: TestClient, bridge: Context) -> None:
     veles_customer(client, "v_acme", "Acme", "billing@acme.example")
     run_jobs(bridge)
     obj = {"id": "cus_1", "object": "customer", "name": "Acme", "email": "billing@acme.example"}
@@ -245,7 +246,7 @@ def test_a_deleted_stripe_customer_is_not_matched(client: TestClient, bridge: Br
 
 
 def test_a_veles_change_that_resolves_an_ambiguity_links_the_customer(
-    client: TestClient, bridge: Bridge
+    client: TestClient, bridge: Context
 ) -> None:
     veles_customer(client, "v_a", "Acme Europe", "eu@acme.example", created=100)
     veles_customer(client, "v_b", "Acme US", "us@acme.example", created=100)
@@ -261,7 +262,7 @@ def test_a_veles_change_that_resolves_an_ambiguity_links_the_customer(
 # --- customer review actions ----------------------------------------------------------------
 
 
-def test_link_create_unlink_and_their_errors(client: TestClient, bridge: Bridge) -> None:
+def test_link_create_unlink_and_their_errors(client: TestClient, bridge: Context) -> None:
     stripe_customer(client, "cus_1", "Initech", "bill@initech.example")
     stripe_customer(client, "cus_2", "Hooli", "ap@hooli.example")
     veles_customer(client, "v_init", "Initrode")
@@ -301,7 +302,7 @@ def test_link_create_unlink_and_their_errors(client: TestClient, bridge: Bridge)
     assert post(client, "customers/cus_nope/unlink").status_code == 404
 
 
-def test_a_manual_link_and_unlink_survive_later_syncs(client: TestClient, bridge: Bridge) -> None:
+def test_a_manual_link_and_unlink_survive_later_syncs(client: TestClient, bridge: Context) -> None:
     stripe_customer(client, "cus_1", "Acme", "billing@acme.example", created=100)
     stripe_customer(client, "cus_2", "Globex", "ap@globex.example", created=100)
     veles_customer(client, "v_acme", "Acme", "billing@acme.example", created=100)
@@ -330,7 +331,7 @@ def test_a_manual_link_and_unlink_survive_later_syncs(client: TestClient, bridge
 
 
 def test_products_match_by_name_and_a_rename_breaks_only_name_matches(
-    client: TestClient, bridge: Bridge
+    client: TestClient, bridge: Context
 ) -> None:
     veles_product(client, "vp_pro", "Pro Plan")
     veles_product(client, "vp_team", "Team Plan")
@@ -365,7 +366,7 @@ def test_products_match_by_name_and_a_rename_breaks_only_name_matches(
 
 
 def test_a_veles_product_added_later_name_matches_an_existing_stripe_product(
-    client: TestClient, bridge: Bridge
+    client: TestClient, bridge: Context
 ) -> None:
     stripe_product(client, "prod_1", "Analytics Add-on")
     run_jobs(bridge)
@@ -378,7 +379,7 @@ def test_a_veles_product_added_later_name_matches_an_existing_stripe_product(
 
 
 def test_import_builds_the_veles_product_from_the_stripe_product_and_its_prices(
-    client: TestClient, bridge: Bridge
+    client: TestClient, bridge: Context
 ) -> None:
     stripe_product(client, "prod_1", "Widget", metadata={"sku": "WID-1"})
     for price_id, extra in (
@@ -424,7 +425,7 @@ def test_import_builds_the_veles_product_from_the_stripe_product_and_its_prices(
 
 
 def test_import_without_a_sku_in_metadata_uses_the_stripe_id(
-    client: TestClient, bridge: Bridge
+    client: TestClient, bridge: Context
 ) -> None:
     stripe_product(client, "prod_2", "Gadget")
     run_jobs(bridge)
@@ -433,7 +434,7 @@ def test_import_without_a_sku_in_metadata_uses_the_stripe_id(
 
 
 def test_inactive_products_cannot_be_matched_or_imported_until_reactivated(
-    client: TestClient, bridge: Bridge
+    client: TestClient, bridge: Context
 ) -> None:
     veles_product(client, "vp_1", "Something Else")
     stripe_product(client, "prod_1", "Old Thing", active=False, created=100)
@@ -450,7 +451,7 @@ def test_inactive_products_cannot_be_matched_or_imported_until_reactivated(
     assert post(client, "products/prod_1/import").status_code == 200
 
 
-def test_an_inactive_product_is_not_matched_by_name(client: TestClient, bridge: Bridge) -> None:
+def test_an_inactive_product_is_not_matched_by_name(client: TestClient, bridge: Context) -> None:
     veles_product(client, "vp_1", "Legacy")
     stripe_product(client, "prod_1", "Legacy", active=False)
     run_jobs(bridge)
@@ -458,7 +459,7 @@ def test_an_inactive_product_is_not_matched_by_name(client: TestClient, bridge: 
     assert product(client, "prod_1")["match_status"] == "not_matched"
 
 
-def test_ignore_and_unignore(client: TestClient, bridge: Bridge) -> None:
+def test_ignore_and_unignore(client: TestClient, bridge: Context) -> None:
     stripe_product(client, "prod_1", "Internal Test")
     veles_product(client, "vp_pro", "Pro")
     stripe_product(client, "prod_pro", "Pro")
@@ -477,7 +478,7 @@ def test_ignore_and_unignore(client: TestClient, bridge: Bridge) -> None:
     assert get(client, "connection")["unmatched_products"] == 1
 
 
-def test_product_review_errors(client: TestClient, bridge: Bridge) -> None:
+def test_product_review_errors(client: TestClient, bridge: Context) -> None:
     stripe_product(client, "prod_1", "Thing")
     run_jobs(bridge)
 
@@ -490,7 +491,7 @@ def test_product_review_errors(client: TestClient, bridge: Bridge) -> None:
 
 
 def test_lists_filter_by_match_status_and_search_by_name(
-    client: TestClient, bridge: Bridge
+    client: TestClient, bridge: Context
 ) -> None:
     veles_product(client, "vp_pro", "Pro")
     stripe_product(client, "prod_pro", "Pro")

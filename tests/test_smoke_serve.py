@@ -21,7 +21,7 @@ import httpx
 import orjson
 import pytest
 
-from stripe_bridge.signatures import sign
+from stripe_bridge.inbox.signatures import sign
 from tests.conftest import load_fixture
 
 pytestmark = pytest.mark.slow

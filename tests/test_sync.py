@@ -15,11 +15,19 @@ from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
 from stripe_bridge import connection
-from stripe_bridge.bootstrap import Bridge
+from stripe_bridge.context import Context
 from stripe_bridge.errors import Conflict
-from stripe_bridge.handlers import Event
-from stripe_bridge.models import Connection, Customer, Price, Product, Subscription, SyncRun, utcnow
-from stripe_bridge.scheduler import Scheduler
+from stripe_bridge.event import Event
+from stripe_bridge.models import (
+    Connection,
+    Customer,
+    Price,
+    Product,
+    Subscription,
+    SyncRun,
+    utcnow,
+)
+from stripe_bridge.roles.scheduler import Scheduler
 from stripe_bridge.stripe_api import StripeRejected
 from stripe_bridge.sync import SyncBusy, run_sync
 from tests.conftest import (
@@ -48,7 +56,7 @@ def seed_customers(
     ]
 
 
-def count(bridge: Bridge, model: type[Any], *where: Any) -> int:
+def count(bridge: Context, model: type[Any], *where: Any) -> int:
     with bridge.session_factory() as session:
         return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
 
@@ -58,7 +66,7 @@ def list_requests(fake: FakeStripe, path: str) -> list[Any]:
 
 
 def test_sync_of_260_customers_walks_every_page_once(
-    connected: Bridge, fake_stripe: FakeStripe
+    connected: Context, fake_stripe: FakeStripe
 ) -> None:
     seed_customers(fake_stripe, 260)
 
@@ -76,7 +84,7 @@ def test_sync_of_260_customers_walks_every_page_once(
 
 
 def test_a_page_is_applied_in_id_order_like_a_batch_job_locks_its_rows(
-    connected: Bridge, fake_stripe: FakeStripe
+    connected: Context, fake_stripe: FakeStripe
 ) -> None:
     """Batch jobs lock mirror rows in id order; a sync page (one transaction) must too, or the
     two can deadlock. Stripe lists newest first, which is not id order."""
@@ -99,7 +107,7 @@ def test_a_page_is_applied_in_id_order_like_a_batch_job_locks_its_rows(
 
 
 def test_synced_customers_are_matched_like_webhook_ones(
-    connected: Bridge, client: TestClient, fake_stripe: FakeStripe
+    connected: Context, client: TestClient, fake_stripe: FakeStripe
 ) -> None:
     post_veles(client, veles_event("customer.upserted", {"id": "v7", "name": "Customer 007 Inc"}))
     run_jobs(connected)
@@ -113,7 +121,7 @@ def test_synced_customers_are_matched_like_webhook_ones(
 
 
 def test_an_interrupted_sync_resumes_from_its_cursor(
-    connected: Bridge, fake_stripe: FakeStripe
+    connected: Context, fake_stripe: FakeStripe
 ) -> None:
     seed_customers(fake_stripe, 250)
     fake_stripe.fail_next(1, status=400, path="/v1/customers")  # fails the first page request…
@@ -146,7 +154,7 @@ def test_an_interrupted_sync_resumes_from_its_cursor(
 
 
 def test_two_syncs_of_the_same_kind_never_overlap(
-    connected: Bridge, fake_stripe: FakeStripe
+    connected: Context, fake_stripe: FakeStripe
 ) -> None:
     seed_customers(fake_stripe, 5)
     fake_stripe.set_delay(1.0, path="/v1/customers")
@@ -164,7 +172,7 @@ def test_two_syncs_of_the_same_kind_never_overlap(
     assert products.status == "completed"
 
 
-def test_a_run_whose_process_died_is_taken_over(connected: Bridge, fake_stripe: FakeStripe) -> None:
+def test_a_run_whose_process_died_is_taken_over(connected: Context, fake_stripe: FakeStripe) -> None:
     seed_customers(fake_stripe, 3)
     with connected.session_factory.begin() as session:
         stale = utcnow() - timedelta(hours=1)
@@ -187,7 +195,7 @@ def test_a_run_whose_process_died_is_taken_over(connected: Bridge, fake_stripe: 
 
 
 def test_customers_missing_from_a_complete_list_are_marked_deleted(
-    connected: Bridge, client: TestClient, fake_stripe: FakeStripe
+    connected: Context, client: TestClient, fake_stripe: FakeStripe
 ) -> None:
     post_event(
         client,
@@ -209,7 +217,7 @@ def test_customers_missing_from_a_complete_list_are_marked_deleted(
 
 
 def test_products_sync_brings_products_and_their_prices(
-    connected: Bridge, fake_stripe: FakeStripe
+    connected: Context, fake_stripe: FakeStripe
 ) -> None:
     product = fake_stripe.seed("product", name="Pro Plan")
     fake_stripe.seed("price", product=product["id"], unit_amount=4900, currency="usd")
@@ -224,7 +232,7 @@ def test_products_sync_brings_products_and_their_prices(
 
 
 def test_subscriptions_sync_includes_canceled_ones(
-    connected: Bridge, fake_stripe: FakeStripe
+    connected: Context, fake_stripe: FakeStripe
 ) -> None:
     customer = fake_stripe.seed("customer", name="Sub Co")
     fake_stripe.seed("subscription", customer=customer["id"], status="active")
@@ -237,7 +245,7 @@ def test_subscriptions_sync_includes_canceled_ones(
 
 
 def test_a_sync_never_overwrites_a_newer_webhook(
-    connected: Bridge, client: TestClient, fake_stripe: FakeStripe
+    connected: Context, client: TestClient, fake_stripe: FakeStripe
 ) -> None:
     stripe_customer = fake_stripe.seed("customer", name="Old Name")
     future = int(time.time()) + 3600
@@ -255,7 +263,7 @@ def test_a_sync_never_overwrites_a_newer_webhook(
         assert session.get(Customer, stripe_customer["id"]).name == "New Name"
 
 
-def test_sync_is_refused_while_disconnected(connected: Bridge) -> None:
+def test_sync_is_refused_while_disconnected(connected: Context) -> None:
     with connected.session_factory.begin() as session:
         connection.disconnect(session)
 
@@ -263,7 +271,7 @@ def test_sync_is_refused_while_disconnected(connected: Bridge) -> None:
         run_sync(connected, "customers")
 
 
-def test_sync_stops_when_disconnected_mid_run(connected: Bridge, fake_stripe: FakeStripe) -> None:
+def test_sync_stops_when_disconnected_mid_run(connected: Context, fake_stripe: FakeStripe) -> None:
     seed_customers(fake_stripe, 250)
 
     def disconnect_after_first_page(resource: str, seen: int) -> None:
@@ -278,7 +286,7 @@ def test_sync_stops_when_disconnected_mid_run(connected: Bridge, fake_stripe: Fa
 
 
 def test_admin_api_queues_a_sync_and_reports_progress(
-    connected: Bridge, client: TestClient, fake_stripe: FakeStripe
+    connected: Context, client: TestClient, fake_stripe: FakeStripe
 ) -> None:
     seed_customers(fake_stripe, 12)
 
@@ -293,7 +301,7 @@ def test_admin_api_queues_a_sync_and_reports_progress(
     assert client.post("/admin/api/sync/everything", headers=admin_headers()).status_code == 400
 
 
-def run_jobs_with_sync(bridge: Bridge) -> None:
+def run_jobs_with_sync(bridge: Context) -> None:
     from stripe_bridge.jobs import SYNC_QUEUE
 
     run_jobs(bridge)
@@ -301,7 +309,7 @@ def run_jobs_with_sync(bridge: Bridge) -> None:
     run_jobs(bridge)
 
 
-def test_the_cadence_fires_every_interval_while_connected(connected: Bridge) -> None:
+def test_the_cadence_fires_every_interval_while_connected(connected: Context) -> None:
     scheduler = Scheduler(connected)
     with freeze_time("2026-01-01 12:00:00") as frozen:
         assert sorted(scheduler.due_syncs()) == ["customers", "products"]
@@ -320,7 +328,7 @@ def test_the_cadence_fires_every_interval_while_connected(connected: Bridge) -> 
 
 
 def test_the_cadence_counts_from_the_last_recorded_run(
-    connected: Bridge, fake_stripe: FakeStripe
+    connected: Context, fake_stripe: FakeStripe
 ) -> None:
     with freeze_time("2026-01-01 12:00:00") as frozen:
         run_sync(connected, "customers")
@@ -335,7 +343,7 @@ def test_cli_connect_sync_update_key_disconnect(cli: Any, fake_stripe: FakeStrip
 
     code, out, _ = cli("connect", "--api-key", TEST_KEY, "--webhook-secret", "whsec_cli")
     assert code == 0
-    assert "connected: Bridge Test Co" in out and TEST_KEY not in out
+    assert "connected: Context Test Co" in out and TEST_KEY not in out
 
     code, out, _ = cli("sync", "customers")
     assert (code, out.splitlines()[0].split(" in ")[0]) == (0, "customers: 120 objects, completed")

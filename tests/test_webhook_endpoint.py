@@ -9,7 +9,8 @@ from freezegun import freeze_time
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
-from stripe_bridge.bootstrap import Bridge, bootstrap
+from stripe_bridge.bootstrap import bootstrap
+from stripe_bridge.context import Context
 from stripe_bridge.models import Customer, StripeEvent
 from stripe_bridge.web.app import create_app
 from tests.conftest import (
@@ -27,13 +28,13 @@ from tests.conftest import (
 CUSTOMER = {"id": "cus_A", "object": "customer", "name": "Acme", "email": "a@acme.example"}
 
 
-def stored(bridge: Bridge) -> list[StripeEvent]:
+def stored(bridge: Context) -> list[StripeEvent]:
     with bridge.session_factory() as session:
         return list(session.scalars(select(StripeEvent).order_by(StripeEvent.id)))
 
 
 def test_verified_event_is_stored_enqueued_and_acknowledged(
-    client: TestClient, bridge: Bridge
+    client: TestClient, bridge: Context
 ) -> None:
     payload = event("customer.created", CUSTOMER)
 
@@ -55,7 +56,7 @@ def test_verified_event_is_stored_enqueued_and_acknowledged(
 
 
 def test_duplicate_delivery_is_acknowledged_and_enqueues_nothing(
-    client: TestClient, bridge: Bridge
+    client: TestClient, bridge: Context
 ) -> None:
     payload = event("customer.created", CUSTOMER)
     post_event(client, payload)
@@ -69,7 +70,7 @@ def test_duplicate_delivery_is_acknowledged_and_enqueues_nothing(
 
 
 def test_missing_signature_is_refused_and_nothing_stored(
-    client: TestClient, bridge: Bridge
+    client: TestClient, bridge: Context
 ) -> None:
     body = orjson.dumps(event("customer.created", CUSTOMER))
 
@@ -80,7 +81,7 @@ def test_missing_signature_is_refused_and_nothing_stored(
     assert stored(bridge) == []
 
 
-def test_wrong_secret_is_refused(client: TestClient, bridge: Bridge) -> None:
+def test_wrong_secret_is_refused(client: TestClient, bridge: Context) -> None:
     response = post_event(client, event("customer.created", CUSTOMER), secret="whsec_someone_else")
 
     assert response.status_code == 400
@@ -88,7 +89,7 @@ def test_wrong_secret_is_refused(client: TestClient, bridge: Bridge) -> None:
     assert stored(bridge) == []
 
 
-def test_tampered_body_is_refused(client: TestClient, bridge: Bridge) -> None:
+def test_tampered_body_is_refused(client: TestClient, bridge: Context) -> None:
     body = orjson.dumps(event("customer.created", CUSTOMER))
     headers = signed_headers(body)
 
@@ -100,7 +101,7 @@ def test_tampered_body_is_refused(client: TestClient, bridge: Bridge) -> None:
     assert stored(bridge) == []
 
 
-def test_malformed_signature_header_is_refused(client: TestClient, bridge: Bridge) -> None:
+def test_malformed_signature_header_is_refused(client: TestClient, bridge: Context) -> None:
     body = orjson.dumps(event("customer.created", CUSTOMER))
 
     response = client.post(
@@ -113,7 +114,7 @@ def test_malformed_signature_header_is_refused(client: TestClient, bridge: Bridg
 
 
 def test_signature_header_with_non_ascii_bytes_is_refused_not_a_server_error(
-    client: TestClient, bridge: Bridge
+    client: TestClient, bridge: Context
 ) -> None:
     # found by the bad-input fault scenario: the SDK's compare_digest raised TypeError (500)
     body = orjson.dumps(event("customer.created", CUSTOMER))
@@ -129,7 +130,7 @@ def test_signature_header_with_non_ascii_bytes_is_refused_not_a_server_error(
 
 
 def test_signature_at_the_tolerance_edge_is_accepted_and_one_second_later_refused(
-    client: TestClient, bridge: Bridge
+    client: TestClient, bridge: Context
 ) -> None:
     signed_at = 1_760_000_000
     fresh = event("customer.created", CUSTOMER)
@@ -148,7 +149,7 @@ def test_signature_at_the_tolerance_edge_is_accepted_and_one_second_later_refuse
 
 
 def test_either_of_two_rolling_secrets_verifies(
-    database_url: str, redis_namespace: str, bridge: Bridge
+    database_url: str, redis_namespace: str, bridge: Context
 ) -> None:
     settings = make_settings(
         database_url, redis_namespace, STRIPE_WEBHOOK_SECRET=f"{SECRET}, {OTHER_SECRET}"
@@ -166,7 +167,7 @@ def test_either_of_two_rolling_secrets_verifies(
     assert len(stored(bridge)) == 2
 
 
-def test_body_that_is_not_json_is_refused(client: TestClient, bridge: Bridge) -> None:
+def test_body_that_is_not_json_is_refused(client: TestClient, bridge: Context) -> None:
     body = b"{not json"
 
     response = client.post("/webhooks/stripe", content=body, headers=signed_headers(body))
@@ -176,7 +177,7 @@ def test_body_that_is_not_json_is_refused(client: TestClient, bridge: Bridge) ->
     assert stored(bridge) == []
 
 
-def test_json_that_is_not_a_stripe_event_is_refused(client: TestClient, bridge: Bridge) -> None:
+def test_json_that_is_not_a_stripe_event_is_refused(client: TestClient, bridge: Context) -> None:
     for body in (b"[]", b'{"id": "evt_1"}', b'{"id": "nope", "type": "x", "created": 1}'):
         response = client.post("/webhooks/stripe", content=body, headers=signed_headers(body))
         assert response.status_code == 400, body
@@ -184,7 +185,7 @@ def test_json_that_is_not_a_stripe_event_is_refused(client: TestClient, bridge: 
     assert stored(bridge) == []
 
 
-def test_body_over_one_mebibyte_is_refused_with_413(client: TestClient, bridge: Bridge) -> None:
+def test_body_over_one_mebibyte_is_refused_with_413(client: TestClient, bridge: Context) -> None:
     payload = event("customer.created", {**CUSTOMER, "metadata": {"blob": "x" * (1024 * 1024)}})
     body = orjson.dumps(payload)
 
@@ -195,7 +196,7 @@ def test_body_over_one_mebibyte_is_refused_with_413(client: TestClient, bridge: 
 
 
 def test_body_over_the_limit_without_content_length_is_refused(
-    client: TestClient, bridge: Bridge
+    client: TestClient, bridge: Context
 ) -> None:
     body = orjson.dumps(event("customer.created", {**CUSTOMER, "note": "y" * (1024 * 1024 + 10)}))
 
@@ -225,7 +226,7 @@ def test_event_that_cannot_be_stored_is_answered_503(
 
 
 def test_event_of_the_other_mode_is_stored_then_ignored_with_the_reason(
-    client: TestClient, bridge: Bridge
+    client: TestClient, bridge: Context
 ) -> None:
     response = post_event(client, event("customer.created", CUSTOMER, livemode=True))
     run_jobs(bridge)
@@ -257,7 +258,7 @@ def test_live_key_makes_test_events_the_mismatch(database_url: str, redis_namesp
 
 
 def test_unknown_event_type_is_stored_as_ignored_and_not_an_error(
-    client: TestClient, bridge: Bridge
+    client: TestClient, bridge: Context
 ) -> None:
     response = post_event(client, event("charge.refunded", {"id": "ch_1", "object": "charge"}))
 
@@ -283,7 +284,7 @@ def test_no_configured_secret_refuses_everything(database_url: str, redis_namesp
 
 
 def test_an_event_whose_created_overflows_the_inbox_is_refused_not_a_5xx(
-    client: TestClient, bridge: Bridge
+    client: TestClient, bridge: Context
 ) -> None:
     response = post_event(client, {**event("customer.created", CUSTOMER), "created": 2**63 + 1})
 

@@ -7,26 +7,19 @@ or another mode is refused, and disconnecting keeps every record."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 import structlog
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from stripe_bridge.errors import BadRequest, BridgeError, ConfigError, Conflict, StoreUnavailable
-from stripe_bridge.handlers.base import Event
+from stripe_bridge.errors import BadRequest, BridgeError, ConfigError, Conflict
+from stripe_bridge.event import Event
 from stripe_bridge.models import CONNECTED, DISCONNECTED, NOT_CONNECTED, Connection, utcnow
 from stripe_bridge.secrets_box import SecretBox
 from stripe_bridge.settings import Settings, mode_of_key
 from stripe_bridge.stripe_api import StripeGateway, StripeRejected
-
-if TYPE_CHECKING:
-    from stripe_bridge.bootstrap import Bridge
 
 log = structlog.get_logger(__name__)
 
@@ -158,9 +151,14 @@ def roll_webhook_secrets(row: Connection, box: SecretBox, value: str) -> None:
 
 
 def api_key(row: Connection | None, box: SecretBox) -> str | None:
-    if row is None or row.status != CONNECTED or row.api_key_encrypted is None:
+    if not is_connected(row) or row is None or row.api_key_encrypted is None:
         return None
     return box.open(row.api_key_encrypted)
+
+
+def is_connected(row: Connection | None) -> bool:
+    """The one answer to "is it connected?"."""
+    return row is not None and row.status == CONNECTED
 
 
 def status_of(row: Connection | None) -> str:
@@ -170,36 +168,19 @@ def status_of(row: Connection | None) -> str:
 def require_connected(session: Session, action: str) -> Connection:
     """The connection, or Conflict naming what was refused and why."""
     row = get(session)
-    if row is None or row.status != CONNECTED:
+    if row is None or not is_connected(row):
         raise Conflict(f"{action} refused: the Stripe connection is {status_of(row)}")
     return row
 
 
-def connected_gateway(bridge: Bridge, action: str) -> StripeGateway:
+def connected_gateway(
+    session_factory: sessionmaker[Session], box: SecretBox, gateways: GatewayFactory, action: str
+) -> StripeGateway:
     """A Stripe client with the connected account's key, or Conflict when not connected."""
-    with bridge.session_factory() as session:
-        key = api_key(require_connected(session, action), bridge.box)
+    with session_factory() as session:
+        key = api_key(require_connected(session, action), box)
     assert key is not None  # a connected row always holds its key
-    return bridge.gateway(key)
-
-
-@dataclass(frozen=True)
-class InboundView:
-    """What the webhook door and the handlers need: secrets, mode, and whether to apply."""
-
-    secrets: tuple[str, ...]
-    mode: str
-    status: str
-
-
-def inbound_view(session: Session, box: Callable[[], SecretBox], settings: Settings) -> InboundView:
-    """`box` is only called when secrets are stored: an inbound-only bridge (a signing secret
-    in the environment, no API key) needs no encryption key."""
-    row = get(session)
-    stored = webhook_secrets(row, box()) if row and row.webhook_secrets_encrypted else ()
-    secrets = stored or settings.stripe_webhook_secrets[:MAX_WEBHOOK_SECRETS]
-    mode = row.mode if row is not None else settings.inbound_mode
-    return InboundView(secrets, mode, status_of(row))
+    return gateways(key)
 
 
 def refusal(status: str, mode: str, livemode: bool) -> str | None:
@@ -219,70 +200,29 @@ def refusal_now(session: Session, settings: Settings, event: Event) -> str | Non
     return refusal(status_of(row), mode, event.livemode)
 
 
-class InboundConfig:
-    """The web process's view of the connection: read on first use, then refreshed in a
-    thread at most every `ttl` seconds while requests keep using the last view (the event loop
-    never waits on the database for it, except for the very first read)."""
-
-    def __init__(
-        self,
-        session_factory: sessionmaker[Session],
-        box: Callable[[], SecretBox],
-        settings: Settings,
-        ttl: float = 1.0,
-    ) -> None:
-        self._session_factory, self._box, self._settings, self._ttl = (
-            session_factory,
-            box,
-            settings,
-            ttl,
-        )
-        self._view: InboundView | None = None
-        self._read_at = 0.0
-        self._refreshing: asyncio.Future[InboundView] | None = None
-
-    def _read(self) -> InboundView:
-        try:
-            with self._session_factory() as session:
-                return inbound_view(session, self._box, self._settings)
-        except SQLAlchemyError as exc:
-            raise StoreUnavailable("the database is unavailable") from exc
-
-    async def view(self) -> InboundView:
-        if self._view is not None and time.monotonic() - self._read_at <= self._ttl:
-            return self._view
-        if self._refreshing is None or self._refreshing.done():
-            loop = asyncio.get_running_loop()
-            self._refreshing = loop.run_in_executor(None, self._read)
-            self._refreshing.add_done_callback(self._store)
-        if self._view is not None:
-            return self._view  # stale by at most one refresh
-        return await asyncio.shield(self._refreshing)
-
-    def _store(self, future: asyncio.Future[InboundView]) -> None:
-        if not future.cancelled() and future.exception() is None:
-            self._view, self._read_at = future.result(), time.monotonic()
-
-
-def bootstrap_connection(bridge: Bridge) -> None:
+def connect_from_settings(
+    session_factory: sessionmaker[Session],
+    box: SecretBox,
+    gateways: GatewayFactory,
+    settings: Settings,
+) -> None:
     """STRIPE_API_KEY / STRIPE_WEBHOOK_SECRET in the environment connect at start (serve,
     scheduler, migrate). An operator's explicit `disconnect` is respected: no auto-reconnect."""
-    settings = bridge.settings
     if not settings.stripe_api_key:
         return
     try:
-        with bridge.session_factory.begin() as session:
+        with session_factory.begin() as session:
             row = get(session, lock=True)
             if row is not None and row.status == DISCONNECTED:
                 log.warning(
                     "STRIPE_API_KEY is set but the connection was disconnected; not reconnecting"
                 )
                 return
-            if api_key(row, bridge.box) != settings.stripe_api_key.strip():
+            if api_key(row, box) != settings.stripe_api_key.strip():
                 change = update_key if row is not None else connect
-                row = change(session, bridge.box, bridge.gateway, settings.stripe_api_key)
+                row = change(session, box, gateways, settings.stripe_api_key)
             env_secrets = settings.stripe_webhook_secrets[:MAX_WEBHOOK_SECRETS]
-            if row and env_secrets and set(webhook_secrets(row, bridge.box)) != set(env_secrets):
-                set_webhook_secrets(row, bridge.box, list(env_secrets))
+            if row and env_secrets and set(webhook_secrets(row, box)) != set(env_secrets):
+                set_webhook_secrets(row, box, list(env_secrets))
     except BridgeError as exc:
         log.error("could not connect from STRIPE_API_KEY", error=str(exc))

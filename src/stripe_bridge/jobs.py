@@ -5,28 +5,27 @@ embedded `serve` each get their own, and no module does I/O at import time."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
-from uuid import uuid4
 
 import dramatiq
 import redis
 import structlog
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.common import current_millis
 from dramatiq.middleware import CurrentMessage
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from stripe_bridge.batches import apply_events
+from stripe_bridge.connection import refusal_now
+from stripe_bridge.context import Context
 from stripe_bridge.errors import PermanentError
-from stripe_bridge.handlers import CLAIMS, Event, Handler
-from stripe_bridge.inbox import MAX_ATTEMPTS, apply_event
-from stripe_bridge.models import VelesEvent
+from stripe_bridge.event import Event
+from stripe_bridge.inbox.apply import apply_event
+from stripe_bridge.inbox.batch import apply_events, chunks
+from stripe_bridge.inbox.parse import decode_veles_event
+from stripe_bridge.models import Inbox, StripeEvent, VelesEvent
 from stripe_bridge.settings import Settings
-from stripe_bridge.veles import decode_veles_event
+from stripe_bridge.sync import run_sync
 
 log = structlog.get_logger(__name__)
 
@@ -36,40 +35,6 @@ SYNC_QUEUE = "sync"
 SYNC_TIME_LIMIT_MS = 2 * 60 * 60 * 1000
 MIN_BACKOFF_MS = 1_000
 MAX_BACKOFF_MS = 5 * 60_000
-
-
-class PipelinedRedisBroker(RedisBroker):
-    """Dramatiq's Redis broker, plus `enqueue_many`: a batch of messages in one Redis round trip
-    (the webhook's group commit enqueues a whole batch at once). Each message goes through the
-    same dispatch script and middleware hooks as `enqueue`."""
-
-    def enqueue_many(self, messages: list[dramatiq.Message[Any]]) -> None:
-        if not messages:
-            return
-        dispatch = self.scripts["dispatch"]
-        prepared = []
-        for message in messages:
-            message = message.copy(options={"redis_message_id": str(uuid4())})
-            self.emit_before("enqueue", message, None)
-            prepared.append(message)
-        pipe = self.client.pipeline(transaction=False)
-        for message in prepared:
-            args = [
-                "enqueue",
-                current_millis(),
-                message.queue_name,
-                self.broker_id,
-                self.heartbeat_timeout,
-                self.dead_message_ttl,
-                self._should_do_maintenance("enqueue"),
-                self._max_unpack_size(),  # type: ignore[no-untyped-call]
-                message.options["redis_message_id"],
-                message.encode(),
-            ]
-            dispatch(args=args, keys=[self.namespace], client=pipe)
-        pipe.execute()
-        for message in prepared:
-            self.emit_after("enqueue", message, None)
 
 
 def build_broker(settings: Settings) -> dramatiq.Broker:
@@ -82,7 +47,7 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
             socket_connect_timeout=3,
             health_check_interval=30,
         )
-        broker = PipelinedRedisBroker(client=client, namespace=settings.redis_namespace)  # type: ignore[no-untyped-call]
+        broker = RedisBroker(client=client, namespace=settings.redis_namespace)  # type: ignore[no-untyped-call]
     else:
         broker = StubBroker()
     broker.add_middleware(CurrentMessage())
@@ -121,16 +86,13 @@ def _job_context(**ids: str) -> Iterator[None]:
         structlog.contextvars.clear_contextvars()
 
 
-@dataclass(frozen=True)
-class Actors:
-    apply_stripe_events: dramatiq.Actor[[list[str]], None]
-    apply_stripe_event: dramatiq.Actor[[str], None]
-    apply_veles_event: dramatiq.Actor[[str], None]
-
+APPLY_STRIPE_EVENTS = "apply_stripe_events"
+APPLY_VELES_EVENT = "apply_veles_event"
+SYNC_STRIPE = "sync_stripe"
 
 # A job's own retries only carry its events' attempts, which are counted on each event (a job
-# sent again by the sweeper or a replay starts its retries at zero): `declare_actors` gives
-# a job as many retries as an event has attempts.
+# sent again by the sweeper or a replay starts its retries at zero): a job gets as many
+# retries as an event has attempts.
 RETRY_OPTIONS = {
     "min_backoff": MIN_BACKOFF_MS,
     "max_backoff": MAX_BACKOFF_MS,
@@ -138,33 +100,21 @@ RETRY_OPTIONS = {
 }
 
 
-def declare_actors(
-    broker: dramatiq.Broker,
-    session_factory: sessionmaker[Session],
-    handlers: Mapping[str, Handler],
-    veles_handlers: Mapping[str, Handler],
-    accept: Callable[[Session, Event], str | None] = lambda _session, _event: None,
-    max_attempts: int = MAX_ATTEMPTS,
-) -> Actors:
+def declare_actors(broker: dramatiq.Broker, context: Context) -> None:
+    """The three jobs, on `broker`: a batch of stored Stripe events, one Veles event, a sync."""
+    max_attempts = context.settings.event_max_attempts
+
+    def accept(session: Session, event: Event) -> str | None:
+        return refusal_now(session, context.settings, event)
+
     def apply_stripe_events(event_ids: list[str]) -> None:
         """What the web, the sweeper and replays send: a batch of stored events."""
         with _job_context():
             apply_events(
-                session_factory,
-                handlers,
-                CLAIMS,
+                context.session_factory,
+                context.handlers,
+                context.claims,
                 event_ids,
-                max_attempts=max_attempts,
-                accept=accept,
-            )
-
-    def apply_stripe_event(event_id: str) -> None:
-        """One event a job (what versions before 0.6.0 sent; kept for messages still queued)."""
-        with _job_context(stripe_event_id=event_id):
-            apply_event(
-                session_factory,
-                handlers,
-                event_id,
                 max_attempts=max_attempts,
                 accept=accept,
             )
@@ -172,16 +122,20 @@ def declare_actors(
     def apply_veles_event(event_id: str) -> None:
         with _job_context(veles_event_id=event_id):
             apply_event(
-                session_factory,
-                veles_handlers,
+                context.session_factory,
+                context.veles_handlers,
                 event_id,
                 max_attempts=max_attempts,
                 inbox=VelesEvent,
                 decode=decode_veles_event,
             )
 
-    def declare(fn: Callable[[Any], None], queue: str) -> dramatiq.Actor[[Any], None]:
-        return dramatiq.Actor(
+    def sync_stripe(kind: str, trigger: str) -> None:
+        """No retries: the next run resumes where a failed one stopped."""
+        run_sync(context, kind, trigger=trigger)
+
+    for fn, queue in ((apply_stripe_events, EVENTS_QUEUE), (apply_veles_event, VELES_QUEUE)):
+        dramatiq.Actor(
             fn,
             broker=broker,
             actor_name=fn.__name__,
@@ -189,9 +143,48 @@ def declare_actors(
             priority=0,
             options={**RETRY_OPTIONS, "max_retries": max_attempts},
         )
-
-    return Actors(
-        apply_stripe_events=declare(apply_stripe_events, EVENTS_QUEUE),
-        apply_stripe_event=declare(apply_stripe_event, EVENTS_QUEUE),
-        apply_veles_event=declare(apply_veles_event, VELES_QUEUE),
+    dramatiq.Actor(
+        sync_stripe,
+        broker=broker,
+        actor_name=SYNC_STRIPE,
+        queue_name=SYNC_QUEUE,
+        priority=10,
+        options={"max_retries": 0, "time_limit": SYNC_TIME_LIMIT_MS},
     )
+
+
+class Jobs:
+    """The job queue on a broker whose actors `declare_actors` declared."""
+
+    def __init__(self, broker: dramatiq.Broker) -> None:
+        self.broker = broker
+
+    def send_events(self, event_ids: Iterable[str], inbox: Inbox = StripeEvent) -> list[str]:
+        """Stripe events in batch jobs of at most `BATCH_SIZE` ids, Veles events one a job,
+        each through dramatiq's public `enqueue` (a pipelined enqueue measured no faster for the
+        web's usual one job a flush: benchmarks/README.md). Answers the ids sent. On a broker
+        error the events stay `received` and the sweeper
+        sends them once the broker is back."""
+        ids = list(event_ids)
+        if inbox is VelesEvent:
+            actor = self.broker.get_actor(APPLY_VELES_EVENT)
+            messages = [([event_id], actor.message(event_id)) for event_id in ids]
+        else:
+            actor = self.broker.get_actor(APPLY_STRIPE_EVENTS)
+            messages = [(batch, actor.message(batch)) for batch in chunks(ids)]
+        sent: list[str] = []
+        try:
+            for batch, message in messages:
+                self.broker.enqueue(message)
+                sent.extend(batch)
+            return sent
+        except Exception as exc:
+            log.warning(
+                "broker unavailable; the sweeper will re-enqueue",
+                events=len(ids) - len(sent),
+                error=type(exc).__name__,
+            )
+            return sent
+
+    def send_sync(self, kind: str, trigger: str) -> None:
+        self.broker.get_actor(SYNC_STRIPE).send(kind, trigger)

@@ -393,3 +393,7 @@ MIRRORS: dict[str, type[Versioned]] = {
     "subscriptions": Subscription,
     "invoices": Invoice,
 }
+
+
+# Either inbox table: Stripe's events or Veles'.
+Inbox = type[StripeEvent] | type[VelesEvent]

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import cached_property
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
@@ -16,10 +17,18 @@ from stripe_bridge.settings import Settings, embedded_secret_key
 
 
 class SecretBox:
-    def __init__(self, keys: Sequence[str]) -> None:
+    """Seals and opens secrets. The keys are read on first use, so that a bridge that never
+    stores a secret (inbound only, its signing secret in the environment) needs none."""
+
+    def __init__(self, keys: Sequence[str] | Callable[[], Sequence[str]]) -> None:
+        self._keys = keys
+
+    @cached_property
+    def _fernet(self) -> MultiFernet:
+        keys = self._keys() if callable(self._keys) else self._keys
         if not keys:
             raise ConfigError("no encryption key: set BRIDGE_SECRET_KEY")
-        self._fernet = MultiFernet([Fernet(_fernet_key(key)) for key in keys])
+        return MultiFernet([Fernet(_fernet_key(key)) for key in keys])
 
     def seal(self, plaintext: str) -> bytes:
         return self._fernet.encrypt(plaintext.encode())
@@ -40,10 +49,14 @@ def _fernet_key(secret: str) -> bytes:
 
 def box_from_settings(settings: Settings) -> SecretBox:
     """BRIDGE_SECRET_KEY; for the embedded default only, a key generated once under ./var/."""
+    return SecretBox(lambda: _keys(settings))
+
+
+def _keys(settings: Settings) -> list[str]:
     if settings.secret_key:
-        return SecretBox([key.strip() for key in settings.secret_key.split(",") if key.strip()])
+        return [key.strip() for key in settings.secret_key.split(",") if key.strip()]
     if settings.is_sqlite:
-        return SecretBox([embedded_secret_key(settings.var_dir)])
+        return [embedded_secret_key(settings.var_dir)]
     raise ConfigError(
         "BRIDGE_SECRET_KEY is required to store Stripe keys outside the embedded default"
     )

@@ -142,6 +142,7 @@ class Settings(BaseModel):
         "BRIDGE_LOG_FORMAT", "auto"
     )
     log_level: Annotated[str | None, BeforeValidator(_log_level)] = _var("BRIDGE_LOG_LEVEL")
+    metrics_dir: Path | None = _var("PROMETHEUS_MULTIPROC_DIR")
 
     @model_validator(mode="after")
     def _embedded_defaults(self) -> Settings:

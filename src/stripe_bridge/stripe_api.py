@@ -7,16 +7,15 @@ final. Every write takes an idempotency key from the caller. Answers are plain d
 from __future__ import annotations
 
 import contextlib
-import random
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import stripe
 import structlog
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
+from stripe_bridge.backoff import Backoff
 from stripe_bridge.errors import PermanentError, TransientError
 from stripe_bridge.metrics import STRIPE_CALLS, STRIPE_SECONDS, call_name
 
@@ -65,21 +64,18 @@ def is_retriable(exc: BaseException) -> bool:
     return status == 429 or status >= 500
 
 
-@dataclass(frozen=True)
-class Backoff:
-    """Exponential backoff with full jitter, never shorter than a `Retry-After`."""
+def wait_for(backoff: Backoff) -> Callable[[RetryCallState], float]:
+    """tenacity's wait: the backoff, never shorter than a `Retry-After` Stripe sent."""
 
-    base: float = 0.5
-    cap: float = 30.0
-    jitter: Callable[[float], float] = lambda ceiling: ceiling * random.random()  # noqa: S311
-
-    def __call__(self, state: RetryCallState) -> float:
-        delay = self.jitter(min(self.cap, self.base * 2 ** (state.attempt_number - 1)))
+    def wait(state: RetryCallState) -> float:
+        delay = backoff.delay(state.attempt_number)
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, stripe.StripeError) and (after := _header(exc, "retry-after")):
             with contextlib.suppress(ValueError):
-                delay = max(delay, min(float(after), self.cap))
+                delay = max(delay, min(float(after), backoff.cap))
         return delay
+
+    return wait
 
 
 class StripeGateway:
@@ -114,7 +110,7 @@ class StripeGateway:
         retrying = Retrying(
             retry=retry_if_exception(is_retriable),
             stop=stop_after_attempt(self._max_attempts),
-            wait=self._backoff,
+            wait=wait_for(self._backoff),
             sleep=self._sleep,
             reraise=True,
             before_sleep=lambda state: log.warning(

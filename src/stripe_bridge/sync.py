@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 import structlog
 from sqlalchemy import select, update
@@ -20,14 +19,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from stripe_bridge import connection
+from stripe_bridge.context import Context
 from stripe_bridge.errors import BadRequest, Conflict
-from stripe_bridge.handlers.base import Event
+from stripe_bridge.event import Event
 from stripe_bridge.metrics import SYNC_RUNS
-from stripe_bridge.models import CONNECTED, Customer, SyncRun, utcnow
+from stripe_bridge.models import Customer, SyncRun, utcnow
 from stripe_bridge.stripe_api import StripeGateway
-
-if TYPE_CHECKING:
-    from stripe_bridge.bootstrap import Bridge
+from stripe_bridge.uow import UnitOfWork
 
 log = structlog.get_logger(__name__)
 
@@ -64,7 +62,7 @@ def check_kind(kind: str) -> str:
     return kind
 
 
-def _start(bridge: Bridge, kind: str, trigger: str) -> tuple[SyncRun, bool]:
+def _start(bridge: Context, kind: str, trigger: str) -> tuple[SyncRun, bool]:
     now = utcnow()
     try:
         with bridge.session_factory.begin() as session:
@@ -96,12 +94,14 @@ def _start(bridge: Bridge, kind: str, trigger: str) -> tuple[SyncRun, bool]:
 
 
 def run_sync(
-    bridge: Bridge, kind: str, *, trigger: str = "manual", progress: Progress | None = None
+    bridge: Context, kind: str, *, trigger: str = "manual", progress: Progress | None = None
 ) -> SyncResult:
     """One sync pass (or the rest of an interrupted one). Raises Conflict when disconnected
     or when a run of the same kind is in progress."""
     check_kind(kind)
-    gateway = connection.connected_gateway(bridge, "sync")
+    gateway = connection.connected_gateway(
+        bridge.session_factory, bridge.box, bridge.gateway, "sync"
+    )
     run, resumed = _start(bridge, kind, trigger)
     began = time.monotonic()
     bound = log.bind(sync_run_id=run.id, sync_kind=kind)
@@ -128,7 +128,7 @@ def run_sync(
     return SyncResult(run.id, kind, COMPLETED, run.seen, resumed, seconds)
 
 
-def _walk(bridge: Bridge, gateway: StripeGateway, run: SyncRun, progress: Progress | None) -> None:
+def _walk(bridge: Context, gateway: StripeGateway, run: SyncRun, progress: Progress | None) -> None:
     resources = RESOURCES[run.kind]
     names = [name for name, _, _ in resources]
     start_resource, _, start_after = (run.cursor or "").partition(":")
@@ -162,12 +162,12 @@ def _walk(bridge: Bridge, gateway: StripeGateway, run: SyncRun, progress: Progre
 
 def _still_connected(session: Session) -> None:
     row = connection.get(session)
-    if row is None or row.status != CONNECTED:
+    if not connection.is_connected(row):
         raise Conflict("sync stopped: the Stripe connection was disconnected")
 
 
 def _apply(
-    bridge: Bridge,
+    bridge: Context,
     session: Session,
     event_type: str,
     obj: dict[str, object],
@@ -184,7 +184,7 @@ def _apply(
         previous_attributes=None,
     )
     with session.begin_nested():
-        bridge.handlers[event_type](event, session)
+        bridge.handlers[event_type](event, UnitOfWork(session))
     if run.kind == "customers":
         session.execute(
             update(Customer)
@@ -193,7 +193,7 @@ def _apply(
         )
 
 
-def _finish(bridge: Bridge, run: SyncRun) -> None:
+def _finish(bridge: Context, run: SyncRun) -> None:
     now = utcnow()
     with bridge.session_factory.begin() as session:
         if run.kind == "customers":
@@ -208,7 +208,7 @@ def _finish(bridge: Bridge, run: SyncRun) -> None:
             setattr(row, f"{run.kind}_last_synced_at", now)
 
 
-def _mark_missing_customers_deleted(bridge: Bridge, session: Session, run: SyncRun) -> None:
+def _mark_missing_customers_deleted(bridge: Context, session: Session, run: SyncRun) -> None:
     """Customers a complete list did not return (and that existed before the pass began)
     were deleted in Stripe; applied as a delete, so they also leave the review queue."""
     missing = session.scalars(
@@ -223,7 +223,7 @@ def _mark_missing_customers_deleted(bridge: Bridge, session: Session, run: SyncR
         event = Event(
             f"sync_{run.id}", "customer.deleted", now, False, None, {"id": customer_id}, None
         )
-        bridge.handlers["customer.deleted"](event, session)
+        bridge.handlers["customer.deleted"](event, UnitOfWork(session))
     if missing:
         log.info("customers missing from Stripe marked deleted", count=len(missing))
 

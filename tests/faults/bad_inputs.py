@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from hypothesis import strategies as st
 
-from stripe_bridge.signatures import sign
+from stripe_bridge.inbox.signatures import sign
 from tests.conftest import FIXTURES, OTHER_SECRET, SECRET, VELES_SECRET
 
 STRIPE, VELES = "/webhooks/stripe", "/veles/events"

@@ -36,7 +36,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
-from stripe_bridge.bootstrap import Bridge
+from stripe_bridge.context import Context
 from stripe_bridge.models import FAILED, StripeEvent, utcnow
 from stripe_bridge.web.app import create_app
 from stripe_bridge.web.openapi import PREFIX, Undeclared, document
@@ -69,14 +69,14 @@ STORY = (
 
 
 @pytest.fixture
-def api(connected: Bridge) -> Iterator[TestClient]:
+def api(connected: Context) -> Iterator[TestClient]:
     """The app, connected, seeded; a 5xx is an answer to judge, not an exception."""
     with TestClient(create_app(connected), raise_server_exceptions=False) as client:
         seed(client, connected)
         yield client
 
 
-def seed(client: TestClient, bridge: Bridge) -> None:
+def seed(client: TestClient, bridge: Context) -> None:
     for event_type in STORY:
         assert post_event(client, load_fixture("current", event_type)).status_code == 200
     for event_type, data in (
@@ -197,7 +197,7 @@ def exercise(
     call()
 
 
-def test_admin_api_answers_match_its_schema(api: TestClient, connected: Bridge) -> None:
+def test_admin_api_answers_match_its_schema(api: TestClient, connected: Context) -> None:
     started = time.monotonic()
     schema = schemathesis.openapi.from_dict(the_document(api))
     answers: Counter[int] = Counter()

@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
-from stripe_bridge.bootstrap import Bridge
+from stripe_bridge.context import Context
 from stripe_bridge.models import RECEIVED, Customer, StripeEvent, VelesCustomer, VelesEvent
 from stripe_bridge.web.app import create_app
 from tests.conftest import event, post_event, post_veles, veles_event
@@ -80,7 +80,7 @@ def _event_id(body: bytes) -> str:
     return str(doc.get("id")) if isinstance(doc, dict) else ""
 
 
-def inbox_counts(bridge: Bridge) -> dict[str, Counter[str]]:
+def inbox_counts(bridge: Context) -> dict[str, Counter[str]]:
     with bridge.session_factory() as session:
         return {
             inbox.__tablename__: Counter(
@@ -95,7 +95,7 @@ def inbox_counts(bridge: Bridge) -> dict[str, Counter[str]]:
         }
 
 
-def settle(bridge: Bridge, seconds: float) -> float:
+def settle(bridge: Context, seconds: float) -> float:
     """Run a real worker until no stored event is left `received` (or `seconds` pass)."""
     worker = dramatiq.Worker(bridge.broker, worker_threads=4, worker_timeout=50)
     started = time.monotonic()
@@ -110,7 +110,7 @@ def settle(bridge: Bridge, seconds: float) -> float:
     return time.monotonic() - started
 
 
-def unsettled(bridge: Bridge) -> list[tuple[str, str, int, str | None]]:
+def unsettled(bridge: Context) -> list[tuple[str, str, int, str | None]]:
     with bridge.session_factory() as session:
         return [
             (row.id[:60], row.type[:40], row.attempts, (row.last_error or "")[:160])
@@ -119,7 +119,7 @@ def unsettled(bridge: Bridge) -> list[tuple[str, str, int, str | None]]:
         ]
 
 
-def stored_unsigned(bridge: Bridge, ids: set[str]) -> list[str]:
+def stored_unsigned(bridge: Context, ids: set[str]) -> list[str]:
     with bridge.session_factory() as session:
         return [
             found
@@ -158,13 +158,13 @@ def send_generated(door: Door, examples: int, chosen_seed: int | None) -> None:
 
 
 @pytest.fixture
-def door_client(bridge: Bridge) -> Iterator[TestClient]:
+def door_client(bridge: Context) -> Iterator[TestClient]:
     """Like `client`, but a 5xx is an answer to count, not an exception in the test."""
     with TestClient(create_app(bridge), raise_server_exceptions=False) as test_client:
         yield test_client
 
 
-def test_bad_input_gets_clear_answers_and_changes_nothing(door_client: TestClient, bridge: Bridge):
+def test_bad_input_gets_clear_answers_and_changes_nothing(door_client: TestClient, bridge: Context):
     client = door_client
     started = time.monotonic()
     door = Door(client)

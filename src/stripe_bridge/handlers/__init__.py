@@ -1,13 +1,13 @@
-"""Handlers: plain functions `(event, session) -> None`, registered by event type.
+"""Handlers: plain functions `(event, uow) -> None`, registered by event type.
 
 Each is safe to run twice and never lets an older event overwrite newer state (guard.py)."""
 
 from __future__ import annotations
 
-from stripe_bridge.handlers import catalog, customers, invoices, subscriptions, veles
-from stripe_bridge.handlers.base import Claim, Event, Handler
+from stripe_bridge.handlers import catalog, customers, invoices, subscriptions, veles_records
+from stripe_bridge.handlers.base import Claim, Handler
 
-REGISTRY: dict[str, Handler] = {
+STRIPE_HANDLERS: dict[str, Handler] = {
     **customers.HANDLERS,
     **catalog.HANDLERS,
     **subscriptions.HANDLERS,
@@ -22,6 +22,6 @@ CLAIMS: dict[str, Claim] = {
     **invoices.CLAIMS,
 }
 
-VELES_REGISTRY: dict[str, Handler] = dict(veles.VELES_HANDLERS)
+VELES_HANDLERS: dict[str, Handler] = dict(veles_records.VELES_HANDLERS)
 
-__all__ = ["CLAIMS", "REGISTRY", "VELES_REGISTRY", "Claim", "Event", "Handler"]
+__all__ = ["CLAIMS", "STRIPE_HANDLERS", "VELES_HANDLERS"]

@@ -7,47 +7,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy.orm import Session
-
 from stripe_bridge.db import claim_row_statement, claim_rows_statement
 from stripe_bridge.errors import PermanentError
+from stripe_bridge.event import Event
 from stripe_bridge.models import Versioned
+from stripe_bridge.uow import UnitOfWork
 
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """A verified Stripe event, decoded once; handlers never see SDK objects."""
-
-    id: str
-    type: str
-    created: int
-    livemode: bool
-    api_version: str | None
-    object: Mapping[str, Any]
-    previous_attributes: Mapping[str, Any] | None
-
-    @classmethod
-    def from_payload(cls, payload: Mapping[str, Any]) -> Event:
-        try:
-            data = payload["data"]
-            obj = data["object"]
-            if not isinstance(obj, Mapping) or not isinstance(obj.get("id"), str):
-                raise PermanentError("data.object has no id")
-            prev = data.get("previous_attributes")
-            return cls(
-                id=str(payload["id"]),
-                type=str(payload["type"]),
-                created=int(payload["created"]),
-                livemode=bool(payload.get("livemode", False)),
-                api_version=payload.get("api_version"),
-                object=obj,
-                previous_attributes=prev if isinstance(prev, Mapping) else None,
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise PermanentError(f"malformed event payload: {exc!r}") from exc
-
-
-Handler = Callable[[Event, Session], None]
+Handler = Callable[[Event, UnitOfWork], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,18 +28,18 @@ class Claim:
 M = TypeVar("M", bound=Versioned)
 
 
-def lock_row(session: Session, model: type[M], object_id: str) -> M:
+def lock_row(uow: UnitOfWork, model: type[M], object_id: str) -> M:
     """The mirror row for `object_id`, created empty if missing, locked for this transaction.
 
     Concurrent jobs for the same object serialise here, so the stale guard compares against
     the state the other job committed. In a batch (`claim_rows`), the row was claimed already."""
-    claimed: dict[tuple[type[Versioned], str], Versioned] | None = session.info.get(CLAIMED)
+    claimed = uow.rows
     if claimed is not None:
         found = claimed.get((model, object_id))
         if found is not None:
             return found  # type: ignore[return-value]
-    statement = claim_row_statement(session, model)
-    row: M = session.scalars(
+    statement = claim_row_statement(uow.session, model)
+    row: M = uow.session.scalars(
         statement, {"object_id": object_id}, execution_options={"populate_existing": True}
     ).one()
     if claimed is not None:  # a batch: its next event on this object must not reload it
@@ -81,22 +47,21 @@ def lock_row(session: Session, model: type[M], object_id: str) -> M:
     return row
 
 
-CLAIMED = "stripe_bridge.claimed_rows"
-
-
-def claim_rows(session: Session, model: type[M], object_ids: Iterable[str]) -> None:
+def claim_rows(uow: UnitOfWork, model: type[M], object_ids: Iterable[str]) -> None:
     """Claim (create if missing, lock, load) the mirror rows of a whole batch in one statement,
     so the batch's `lock_row` calls need no round trip. PostgreSQL only: the embedded SQLite
     claims row by row (its writers are serial anyway)."""
     ids = sorted(set(object_ids))
-    if not ids or session.get_bind().dialect.name != "postgresql":
+    if not ids or uow.session.get_bind().dialect.name != "postgresql":
         return
-    rows = session.scalars(
+    rows = uow.session.scalars(
         claim_rows_statement(model),
         {"object_ids": ids},
         execution_options={"populate_existing": True},
     )
-    claimed = session.info.setdefault(CLAIMED, {})
+    if uow.rows is None:
+        uow.rows = {}
+    claimed = uow.rows
     for row in rows:
         claimed[(model, row.id)] = row
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy.orm import Session
-
+from stripe_bridge.event import Event
 from stripe_bridge.handlers.base import (
     Claim,
-    Event,
     Handler,
     dig,
     integer,
@@ -20,14 +18,20 @@ from stripe_bridge.handlers.base import (
     timestamp,
 )
 from stripe_bridge.handlers.guard import event_to_apply, stamp
-from stripe_bridge.linking import PRODUCT_LOCK, matching_lock, rematch_product, set_product_key
+from stripe_bridge.matching.linking import (
+    PRODUCT_LOCK,
+    matching_lock,
+    rematch_product,
+    set_product_key,
+)
 from stripe_bridge.models import Price, Product
+from stripe_bridge.uow import UnitOfWork
 
 
-def apply_product(event: Event, session: Session) -> None:
-    matching_lock(session, PRODUCT_LOCK)
-    row = lock_row(session, Product, event.object["id"])
-    applied = event_to_apply(session, row, event)
+def apply_product(event: Event, uow: UnitOfWork) -> None:
+    matching_lock(uow.session, PRODUCT_LOCK, uow.locks)
+    row = lock_row(uow, Product, event.object["id"])
+    applied = event_to_apply(uow.session, row, event)
     if applied is None:
         return
     obj = applied.object
@@ -42,7 +46,7 @@ def apply_product(event: Event, session: Session) -> None:
     row.livemode = obj.get("livemode", applied.livemode)
     stamp(row, applied)
     set_product_key(row)
-    rematch_product(session, row)
+    rematch_product(uow.session, row, uow.pools)
 
 
 def _price_fields(obj: Mapping[str, Any], *, is_plan: bool) -> dict[str, Any]:
@@ -64,9 +68,9 @@ def _price_fields(obj: Mapping[str, Any], *, is_plan: bool) -> dict[str, Any]:
     }
 
 
-def apply_price(event: Event, session: Session) -> None:
-    row = lock_row(session, Price, event.object["id"])
-    applied = event_to_apply(session, row, event)
+def apply_price(event: Event, uow: UnitOfWork) -> None:
+    row = lock_row(uow, Price, event.object["id"])
+    applied = event_to_apply(uow.session, row, event)
     if applied is None:
         return
     obj = applied.object

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-from sqlalchemy.orm import Session
-
-from stripe_bridge.handlers.base import (
-    Claim,
-    Event,
-    Handler,
-    lock_row,
-    mapping,
-    text,
-    timestamp,
-)
+from stripe_bridge.event import Event
+from stripe_bridge.handlers.base import Claim, Handler, lock_row, mapping, text, timestamp
 from stripe_bridge.handlers.guard import event_to_apply, stamp
-from stripe_bridge.linking import CUSTOMER_LOCK, matching_lock, rematch_customer, set_keys
-from stripe_bridge.matching import derive_domain
+from stripe_bridge.matching.linking import CUSTOMER_LOCK, matching_lock, rematch_customer, set_keys
+from stripe_bridge.matching.rules import derive_domain
 from stripe_bridge.models import Customer
+from stripe_bridge.uow import UnitOfWork
 
 
-def apply_customer(event: Event, session: Session) -> None:
-    matching_lock(session, CUSTOMER_LOCK)
-    row = lock_row(session, Customer, event.object["id"])
-    applied = event_to_apply(session, row, event)
+def apply_customer(event: Event, uow: UnitOfWork) -> None:
+    matching_lock(uow.session, CUSTOMER_LOCK, uow.locks)
+    row = lock_row(uow, Customer, event.object["id"])
+    applied = event_to_apply(uow.session, row, event)
     if applied is None:
         return
     obj = applied.object
@@ -38,7 +30,7 @@ def apply_customer(event: Event, session: Session) -> None:
     row.livemode = obj.get("livemode", applied.livemode)
     stamp(row, applied)
     set_keys(row)
-    rematch_customer(session, row)
+    rematch_customer(uow.session, row, uow.pools)
 
 
 HANDLERS: dict[str, Handler] = {

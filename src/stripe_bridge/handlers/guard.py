@@ -48,7 +48,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from stripe_bridge.errors import PermanentError
-from stripe_bridge.handlers.base import Event
+from stripe_bridge.event import Event
 from stripe_bridge.models import PROCESSED, RECEIVED, StripeEvent, Versioned, utcnow
 
 RANK_CREATED = 0

@@ -10,12 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from stripe_bridge.errors import PermanentError
+from stripe_bridge.event import Event
 from stripe_bridge.handlers.base import (
     Claim,
-    Event,
     Handler,
     dig,
     integer,
@@ -26,8 +24,9 @@ from stripe_bridge.handlers.base import (
     timestamp,
 )
 from stripe_bridge.handlers.guard import Progress, event_to_apply, stamp
+from stripe_bridge.handlers.orders import INVOICE_PROGRESS, invoice_applied
 from stripe_bridge.models import Invoice, Versioned
-from stripe_bridge.outbox.feedback import INVOICE_PROGRESS, invoice_applied
+from stripe_bridge.uow import UnitOfWork
 
 _STATUS_BY_EVENT = {
     "invoice.created": "draft",
@@ -72,9 +71,9 @@ def _event_progress(event: Event) -> int:
 PROGRESS = Progress(of_row=_row_progress, of_event=_event_progress)
 
 
-def apply_invoice(event: Event, session: Session) -> None:
-    row = lock_row(session, Invoice, event.object["id"])
-    applied = event_to_apply(session, row, event, progress=PROGRESS)
+def apply_invoice(event: Event, uow: UnitOfWork) -> None:
+    row = lock_row(uow, Invoice, event.object["id"])
+    applied = event_to_apply(uow.session, row, event, progress=PROGRESS)
     if applied is None:
         return
     obj = applied.object
@@ -102,7 +101,7 @@ def apply_invoice(event: Event, session: Session) -> None:
     row.livemode = obj.get("livemode", applied.livemode)
     row.deleted = applied.type == "invoice.deleted"  # a draft Stripe deleted: no longer live
     stamp(row, applied)
-    invoice_applied(session, row, applied.type)
+    invoice_applied(uow, row, applied.type)
 
 
 HANDLERS: dict[str, Handler] = {

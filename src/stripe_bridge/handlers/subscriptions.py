@@ -9,11 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy.orm import Session
-
+from stripe_bridge.event import Event
 from stripe_bridge.handlers.base import (
     Claim,
-    Event,
     Handler,
     dig,
     lock_row,
@@ -23,8 +21,9 @@ from stripe_bridge.handlers.base import (
     timestamp,
 )
 from stripe_bridge.handlers.guard import event_to_apply, stamp
+from stripe_bridge.handlers.orders import subscription_applied
 from stripe_bridge.models import Subscription
-from stripe_bridge.outbox.feedback import subscription_applied
+from stripe_bridge.uow import UnitOfWork
 
 
 def _item(raw: Mapping[str, Any], fallback_quantity: Any) -> dict[str, Any]:
@@ -62,9 +61,9 @@ def _period(obj: Mapping[str, Any], key: str) -> Any:
     return min(values) if key.endswith("_end") else max(values)
 
 
-def apply_subscription(event: Event, session: Session) -> None:
-    row = lock_row(session, Subscription, event.object["id"])
-    applied = event_to_apply(session, row, event)
+def apply_subscription(event: Event, uow: UnitOfWork) -> None:
+    row = lock_row(uow, Subscription, event.object["id"])
+    applied = event_to_apply(uow.session, row, event)
     if applied is None:
         return
     obj = applied.object
@@ -80,7 +79,7 @@ def apply_subscription(event: Event, session: Session) -> None:
     row.deleted = applied.type == "customer.subscription.deleted"
     row.livemode = obj.get("livemode", applied.livemode)
     stamp(row, applied)
-    subscription_applied(session, row)
+    subscription_applied(uow, row)
 
 
 HANDLERS: dict[str, Handler] = {

@@ -4,6 +4,7 @@
 neither); the relay (relay.py) pushes the rows to Stripe, exactly once in effect."""
 
 from stripe_bridge.outbox.writer import (
+    VELES_HANDLERS,
     InvalidChange,
     record_contract_activated,
     record_contract_amended,
@@ -12,6 +13,7 @@ from stripe_bridge.outbox.writer import (
 )
 
 __all__ = [
+    "VELES_HANDLERS",
     "InvalidChange",
     "record_contract_activated",
     "record_contract_amended",

@@ -30,8 +30,9 @@ from stripe.params import (
 )
 
 from stripe_bridge.connection import get as get_connection
-from stripe_bridge.models import CONNECTED, OutboxRow, VelesContract, VelesOrder, utcnow
-from stripe_bridge.outbox.feedback import record_invoice_status
+from stripe_bridge.connection import is_connected
+from stripe_bridge.handlers.orders import record_invoice_status
+from stripe_bridge.models import OutboxRow, VelesContract, VelesOrder, utcnow
 from stripe_bridge.outbox.links import (
     linked_customer,
     linked_products,
@@ -90,8 +91,7 @@ class Push:
     def write(self, what: str, fn: Callable[[], Any]) -> dict[str, Any]:
         """A Stripe write, only while connected (a disconnect stops the row at once)."""
         with self.session_factory() as session:
-            connection = get_connection(session)
-            if connection is None or connection.status != CONNECTED:
+            if not is_connected(get_connection(session)):
                 raise Disconnected()
         return plain(self.gateway.call(what, fn))
 

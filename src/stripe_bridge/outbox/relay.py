@@ -12,7 +12,6 @@ wait until it is replayed. While disconnected nothing is claimed."""
 
 from __future__ import annotations
 
-import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,12 +22,12 @@ from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from stripe_bridge import connection
-from stripe_bridge.bootstrap import Bridge
+from stripe_bridge.backoff import Backoff
+from stripe_bridge.context import Context
 from stripe_bridge.errors import PermanentError
 from stripe_bridge.failures import failure_values
 from stripe_bridge.metrics import OUTBOX
 from stripe_bridge.models import (
-    CONNECTED,
     DEAD,
     DISCARDED,
     IN_FLIGHT,
@@ -46,8 +45,7 @@ log = structlog.get_logger(__name__)
 @dataclass(frozen=True)
 class RelayOptions:
     lease: timedelta = timedelta(minutes=5)
-    retry_base: float = 2.0
-    retry_cap: float = 3600.0
+    backoff: Backoff = field(default_factory=lambda: Backoff(base=2.0, cap=3600.0, floor=0.5))
     max_attempts: int = 25
     poll_interval: float = 5.0
     push: PushOptions = field(default_factory=PushOptions)
@@ -83,7 +81,7 @@ def claim(session: Session, lease: timedelta) -> OutboxRow | None:
 class Relay:
     def __init__(
         self,
-        bridge: Bridge,
+        bridge: Context,
         options: RelayOptions | None = None,
         after_step: Callable[[str], None] | None = None,
     ) -> None:
@@ -94,10 +92,7 @@ class Relay:
 
     def connected_key(self) -> str | None:
         with self.bridge.session_factory() as session:
-            row = connection.get(session)
-            if row is None or row.status != CONNECTED:
-                return None
-            return connection.api_key(row, self.bridge.box)
+            return connection.api_key(connection.get(session), self.bridge.box)
 
     def run_once(self) -> bool:
         """Claim and push one row; answers whether a row was taken."""
@@ -147,10 +142,7 @@ class Relay:
                 OUTBOX.labels(row.kind, "dead").inc()
                 bound.error("outbox row dead after retries", error=type(exc).__name__)
             else:
-                delay = min(
-                    self.options.retry_cap, self.options.retry_base * 2 ** (row.attempts - 1)
-                )
-                delay *= random.uniform(0.5, 1.0)  # noqa: S311 (jitter)
+                delay = self.options.backoff.delay(row.attempts)
                 self._finish(row.id, status=PENDING, exc=exc, retry_in=delay)
                 OUTBOX.labels(row.kind, "retried").inc()
                 bound.warning(
@@ -232,11 +224,11 @@ class Relay:
                 stop.wait(self.options.poll_interval)
 
 
-def relay_options(bridge: Bridge) -> RelayOptions:
+def relay_options(bridge: Context) -> RelayOptions:
     settings = bridge.settings
     return RelayOptions(
         lease=timedelta(seconds=settings.relay_lease),
-        retry_base=settings.relay_retry_base,
+        backoff=Backoff(base=settings.relay_retry_base, cap=3600.0, floor=0.5),
         push=PushOptions(
             collection_method=settings.invoice_collection_method,
             days_until_due=settings.invoice_days_until_due,

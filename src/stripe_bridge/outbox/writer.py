@@ -5,13 +5,15 @@ commits or rolls back both together."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from stripe_bridge.errors import PermanentError
+from stripe_bridge.event import Event
+from stripe_bridge.handlers.base import Handler
 from stripe_bridge.models import (
     PENDING,
     OutboxRow,
@@ -21,6 +23,7 @@ from stripe_bridge.models import (
     VelesProduct,
     utcnow,
 )
+from stripe_bridge.uow import UnitOfWork
 
 CHANNEL = "stripe_bridge_outbox"
 _CURRENCY = re.compile(r"^[a-z]{3}$")
@@ -245,3 +248,20 @@ def record_contract_cancelled(
     contract.status, contract.updated_at = "cancelled", utcnow()
     payload = {"contract_id": contract.id, "at_period_end": at_period_end}
     return _append(session, "contract", contract.id, "contract.cancel", payload, dedupe_key)
+
+
+def _from_event(record: Callable[..., object]) -> Handler:
+    """A Veles order/contract event: the change and its outbox row, in this transaction."""
+
+    def apply(event: Event, uow: UnitOfWork) -> None:
+        record(uow.session, event.object, dedupe_key=f"veles-event:{event.id}")
+
+    return apply
+
+
+VELES_HANDLERS: dict[str, Handler] = {
+    "order.committed": _from_event(record_order),
+    "contract.activated": _from_event(record_contract_activated),
+    "contract.amended": _from_event(record_contract_amended),
+    "contract.cancelled": _from_event(record_contract_cancelled),
+}

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from stripe_bridge.bootstrap import Bridge
+from stripe_bridge.context import Context
 from stripe_bridge.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from stripe_bridge.models import (
     Customer,
@@ -29,10 +29,7 @@ from stripe_bridge.models import (
     VelesOrder,
     VelesProduct,
 )
-from stripe_bridge.web.openapi import PAGING, Query, declare, document, ref, string
-from stripe_bridge.web.openapi import page as page_of
-from stripe_bridge.web.responses import JSON
-from stripe_bridge.web.serializers import (
+from stripe_bridge.operators.views import (
     contract_json,
     customer_json,
     event_json,
@@ -44,6 +41,9 @@ from stripe_bridge.web.serializers import (
     veles_customer_json,
     veles_product_json,
 )
+from stripe_bridge.web.openapi import PAGING, Query, declare, document, ref, string
+from stripe_bridge.web.openapi import page as page_of
+from stripe_bridge.web.responses import JSON
 
 MAX_LIMIT = 100
 MATCH_STATUS = Query("match_status", string(), "matched, not_matched (customers); name_match, …")
@@ -120,7 +120,7 @@ def _search(
 
 def _list(request: Request, build: Callable[[Session], dict[str, Any]]) -> Any:
     require_admin(request)
-    bridge: Bridge = request.app.state.bridge
+    bridge: Context = request.app.state.bridge
 
     def work() -> dict[str, Any]:
         with bridge.session_factory() as session:
@@ -246,7 +246,7 @@ def _one(
     @declare(f"One Veles {noun} and its outbox rows", answers={200: ref(schema), 404: None})
     async def endpoint(request: Request) -> Response:
         require_admin(request)
-        bridge: Bridge = request.app.state.bridge
+        bridge: Context = request.app.state.bridge
         veles_id = str(request.path_params["veles_id"])
 
         def work() -> dict[str, Any]:

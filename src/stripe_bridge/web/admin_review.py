@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from argparse import ArgumentTypeError
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -14,22 +13,22 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from stripe_bridge import connection, deadletters, review
-from stripe_bridge.bootstrap import Bridge
-from stripe_bridge.commands.operators import parse_since
+from stripe_bridge import connection
+from stripe_bridge.context import Context
 from stripe_bridge.errors import BadRequest
-from stripe_bridge.models import CONNECTED
-from stripe_bridge.status import status_object
-from stripe_bridge.sync import check_kind
-from stripe_bridge.web.admin_api import refuse_nul, require_admin
-from stripe_bridge.web.openapi import COMPONENTS, Query, array, boolean, declare, obj, ref, string
-from stripe_bridge.web.responses import JSON
-from stripe_bridge.web.serializers import (
+from stripe_bridge.matching import review
+from stripe_bridge.operators import deadletters
+from stripe_bridge.operators.status import status_object
+from stripe_bridge.operators.views import (
     customer_json,
     product_json,
     veles_customer_json,
     veles_product_json,
 )
+from stripe_bridge.sync import check_kind
+from stripe_bridge.web.admin_api import refuse_nul, require_admin
+from stripe_bridge.web.openapi import COMPONENTS, Query, array, boolean, declare, obj, ref, string
+from stripe_bridge.web.responses import JSON
 
 WITH_VELES_CUSTOMER = {"allOf": [ref("Customer"), obj({"veles_customer": ref("VelesCustomer")})]}
 WITH_VELES_PRODUCT = {"allOf": [ref("Product"), obj({"veles_product": ref("VelesProduct")})]}
@@ -49,7 +48,7 @@ async def _body_field(request: Request, name: str) -> str:
 
 
 async def _act(request: Request, action: Callable[[Session], dict[str, Any]]) -> Response:
-    bridge: Bridge = request.app.state.bridge
+    bridge: Context = request.app.state.bridge
 
     def work() -> dict[str, Any]:
         with bridge.session_factory.begin() as session:
@@ -136,7 +135,7 @@ async def unlink_product(request: Request) -> Response:
     return await _act(request, lambda s: product_json(review.unlink_product(s, _id(request)), s))
 
 
-def _status(bridge: Bridge) -> dict[str, Any]:
+def _status(bridge: Context) -> dict[str, Any]:
     with bridge.session_factory() as session:
         return status_object(session, bridge.settings)
 
@@ -157,7 +156,7 @@ async def get_connection(request: Request) -> Response:
 async def put_connection(request: Request) -> Response:
     """Connect, or update the key of the connected account: `{"api_key", "webhook_secret"?}`."""
     require_admin(request)
-    bridge: Bridge = request.app.state.bridge
+    bridge: Context = request.app.state.bridge
     api_key = await _body_field(request, "api_key")
     body = orjson.loads(await request.body())
     webhook_secret = body.get("webhook_secret")
@@ -167,9 +166,7 @@ async def put_connection(request: Request) -> Response:
     def work() -> dict[str, Any]:
         with bridge.session_factory.begin() as session:
             row = connection.get(session, lock=True)
-            change = (
-                connection.update_key if row and row.status == CONNECTED else connection.connect
-            )
+            change = connection.update_key if connection.is_connected(row) else connection.connect
             change(session, bridge.box, bridge.gateway, api_key, webhook_secret)
         return _status(bridge)
 
@@ -182,7 +179,7 @@ async def put_connection(request: Request) -> Response:
 )
 async def delete_connection(request: Request) -> Response:
     require_admin(request)
-    bridge: Bridge = request.app.state.bridge
+    bridge: Context = request.app.state.bridge
 
     def work() -> dict[str, Any]:
         with bridge.session_factory.begin() as session:
@@ -199,13 +196,13 @@ async def delete_connection(request: Request) -> Response:
 async def start_sync(request: Request) -> Response:
     """Queue a sync now; 409 when not connected. Progress: GET /admin/api/sync."""
     require_admin(request)
-    bridge: Bridge = request.app.state.bridge
+    bridge: Context = request.app.state.bridge
     kind = check_kind(str(request.path_params["kind"]))
 
     def work() -> None:
         with bridge.session_factory() as session:
             connection.require_connected(session, "sync")
-        bridge.sync_actor.send(kind, "manual")
+        bridge.jobs.send_sync(kind, "manual")
 
     await run_in_threadpool(work)
     return JSON({"kind": kind, "queued": True}, status_code=202)
@@ -221,10 +218,7 @@ def _since(request: Request) -> datetime | None:
     raw = request.query_params.get("since")
     if not raw:
         return None
-    try:
-        return parse_since(raw)
-    except ArgumentTypeError as exc:
-        raise BadRequest(str(exc)) from None
+    return deadletters.moment(raw)
 
 
 @declare(
@@ -240,7 +234,7 @@ def _since(request: Request) -> datetime | None:
 async def list_dead_letters(request: Request) -> Response:
     """`?kind=event|veles|outbox&type=&since=`; `?traceback=true` adds the tracebacks."""
     require_admin(request)
-    bridge: Bridge = request.app.state.bridge
+    bridge: Context = request.app.state.bridge
     kind, event_type = request.query_params.get("kind"), request.query_params.get("type")
     since, with_traceback = _since(request), request.query_params.get("traceback") == "true"
 
@@ -261,7 +255,7 @@ async def list_dead_letters(request: Request) -> Response:
 )
 async def replay_dead_letter(request: Request) -> Response:
     require_admin(request)
-    bridge: Bridge = request.app.state.bridge
+    bridge: Context = request.app.state.bridge
     ref = str(request.path_params["id"])
     replayed = await run_in_threadpool(deadletters.replay, bridge, [ref])
     return JSON({"replayed": replayed}, status_code=202)
@@ -278,7 +272,7 @@ async def replay_dead_letter(request: Request) -> Response:
 async def replay_dead_letters(request: Request) -> Response:
     """Replay every dead letter matching `{"kind"?, "type"?, "dry_run"?}`."""
     require_admin(request)
-    bridge: Bridge = request.app.state.bridge
+    bridge: Context = request.app.state.bridge
     try:
         body = orjson.loads(await request.body() or b"{}")
     except orjson.JSONDecodeError:

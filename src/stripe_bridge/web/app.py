@@ -10,8 +10,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.routing import Mount, Route
 
-from stripe_bridge.bootstrap import Bridge
-from stripe_bridge.connection import InboundConfig
+from stripe_bridge.context import Context
 from stripe_bridge.errors import BridgeError
 from stripe_bridge.models import VelesEvent
 from stripe_bridge.web import admin_api, admin_review
@@ -19,15 +18,16 @@ from stripe_bridge.web.console import console
 from stripe_bridge.web.group_commit import GroupCommit
 from stripe_bridge.web.health import healthz, metrics, readyz
 from stripe_bridge.web.inbound import make_flush, stripe_webhook, veles_event
+from stripe_bridge.web.inbound_config import InboundConfig
 from stripe_bridge.web.job_sender import JobSender
 from stripe_bridge.web.responses import bridge_error, http_error, unexpected_error
 
 
-def create_app(bridge: Bridge) -> Starlette:
+def create_app(bridge: Context) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         linger = bridge.settings.enqueue_linger_ms / 1000
-        sender = JobSender(bridge.enqueue_events, linger=linger) if linger > 0 else None
+        sender = JobSender(bridge.jobs.send_events, linger=linger) if linger > 0 else None
         group_commit = GroupCommit(make_flush(bridge, sender=sender))
         veles_commit = GroupCommit(make_flush(bridge, VelesEvent))
         if sender is not None:

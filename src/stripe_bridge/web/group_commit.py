@@ -15,7 +15,7 @@ import structlog
 
 from stripe_bridge.errors import StoreUnavailable
 from stripe_bridge.failures import is_permanent
-from stripe_bridge.inbox import Incoming
+from stripe_bridge.inbox.parse import Incoming
 
 log = structlog.get_logger(__name__)
 

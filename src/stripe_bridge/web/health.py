@@ -12,9 +12,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from stripe_bridge import __version__
-from stripe_bridge.bootstrap import Bridge
-from stripe_bridge.metrics import exposition
+from stripe_bridge.context import Context
 from stripe_bridge.migrate import current_revision, head_revision
+from stripe_bridge.operators.gauges import exposition
 from stripe_bridge.web.responses import JSON
 
 
@@ -22,7 +22,7 @@ async def healthz(_request: Request) -> Response:
     return JSON({"status": "ok", "version": __version__})
 
 
-def _checks(bridge: Bridge) -> dict[str, Any]:
+def _checks(bridge: Context) -> dict[str, Any]:
     checks: dict[str, Any] = {}
     try:
         with bridge.engine.connect() as connection:
@@ -51,5 +51,6 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    body = await run_in_threadpool(exposition, request.app.state.bridge)
+    bridge = request.app.state.bridge
+    body = await run_in_threadpool(exposition, bridge.session_factory, bridge.settings.metrics_dir)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

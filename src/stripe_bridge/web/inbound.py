@@ -9,13 +9,13 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import Response
 
-from stripe_bridge.bootstrap import Bridge
+from stripe_bridge.context import Context
 from stripe_bridge.errors import BadRequest, BridgeError, PayloadTooLarge
-from stripe_bridge.inbox import Inbox, Incoming, classify, parse_event, store
+from stripe_bridge.inbox.parse import Incoming, classify, parse_event, parse_veles_event
+from stripe_bridge.inbox.signatures import verify
+from stripe_bridge.inbox.store import store
 from stripe_bridge.metrics import WEBHOOKS
-from stripe_bridge.models import RECEIVED, StripeEvent
-from stripe_bridge.signatures import verify
-from stripe_bridge.veles import parse_veles_event
+from stripe_bridge.models import RECEIVED, Inbox, StripeEvent
 from stripe_bridge.web.group_commit import Flush
 from stripe_bridge.web.job_sender import JobSender
 from stripe_bridge.web.responses import JSON
@@ -43,7 +43,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def make_flush(
-    bridge: Bridge, inbox: Inbox = StripeEvent, sender: JobSender | None = None
+    bridge: Context, inbox: Inbox = StripeEvent, sender: JobSender | None = None
 ) -> Flush:
     """The writer thread's work: one transaction for the batch, then jobs for the new events
     (sent now, or handed to `sender`, which gathers several batches into one job)."""
@@ -56,7 +56,7 @@ def make_flush(
             sender.add(new)
             sent = {"to_send": len(new)}  # the sender gathers them into a batch job
         else:
-            sent = {"enqueued": len(bridge.enqueue_events(new, inbox))}
+            sent = {"enqueued": len(bridge.jobs.send_events(new, inbox))}
         log.info(
             "stored events",
             inbox=inbox.__tablename__,
@@ -97,7 +97,7 @@ def delivery(
 async def stripe_webhook(request: Request) -> bool:
     """POST /webhooks/stripe: verify, store durably (group commit), enqueue. Nothing else."""
     state = request.app.state
-    bridge: Bridge = state.bridge
+    bridge: Context = state.bridge
     body = await read_body(request, bridge.settings.max_body_bytes)
     view = await state.inbound.view()
     verify(
@@ -115,7 +115,7 @@ async def stripe_webhook(request: Request) -> bool:
 async def veles_event(request: Request) -> bool:
     """POST /veles/events: Veles' own events, signed like Stripe's with BRIDGE_VELES_SECRET."""
     state = request.app.state
-    bridge: Bridge = state.bridge
+    bridge: Context = state.bridge
     body = await read_body(request, bridge.settings.max_body_bytes)
     secrets = (bridge.settings.veles_secret,) if bridge.settings.veles_secret else ()
     verify(body, request.headers.get("veles-signature"), secrets, bridge.settings.webhook_tolerance)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 
 import structlog
 
-from stripe_bridge.batches import BATCH_SIZE
+from stripe_bridge.inbox.batch import BATCH_SIZE
 
 log = structlog.get_logger(__name__)
 

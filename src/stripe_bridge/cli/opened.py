@@ -8,14 +8,15 @@ from contextlib import contextmanager
 
 from dramatiq.brokers.stub import StubBroker
 
-from stripe_bridge.bootstrap import Bridge, bootstrap
+from stripe_bridge.bootstrap import bootstrap
+from stripe_bridge.context import Context
 from stripe_bridge.jobs import run_queued_jobs
 from stripe_bridge.preflight import check_broker, check_database
 from stripe_bridge.settings import Settings
 
 
 @contextmanager
-def opened(settings: Settings, *, sends_jobs: bool = False) -> Iterator[Bridge]:
+def opened(settings: Settings, *, sends_jobs: bool = False) -> Iterator[Context]:
     """The bridge of a one-shot command, once its database answers and is migrated (and, for a
     command that `sends_jobs`, Redis answers), so that it fails before changing anything.
 

@@ -19,12 +19,13 @@ from dotenv import load_dotenv
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from stripe_bridge import __version__, logs
-from stripe_bridge.bootstrap import Bridge, bootstrap
-from stripe_bridge.commands import connection as connection_commands
-from stripe_bridge.commands import opened
-from stripe_bridge.commands import operators as operator_commands
-from stripe_bridge.commands import review as review_commands
-from stripe_bridge.connection import bootstrap_connection
+from stripe_bridge.bootstrap import bootstrap
+from stripe_bridge.cli import connection as connection_commands
+from stripe_bridge.cli import operators as operator_commands
+from stripe_bridge.cli import review as review_commands
+from stripe_bridge.cli.opened import opened
+from stripe_bridge.connection import connect_from_settings
+from stripe_bridge.context import Context
 from stripe_bridge.errors import BridgeError
 from stripe_bridge.migrate import upgrade
 from stripe_bridge.preflight import (
@@ -39,7 +40,7 @@ from stripe_bridge.settings import Settings
 log = structlog.get_logger(__name__)
 
 
-def _serve_http(bridge: Bridge, host: str, port: int) -> None:
+def _serve_http(bridge: Context, host: str, port: int) -> None:
     """Run uvicorn until SIGINT/SIGTERM, then return so the caller can stop its other roles.
 
     uvicorn re-raises the signal it caught once it has shut down; with our own handlers in
@@ -67,11 +68,11 @@ def _ignore_signal(_signum: int, _frame: object) -> None:
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     """Everything in one process: migrations, web, worker, sweeper (the embedded default)."""
-    from stripe_bridge.runtime import periodic, relay, worker
+    from stripe_bridge.roles.threads import periodic, relay, worker
 
     with bootstrap(settings) as bridge:
         upgrade(bridge.engine)
-        bootstrap_connection(bridge)
+        connect_from_settings(bridge.session_factory, bridge.box, bridge.gateway, bridge.settings)
         log.info(
             "serving",
             database=bridge.engine.url.render_as_string(hide_password=True),
@@ -90,7 +91,7 @@ def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    from stripe_bridge.runtime import periodic, wait_for_signal, worker
+    from stripe_bridge.roles.threads import periodic, wait_for_signal, worker
 
     _require_redis(settings, "worker")
     with (
@@ -105,7 +106,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
-    from stripe_bridge.runtime import relay, wait_for_signal
+    from stripe_bridge.roles.threads import relay, wait_for_signal
 
     _require_redis(settings, "relay")
     with bootstrap(settings) as bridge, _preflight(bridge), relay(bridge, args.threads):
@@ -115,11 +116,11 @@ def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_scheduler(settings: Settings, _args: argparse.Namespace) -> int:
-    from stripe_bridge.runtime import periodic, wait_for_signal
+    from stripe_bridge.roles.threads import periodic, wait_for_signal
 
     _require_redis(settings, "scheduler")
     with bootstrap(settings) as bridge, _preflight(bridge):
-        bootstrap_connection(bridge)
+        connect_from_settings(bridge.session_factory, bridge.box, bridge.gateway, bridge.settings)
         with periodic(bridge, schedule_syncs=True):
             log.info("scheduler running", sync_interval=settings.sync_interval)
             wait_for_signal()
@@ -129,13 +130,13 @@ def cmd_scheduler(settings: Settings, _args: argparse.Namespace) -> int:
 def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
     with bootstrap(settings) as bridge:
         upgrade(bridge.engine)
-        bootstrap_connection(bridge)
+        connect_from_settings(bridge.session_factory, bridge.box, bridge.gateway, bridge.settings)
     print("database at the latest migration")
     return 0
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    from stripe_bridge.status import status_object
+    from stripe_bridge.operators.status import status_object
 
     with opened(settings) as bridge, bridge.session_factory() as session:
         status = status_object(session, settings)
@@ -158,7 +159,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def _preflight(bridge: Bridge) -> Iterator[None]:
+def _preflight(bridge: Context) -> Iterator[None]:
     """A production role starts only against a migrated database and a reachable Redis: it
     waits for them up to `BRIDGE_STARTUP_WAIT` seconds (a restart, a deploy migrating), then
     exits with the reason; once running, it rides out their outages."""

@@ -11,15 +11,15 @@ from functools import partial
 import dramatiq
 import structlog
 
-from stripe_bridge.bootstrap import Bridge
-from stripe_bridge.scheduler import Scheduler
-from stripe_bridge.sweeper import run_periodically
+from stripe_bridge.context import Context
+from stripe_bridge.inbox.sweeper import run_periodically
+from stripe_bridge.roles.scheduler import Scheduler
 
 log = structlog.get_logger(__name__)
 
 
 @contextmanager
-def worker(bridge: Bridge, threads: int | None = None) -> Iterator[dramatiq.Worker]:
+def worker(bridge: Context, threads: int | None = None) -> Iterator[dramatiq.Worker]:
     """A Dramatiq worker consuming the bridge's queues in this process."""
     instance = dramatiq.Worker(
         bridge.broker, worker_threads=threads or bridge.settings.worker_threads, worker_timeout=100
@@ -32,7 +32,7 @@ def worker(bridge: Bridge, threads: int | None = None) -> Iterator[dramatiq.Work
 
 
 @contextmanager
-def periodic(bridge: Bridge, *, schedule_syncs: bool) -> Iterator[threading.Event]:
+def periodic(bridge: Context, *, schedule_syncs: bool) -> Iterator[threading.Event]:
     """The sweeper, and with `schedule_syncs` the sync cadence, on a background thread."""
     stop = threading.Event()
     target = Scheduler(bridge).run if schedule_syncs else partial(run_periodically, bridge)
@@ -59,7 +59,7 @@ def wait_for_signal() -> None:
 
 
 @contextmanager
-def relay(bridge: Bridge, threads: int | None = None) -> Iterator[threading.Event]:
+def relay(bridge: Context, threads: int | None = None) -> Iterator[threading.Event]:
     """The outbox relay on background threads (the `relay` role, and inside `serve`)."""
     from stripe_bridge.outbox.relay import Relay
 

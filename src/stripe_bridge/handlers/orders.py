@@ -1,14 +1,15 @@
-"""Stripe's answers flowing back onto Veles orders and contracts (webhooks and the relay)."""
+"""Veles orders and contracts follow their Stripe invoices and subscriptions: the status rules
+(an invoice only moves forward), applied by the invoice and subscription handlers and by the
+relay when Stripe answers a push."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
 
 from stripe_bridge.models import Invoice, Subscription, VelesContract, VelesOrder, utcnow
+from stripe_bridge.uow import OrderLinks, UnitOfWork
 
 # An invoice only moves forward (draft → open → paid/uncollectible → void, or a draft →
 # deleted): the stale guard's tie-break for invoice events, and the rule for an order's
@@ -41,33 +42,15 @@ def record_invoice_status(
     order.updated_at = utcnow()
 
 
-PRELOADED = "stripe_bridge.preloaded_links"
-
-
-@dataclass
-class _Preloaded:
-    """The Veles orders and contracts a batch of events may update, looked up and locked once
-    for the batch (`preload_links`); ids asked for and not found are remembered as absent."""
-
-    order_ids: set[str] = field(default_factory=set)
-    invoice_ids: set[str] = field(default_factory=set)
-    orders: dict[str, VelesOrder] = field(default_factory=dict)
-    orders_by_invoice: dict[str, VelesOrder] = field(default_factory=dict)
-    contract_ids: set[str] = field(default_factory=set)
-    subscription_ids: set[str] = field(default_factory=set)
-    contracts: dict[str, VelesContract] = field(default_factory=dict)
-    contracts_by_subscription: dict[str, VelesContract] = field(default_factory=dict)
-
-
 def preload_links(
-    session: Session,
+    uow: UnitOfWork,
     *,
     invoices: Iterable[tuple[str, str | None]],
     subscriptions: Iterable[tuple[str, str | None]],
 ) -> None:
     """Lock and load, in one query each, the orders of `invoices` and the contracts of
     `subscriptions` (pairs of the Stripe id and the Veles id from its metadata)."""
-    links = _Preloaded()
+    session, links = uow.session, OrderLinks()
     for invoice_id, order_id in invoices:
         links.invoice_ids.add(invoice_id)
         if order_id:
@@ -100,12 +83,12 @@ def preload_links(
                 links.contracts_by_subscription.setdefault(
                     contract.stripe_subscription_id, contract
                 )
-    session.info[PRELOADED] = links
+    uow.links = links
 
 
-def order_for_invoice(session: Session, invoice: Invoice) -> VelesOrder | None:
+def order_for_invoice(uow: UnitOfWork, invoice: Invoice) -> VelesOrder | None:
+    session, links = uow.session, uow.links
     order_id = (invoice.metadata_ or {}).get("veles_order_id")
-    links: _Preloaded | None = session.info.get(PRELOADED)
     if order_id:
         if links is not None and order_id in links.order_ids:
             return links.orders.get(order_id)
@@ -117,9 +100,9 @@ def order_for_invoice(session: Session, invoice: Invoice) -> VelesOrder | None:
     ).first()
 
 
-def invoice_applied(session: Session, invoice: Invoice, event_type: str) -> None:
+def invoice_applied(uow: UnitOfWork, invoice: Invoice, event_type: str) -> None:
     """An invoice event was applied to the mirror: carry its status to the order."""
-    order = order_for_invoice(session, invoice)
+    order = order_for_invoice(uow, invoice)
     if order is not None:
         record_invoice_status(
             order,
@@ -127,14 +110,14 @@ def invoice_applied(session: Session, invoice: Invoice, event_type: str) -> None
             "deleted" if invoice.deleted else invoice.status,
             payment_failed=event_type == "invoice.payment_failed",
         )
-        links: _Preloaded | None = session.info.get(PRELOADED)
+        links = uow.links
         if links is not None and order.stripe_invoice_id == invoice.id:
             links.orders_by_invoice.setdefault(invoice.id, order)
 
 
-def _contract_for(session: Session, subscription: Subscription) -> VelesContract | None:
+def _contract_for(uow: UnitOfWork, subscription: Subscription) -> VelesContract | None:
+    session, links = uow.session, uow.links
     contract_id = (subscription.metadata_ or {}).get("veles_contract_id")
-    links: _Preloaded | None = session.info.get(PRELOADED)
     contract = None
     if contract_id:
         if links is not None and contract_id in links.contract_ids:
@@ -152,13 +135,13 @@ def _contract_for(session: Session, subscription: Subscription) -> VelesContract
     ).first()
 
 
-def subscription_applied(session: Session, subscription: Subscription) -> None:
+def subscription_applied(uow: UnitOfWork, subscription: Subscription) -> None:
     """A subscription event was applied to the mirror: carry its status to the contract."""
-    contract = _contract_for(session, subscription)
+    contract = _contract_for(uow, subscription)
     if contract is not None:
         contract.stripe_subscription_id = contract.stripe_subscription_id or subscription.id
         contract.subscription_status = subscription.status
         contract.updated_at = utcnow()
-        links: _Preloaded | None = session.info.get(PRELOADED)
+        links = uow.links
         if links is not None and contract.stripe_subscription_id == subscription.id:
             links.contracts_by_subscription.setdefault(subscription.id, contract)

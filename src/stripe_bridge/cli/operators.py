@@ -3,27 +3,24 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
 
-from stripe_bridge import deadletters
-from stripe_bridge.commands import opened
+from stripe_bridge.cli.opened import opened
 from stripe_bridge.errors import BadRequest
-from stripe_bridge.maintenance import recover
+from stripe_bridge.operators import deadletters
+from stripe_bridge.operators.maintenance import recover
 from stripe_bridge.settings import Settings
 
 
 def parse_since(value: str) -> datetime:
-    """`2026-11-20`, `2026-11-20T08:00`, with or without a zone (UTC assumed)."""
+    """`--since`: what `deadletters.moment` reads, as argparse's kind of error."""
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"not a date: {value!r} (use YYYY-MM-DD[THH:MM])"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return deadletters.moment(value)
+    except BadRequest as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _print(value: Any) -> None:

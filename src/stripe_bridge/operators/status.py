@@ -8,12 +8,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from stripe_bridge import connection
-from stripe_bridge.inbox import counts_by_status
-from stripe_bridge.linking import unmatched_counts
+from stripe_bridge.inbox.store import counts_by_status
+from stripe_bridge.matching.linking import unmatched_counts
 from stripe_bridge.models import FAILED, RECEIVED, StripeEvent, utcnow
+from stripe_bridge.operators.views import iso
 from stripe_bridge.settings import Settings
 from stripe_bridge.sync import latest_runs
-from stripe_bridge.web.serializers import iso
 
 
 def status_object(session: Session, settings: Settings) -> dict[str, Any]:
@@ -71,9 +71,3 @@ def status_object(session: Session, settings: Settings) -> dict[str, Any]:
             ],
         },
     }
-
-
-def _secrets_source(stored: bool, settings: Settings) -> str:
-    if stored:
-        return "stored"
-    return "environment" if settings.stripe_webhook_secrets else "none"

@@ -10,16 +10,16 @@ import orjson
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from stripe_bridge import review
-from stripe_bridge.commands import opened
+from stripe_bridge.cli.opened import opened
+from stripe_bridge.matching import review
 from stripe_bridge.models import NOT_MATCHED, Customer, Product
-from stripe_bridge.settings import Settings
-from stripe_bridge.web.serializers import (
+from stripe_bridge.operators.views import (
     customer_json,
     product_json,
     veles_customer_json,
     veles_product_json,
 )
+from stripe_bridge.settings import Settings
 
 Action = Callable[[Session, argparse.Namespace], dict[str, Any]]
 

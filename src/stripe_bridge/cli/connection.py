@@ -11,9 +11,9 @@ import orjson
 from tqdm import tqdm
 
 from stripe_bridge import connection
-from stripe_bridge.commands import opened
+from stripe_bridge.cli.opened import opened
+from stripe_bridge.operators.status import status_object
 from stripe_bridge.settings import Settings
-from stripe_bridge.status import status_object
 from stripe_bridge.sync import KINDS, SyncResult, check_kind, run_sync
 
 

@@ -7,13 +7,13 @@ moment cannot miss each other: whichever commits second sees the first. Manual d
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy import Select, func, or_, select, text
 from sqlalchemy.orm import Session
 
-from stripe_bridge.matching import (
+from stripe_bridge.matching.rules import (
     NO_MATCH,
     Decision,
     Keys,
@@ -38,19 +38,13 @@ CUSTOMER_LOCK = "stripe-bridge:customer-matching"
 PRODUCT_LOCK = "stripe-bridge:product-matching"
 
 
-HELD_LOCKS = "stripe_bridge.held_matching_locks"
-
-
-def matching_lock(session: Session, name: str) -> None:
-    """Serialise matching of one kind for this transaction (SQLite writers are serial anyway).
-    A batch that took the lock for all its events records it in `session.info[HELD_LOCKS]`."""
-    if name in session.info.get(HELD_LOCKS, ()):
+def matching_lock(session: Session, name: str, held: Collection[str] = ()) -> None:
+    """Serialise matching of one kind for this transaction (SQLite writers are serial anyway);
+    `held`: the locks a batch took already for all its events."""
+    if name in held:
         return
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
-
-
-POOLS = "stripe_bridge.matching_pools"
 
 
 @dataclass
@@ -76,7 +70,7 @@ class MatchingPools:
 
 def preload_pools(
     session: Session, customers: Iterable[Keys], product_names: Iterable[str | None]
-) -> None:
+) -> MatchingPools:
     """Read the candidates for every customer key and product name of a batch: one query each."""
     customers = list(customers)
     pools = MatchingPools(
@@ -102,7 +96,7 @@ def preload_pools(
             VelesProduct.name_key.in_(pools.product_names)
         )
         pools.products = [(veles_id, key) for veles_id, key in session.execute(products)]
-    session.info[POOLS] = pools
+    return pools
 
 
 def set_keys(row: Customer | VelesCustomer) -> Keys:
@@ -127,7 +121,9 @@ def _apply_customer(row: Customer, decision: Decision) -> None:
     row.match_candidates = list(decision.candidates)
 
 
-def rematch_customer(session: Session, row: Customer) -> None:
+def rematch_customer(
+    session: Session, row: Customer, preloaded: MatchingPools | None = None
+) -> None:
     """Match one Stripe customer: email → company domain → normalised name."""
     if row.match_manual:
         return
@@ -135,7 +131,6 @@ def rematch_customer(session: Session, row: Customer) -> None:
         _apply_customer(row, NO_MATCH)  # a deleted Stripe customer is not matched
         return
     keys = Keys(row.email_key, row.domain_key, row.name_key)
-    preloaded: MatchingPools | None = session.info.get(POOLS)
     if preloaded is not None and preloaded.covers(keys):
         _apply_customer(row, decide_customer(keys, preloaded.customers))
         return
@@ -170,7 +165,7 @@ def set_product_key(row: Product | VelesProduct) -> None:
     row.name_key = normalise_product_name(row.name)
 
 
-def rematch_product(session: Session, row: Product) -> None:
+def rematch_product(session: Session, row: Product, preloaded: MatchingPools | None = None) -> None:
     """`name_match` when the normalised name equals exactly one Veles product's.
 
     Imports, manual matches and ignored products are left alone. An inactive product is never
@@ -178,7 +173,6 @@ def rematch_product(session: Session, row: Product) -> None:
     if row.match_manual or row.match_status in (IMPORT, MANUAL, IGNORED_MATCH):
         return
     pool: list[tuple[str, str | None]] = []
-    preloaded: MatchingPools | None = session.info.get(POOLS)
     if preloaded is not None and row.name_key in preloaded.product_names:
         pool = preloaded.products
     elif row.name_key:

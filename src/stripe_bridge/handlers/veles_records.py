@@ -1,14 +1,12 @@
-"""Veles' `customer.upserted` and `product.upserted` → Veles records, then rematching."""
+"""Veles' `customer.upserted` and `product.upserted` → Veles records, then rematching.
+
+(Veles' orders and contracts go to the outbox: `outbox.writer.VELES_HANDLERS`.)"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from sqlalchemy.orm import Session
-
-from stripe_bridge import outbox
-from stripe_bridge.handlers.base import Event, Handler
-from stripe_bridge.linking import (
+from stripe_bridge.event import Event
+from stripe_bridge.handlers.base import Handler
+from stripe_bridge.matching.linking import (
     CUSTOMER_LOCK,
     PRODUCT_LOCK,
     matching_lock,
@@ -17,12 +15,13 @@ from stripe_bridge.linking import (
     set_keys,
     set_product_key,
 )
-from stripe_bridge.matching import Keys
+from stripe_bridge.matching.rules import Keys
 from stripe_bridge.models import VelesCustomer, VelesProduct, utcnow
+from stripe_bridge.uow import UnitOfWork
 
 
-def apply_customer_upserted(event: Event, session: Session) -> None:
-    data = event.object
+def apply_customer_upserted(event: Event, uow: UnitOfWork) -> None:
+    session, data = uow.session, event.object
     matching_lock(session, CUSTOMER_LOCK)
     row = session.get(VelesCustomer, data["id"], with_for_update=True)
     if row is not None and event.created < row.src_created:
@@ -38,8 +37,8 @@ def apply_customer_upserted(event: Event, session: Session) -> None:
     rematch_customers_for(session, row, old)
 
 
-def apply_product_upserted(event: Event, session: Session) -> None:
-    data = event.object
+def apply_product_upserted(event: Event, uow: UnitOfWork) -> None:
+    session, data = uow.session, event.object
     matching_lock(session, PRODUCT_LOCK)
     row = session.get(VelesProduct, data["id"], with_for_update=True)
     if row is not None and event.created < row.src_created:
@@ -55,20 +54,7 @@ def apply_product_upserted(event: Event, session: Session) -> None:
     rematch_products_for(session, row, old_name_key)
 
 
-def _outbox(record: Callable[..., object]) -> Handler:
-    """A Veles order/contract event: the change and its outbox row, in this transaction."""
-
-    def apply(event: Event, session: Session) -> None:
-        record(session, event.object, dedupe_key=f"veles-event:{event.id}")
-
-    return apply
-
-
 VELES_HANDLERS: dict[str, Handler] = {
     "customer.upserted": apply_customer_upserted,
     "product.upserted": apply_product_upserted,
-    "order.committed": _outbox(outbox.record_order),
-    "contract.activated": _outbox(outbox.record_contract_activated),
-    "contract.amended": _outbox(outbox.record_contract_amended),
-    "contract.cancelled": _outbox(outbox.record_contract_cancelled),
 }

@@ -24,28 +24,23 @@ from typing import Any
 
 import orjson
 import structlog
-from sqlalchemy import bindparam, inspect, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from stripe_bridge.event import Event
 from stripe_bridge.failures import describe
-from stripe_bridge.handlers import Claim, Event, Handler
-from stripe_bridge.handlers.base import CLAIMED, claim_rows
-from stripe_bridge.inbox import MAX_ATTEMPTS, apply_event
-from stripe_bridge.linking import HELD_LOCKS, POOLS, matching_lock, preload_pools
-from stripe_bridge.matching import Keys, derive_domain, normalise_product_name
+from stripe_bridge.handlers.base import Claim, Handler
+from stripe_bridge.inbox.apply import MAX_ATTEMPTS, apply_event
+from stripe_bridge.inbox.preload import prepare, write_mirrors
 from stripe_bridge.metrics import EVENTS, HANDLER_SECONDS
 from stripe_bridge.models import (
     IGNORED,
     PROCESSED,
     RECEIVED,
-    Customer,
-    Invoice,
-    Product,
     StripeEvent,
-    Subscription,
     utcnow,
 )
-from stripe_bridge.outbox.feedback import PRELOADED, preload_links
+from stripe_bridge.uow import UnitOfWork
 
 log = structlog.get_logger(__name__)
 
@@ -137,117 +132,24 @@ def _apply_together(
         # the changes go out together, as one executemany per table. (SQLite claims row by
         # row, and needs its flushes.)
         postgres = session.get_bind().dialect.name == "postgresql"
-        try:
-            with session.no_autoflush if postgres else nullcontext():
-                for part in parts:
-                    if not part:
-                        continue
-                    _prepare(session, claims, part)
-                    for event in part:
-                        structlog.contextvars.bind_contextvars(
-                            stripe_event_id=event.id, event_type=event.type
-                        )
-                        handlers[event.type](event, session)
-                        applied[event.id] = (event.type, PROCESSED)
-                if CLAIMED in session.info:
-                    _write_mirrors(session)
-        finally:
-            for key in (CLAIMED, HELD_LOCKS, PRELOADED, POOLS):
-                session.info.pop(key, None)
+        uow = UnitOfWork(session)
+        with session.no_autoflush if postgres else nullcontext():
+            for part in parts:
+                if not part:
+                    continue
+                prepare(uow, claims, part)
+                for event in part:
+                    structlog.contextvars.bind_contextvars(
+                        stripe_event_id=event.id, event_type=event.type
+                    )
+                    handlers[event.type](event, uow)
+                    applied[event.id] = (event.type, PROCESSED)
+            if uow.rows:
+                write_mirrors(session, uow.rows.values())
         _record(session, [event.id for event in to_apply], PROCESSED, None)
         for reason, ids in ignored.items():
             _record(session, ids, IGNORED, reason)
     return applied
-
-
-def _prepare(session: Session, claims: Mapping[str, Claim], events: list[Event]) -> None:
-    """Lock and load what `events` need, in the order the one-event path takes it: matching
-    locks, then each table's rows (tables in name order, rows in id order), then the Veles
-    records they may match or update."""
-    by_model: dict[type[Any], list[Event]] = defaultdict(list)
-    locks: set[str] = set()
-    for event in events:
-        claim = claims[event.type]
-        by_model[claim.model].append(event)
-        if claim.matching_lock:
-            locks.add(claim.matching_lock)
-    for name in sorted(locks):
-        matching_lock(session, name)
-    session.info.setdefault(HELD_LOCKS, set()).update(locks)
-    for model in sorted(by_model, key=lambda model: str(model.__tablename__)):
-        claim_rows(session, model, [event.object["id"] for event in by_model[model]])
-
-    def veles_id(event: Event, key: str) -> str | None:
-        metadata = event.object.get("metadata")
-        value = metadata.get(key) if isinstance(metadata, Mapping) else None
-        return value if isinstance(value, str) else None
-
-    if Customer in by_model or Product in by_model:
-        preload_pools(
-            session,
-            customers=[
-                Keys.of(
-                    event.object.get("name"),
-                    event.object.get("email"),
-                    derive_domain(event.object.get("email"), event.object.get("metadata")),
-                )
-                for event in by_model.get(Customer, ())
-            ],
-            product_names=[
-                normalise_product_name(event.object.get("name"))
-                for event in by_model.get(Product, ())
-            ],
-        )
-    if Invoice in by_model or Subscription in by_model:
-        preload_links(
-            session,
-            invoices=[
-                (event.object["id"], veles_id(event, "veles_order_id"))
-                for event in by_model.get(Invoice, ())
-            ],
-            subscriptions=[
-                (event.object["id"], veles_id(event, "veles_contract_id"))
-                for event in by_model.get(Subscription, ())
-            ],
-        )
-
-
-_WRITE_STATEMENTS: dict[type[Any], tuple[Any, list[tuple[str, str]]]] = {}
-
-
-def _write_statement(model: type[Any]) -> tuple[Any, list[tuple[str, str]]]:
-    """`UPDATE <table> SET <every column> WHERE id = …` for executemany, and the (attribute,
-    parameter) pairs that fill it from a row."""
-    if model not in _WRITE_STATEMENTS:
-        table = model.__table__
-        pairs: list[tuple[str, str]] = []
-        values: dict[str, Any] = {}
-        for attr in inspect(model).column_attrs:
-            column = attr.columns[0]
-            if column.name != "id":
-                pairs.append((attr.key, f"v_{column.name}"))
-                values[column.name] = bindparam(f"v_{column.name}", type_=column.type)
-        statement = update(table).where(table.c.id == bindparam("v_id")).values(values)
-        _WRITE_STATEMENTS[model] = (statement, pairs)
-    return _WRITE_STATEMENTS[model]
-
-
-def _write_mirrors(session: Session) -> None:
-    """The mirror rows the handlers changed, written with one executemany per table (the ORM's
-    flush would send one UPDATE per distinct set of changed columns), then let go by the
-    session so that its flush does not write them again."""
-    changed: dict[type[Any], list[Any]] = defaultdict(list)
-    for (model, _object_id), row in session.info[CLAIMED].items():
-        if inspect(row).modified:
-            changed[model].append(row)
-    for model, rows in changed.items():
-        statement, pairs = _write_statement(model)
-        params = [
-            {"v_id": row.id, **{param: getattr(row, key) for key, param in pairs}} for row in rows
-        ]
-        session.execute(statement, params)
-        for row in rows:
-            session.expunge(row)
 
 
 def _record(session: Session, ids: list[str], status: str, reason: str | None) -> None:

@@ -7,14 +7,14 @@ from datetime import timedelta
 
 import structlog
 
-from stripe_bridge.bootstrap import Bridge
-from stripe_bridge.inbox import due_for_sweep, mark_enqueued, unmark_enqueued
+from stripe_bridge.context import Context
+from stripe_bridge.inbox.store import due_for_sweep, mark_enqueued, unmark_enqueued
 from stripe_bridge.models import StripeEvent, VelesEvent
 
 log = structlog.get_logger(__name__)
 
 
-def sweep_once(bridge: Bridge) -> int:
+def sweep_once(bridge: Context) -> int:
     """One pass over both inboxes; answers how many events were re-enqueued."""
     grace = timedelta(seconds=bridge.settings.sweep_grace)
     total = 0
@@ -26,7 +26,7 @@ def sweep_once(bridge: Bridge) -> int:
             mark_enqueued(session, inbox, due)
         if not due:
             continue
-        sent = bridge.enqueue_events(due, inbox)
+        sent = bridge.jobs.send_events(due, inbox)
         if len(sent) < len(due):
             with bridge.session_factory.begin() as session:
                 unmark_enqueued(session, inbox, set(due) - set(sent))
@@ -40,7 +40,7 @@ def sweep_once(bridge: Bridge) -> int:
     return total
 
 
-def run_periodically(bridge: Bridge, stop: threading.Event) -> None:
+def run_periodically(bridge: Context, stop: threading.Event) -> None:
     """The sweeper loop of the `worker` role (the scheduler runs it inside its own loop)."""
     while not stop.is_set():
         try:

@@ -13,10 +13,10 @@ import structlog
 from sqlalchemy import select
 
 from stripe_bridge import connection
-from stripe_bridge.bootstrap import Bridge
-from stripe_bridge.maintenance import prune
-from stripe_bridge.models import CONNECTED, SyncRun, utcnow
-from stripe_bridge.sweeper import sweep_once
+from stripe_bridge.context import Context
+from stripe_bridge.inbox.sweeper import sweep_once
+from stripe_bridge.models import SyncRun, utcnow
+from stripe_bridge.operators.maintenance import prune
 
 log = structlog.get_logger(__name__)
 
@@ -26,7 +26,7 @@ PRUNE_EVERY = timedelta(hours=1)
 
 
 class Scheduler:
-    def __init__(self, bridge: Bridge) -> None:
+    def __init__(self, bridge: Context) -> None:
         self.bridge = bridge
         self._enqueued_at: dict[str, datetime] = {}
         self._last_sweep: datetime | None = None
@@ -37,7 +37,7 @@ class Scheduler:
         interval = timedelta(seconds=self.bridge.settings.sync_interval)
         with self.bridge.session_factory() as session:
             row = connection.get(session)
-            if row is None or row.status != CONNECTED:
+            if not connection.is_connected(row):
                 return []
             due = []
             for kind in CADENCE_KINDS:
@@ -64,7 +64,7 @@ class Scheduler:
             self._last_prune = now
         sent = []
         for kind in self.due_syncs():
-            self.bridge.sync_actor.send(kind, "schedule")
+            self.bridge.jobs.send_sync(kind, "schedule")
             self._enqueued_at[kind] = now
             sent.append(kind)
             log.info("scheduled sync", sync_kind=kind)

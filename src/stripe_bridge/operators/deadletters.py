@@ -10,13 +10,14 @@ with the fresh error."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime
+from typing import Any
 
 import structlog
-from sqlalchemy import func, select, text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
+from stripe_bridge.context import Context
 from stripe_bridge.errors import BadRequest, NotFound
 from stripe_bridge.models import (
     DEAD,
@@ -30,9 +31,6 @@ from stripe_bridge.models import (
     utcnow,
 )
 from stripe_bridge.outbox.writer import CHANNEL
-
-if TYPE_CHECKING:
-    from stripe_bridge.bootstrap import Bridge
 
 log = structlog.get_logger(__name__)
 
@@ -62,6 +60,16 @@ class DeadLetter:
         if not with_traceback:
             data.pop("traceback")
         return data
+
+
+def moment(value: str) -> datetime:
+    """A `since` filter: `2026-11-20`, `2026-11-20T08:00`, with or without a zone (UTC
+    assumed)."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadRequest(f"not a date: {value!r} (use YYYY-MM-DD[THH:MM])") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def parse_ref(ref: str) -> tuple[str, Any]:
@@ -122,7 +130,7 @@ def get_dead(session: Session, ref: str) -> DeadLetter:
     return _letter(kind, row)
 
 
-def replay(bridge: Bridge, refs: list[str], *, dry_run: bool = False) -> list[str]:
+def replay(bridge: Context, refs: list[str], *, dry_run: bool = False) -> list[str]:
     """Send each dead letter down its normal path again; answers the ids replayed."""
     with bridge.session_factory() as session:
         letters = [get_dead(session, ref) for ref in refs]  # all exist, or nothing happens
@@ -158,12 +166,12 @@ def replay(bridge: Bridge, refs: list[str], *, dry_run: bool = False) -> list[st
         replayed.append(letter.id)
         log.info("dead letter replayed", dead_letter=letter.id)
     for model, keys in to_send.items():  # Stripe events go out as batch jobs
-        bridge.enqueue_events(keys, model)
+        bridge.jobs.send_events(keys, model)
     return replayed
 
 
 def replay_matching(
-    bridge: Bridge,
+    bridge: Context,
     *,
     kind: str | None = None,
     event_type: str | None = None,
@@ -188,11 +196,3 @@ def discard(session: Session, ref: str, reason: str) -> DeadLetter:
     )
     log.info("dead letter discarded", dead_letter=ref, reason=reason.strip())
     return letter
-
-
-def count_dead(session: Session) -> dict[str, int]:
-    counts = {}
-    for kind, model in MODELS.items():
-        query = select(func.count()).select_from(model).where(model.status == DEAD_STATUS[kind])
-        counts[kind] = int(session.scalar(query) or 0)
-    return counts

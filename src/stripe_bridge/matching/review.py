@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from stripe_bridge.errors import Conflict, NotFound
-from stripe_bridge.linking import (
+from stripe_bridge.matching.linking import (
     CUSTOMER_LOCK,
     PRODUCT_LOCK,
     matching_lock,

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 import orjson
 import structlog
 from sqlalchemy import delete
 
 from stripe_bridge import connection
+from stripe_bridge.context import Context
 from stripe_bridge.errors import BadRequest
-from stripe_bridge.inbox import Incoming, classify, parse_event, store
+from stripe_bridge.inbox.parse import Incoming, classify, parse_event
+from stripe_bridge.inbox.store import store
 from stripe_bridge.models import (
     DISCARDED,
     IGNORED,
@@ -30,9 +31,6 @@ from stripe_bridge.models import (
     VelesEvent,
     utcnow,
 )
-
-if TYPE_CHECKING:
-    from stripe_bridge.bootstrap import Bridge
 
 log = structlog.get_logger(__name__)
 
@@ -48,11 +46,13 @@ class Recovered:
     already_had: int
 
 
-def recover(bridge: Bridge, since: datetime) -> Recovered:
+def recover(bridge: Context, since: datetime) -> Recovered:
     now = utcnow()
     if since < now - EVENTS_WINDOW:
         raise BadRequest("Stripe keeps events for 30 days: --since must be within the last 30 days")
-    gateway = connection.connected_gateway(bridge, "recover")
+    gateway = connection.connected_gateway(
+        bridge.session_factory, bridge.box, bridge.gateway, "recover"
+    )
     types = sorted(bridge.handlers)
     listed = stored = 0
     for start in range(0, len(types), TYPES_PER_REQUEST):
@@ -74,12 +74,12 @@ def recover(bridge: Bridge, since: datetime) -> Recovered:
     return Recovered(listed, stored, listed - stored)
 
 
-def _store(bridge: Bridge, batch: list[Incoming]) -> int:
+def _store(bridge: Context, batch: list[Incoming]) -> int:
     if not batch:
         return 0
     with bridge.session_factory.begin() as session:
         inserted = store(session, StripeEvent, batch)
-    bridge.enqueue_events(
+    bridge.jobs.send_events(
         [item.id for item in batch if item.id in inserted and item.status == RECEIVED]
     )
     return len(inserted)
@@ -92,7 +92,7 @@ class Pruned:
     outbox_rows: int
 
 
-def prune(bridge: Bridge, older_than: timedelta | None = None) -> Pruned:
+def prune(bridge: Context, older_than: timedelta | None = None) -> Pruned:
     """Delete finished work older than the retention period; never a dead letter."""
     cutoff = utcnow() - (older_than or timedelta(days=bridge.settings.retention_days))
     counts = []

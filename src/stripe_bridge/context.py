@@ -1,0 +1,56 @@
+"""What the composition root (`bootstrap.py`) builds and hands down: a plain record, no logic.
+
+The roles, the web app and the CLI's commands take the whole record; the modules they call take
+only the parts their signatures name (a session factory, a gateway factory, the job queue)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+import dramatiq
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from stripe_bridge.handlers.base import Claim, Handler
+from stripe_bridge.models import Inbox, StripeEvent
+from stripe_bridge.secrets_box import SecretBox
+from stripe_bridge.settings import Settings
+from stripe_bridge.stripe_api import StripeGateway
+
+
+class JobQueue(Protocol):
+    """Sending work to the workers (`jobs.Jobs` on the configured broker)."""
+
+    def send_events(self, event_ids: Iterable[str], inbox: Inbox = StripeEvent) -> list[str]:
+        """Jobs for stored events; answers the ids sent (the rest stay for the sweeper)."""
+        ...
+
+    def send_sync(self, kind: str, trigger: str) -> None:
+        """A sync run of `kind` as a job."""
+        ...
+
+
+@dataclass
+class Context:
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    broker: dramatiq.Broker
+    jobs: JobQueue
+    box: SecretBox
+    gateway: Callable[[str], StripeGateway]  # a Stripe client for an API key
+    handlers: dict[str, Handler]  # Stripe event type → handler
+    claims: dict[str, Claim]  # Stripe event type → what its handler locks
+    veles_handlers: dict[str, Handler]  # Veles event type → handler
+
+    def __enter__(self) -> Context:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.broker.close()
+        self.engine.dispose()

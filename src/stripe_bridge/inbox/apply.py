@@ -1,0 +1,154 @@
+"""Applying one stored event with its handler, in one transaction: the Veles jobs' path, and
+the batch path's fallback when a batch fails (`batch.py`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, cast
+
+import orjson
+import structlog
+from sqlalchemy.orm import Session, sessionmaker
+
+from stripe_bridge.event import Event
+from stripe_bridge.failures import describe, is_permanent, mark_failed, record_error
+from stripe_bridge.handlers.base import Handler
+from stripe_bridge.metrics import EVENTS, HANDLER_SECONDS
+from stripe_bridge.models import (
+    FAILED,
+    IGNORED,
+    PROCESSED,
+    RECEIVED,
+    Inbox,
+    StripeEvent,
+    VelesEvent,
+    utcnow,
+)
+from stripe_bridge.uow import UnitOfWork
+
+log = structlog.get_logger(__name__)
+
+
+MAX_ATTEMPTS = 8  # BRIDGE_EVENT_MAX_ATTEMPTS: tries of one event before it is a dead letter
+_ID_KEY = {StripeEvent: "stripe_event_id", VelesEvent: "veles_event_id"}
+
+
+class _Failed(Exception):
+    """Carries a permanent handler error out of the transaction, so that it rolls back."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def apply_event(
+    session_factory: sessionmaker[Session],
+    handlers: Mapping[str, Handler],
+    event_id: str,
+    *,
+    max_attempts: int = MAX_ATTEMPTS,
+    inbox: Inbox = StripeEvent,
+    decode: Callable[[Any], Event] = Event.from_payload,
+    accept: Callable[[Session, Event], str | None] = lambda _session, _event: None,
+    skip_locked: bool = False,
+) -> str:
+    """Apply one stored event with its handler, in one transaction; answers the new status.
+
+    Safe to call twice: only a `received` row is applied, under a row lock. A permanent error
+    (`failures.is_permanent`: the payload can never be applied) rolls the handler's work back
+    and marks the event failed at once. A transient one is counted on the event and re-raised
+    (the job retries), until the event has had `max_attempts`: then it is marked failed with
+    the error, whichever job or replay made the attempts. `accept` may return a reason to
+    ignore the event instead (e.g. disconnected). With `skip_locked`, an event whose row
+    another transaction holds is left to it ("locked")."""
+    bound = log.bind(**{_ID_KEY[inbox]: event_id})
+    source = "stripe" if inbox is StripeEvent else "veles"
+    started = time.perf_counter()
+    try:
+        with session_factory.begin() as session:
+            row = cast(
+                "StripeEvent | VelesEvent | None",
+                session.get(
+                    inbox, event_id, with_for_update={"skip_locked": True} if skip_locked else True
+                ),
+            )
+            if row is None or row.status != RECEIVED:
+                if row is None:
+                    return "missing or locked" if skip_locked else "missing"
+                return row.status
+            structlog.contextvars.bind_contextvars(event_type=row.type)
+            try:
+                event = decode(orjson.loads(row.payload))
+                ignored_because = accept(session, event)
+                if ignored_because:
+                    row.status, row.reason = IGNORED, ignored_because
+                else:
+                    handlers[row.type](event, UnitOfWork(session))
+                    row.status = PROCESSED
+                session.flush()  # a value the database refuses is the payload's failure too
+            except Exception as exc:
+                if is_permanent(exc):
+                    raise _Failed(exc) from exc
+                raise
+            row.attempts += 1
+            row.processed_at, row.last_error = utcnow(), None
+            status, event_type = row.status, row.type
+        bound.info("event applied", status=status)
+    except _Failed as failed:
+        status, event_type = _record_permanent(session_factory, inbox, event_id, failed.cause)
+        bound.warning("event failed permanently", error=describe(failed.cause))
+    except Exception as exc:
+        status = _record_transient(session_factory, inbox, event_id, exc, max_attempts)
+        EVENTS.labels(source, "unknown", "failed" if status == FAILED else "retried").inc()
+        if status != FAILED:
+            bound.warning("event failed, will retry", error=describe(exc))
+            raise
+        bound.error("event failed on its last attempt", error=describe(exc), attempts=max_attempts)
+        return status
+    EVENTS.labels(source, event_type, status).inc()
+    HANDLER_SECONDS.labels(source).observe(time.perf_counter() - started)
+    return status
+
+
+def _record_permanent(
+    session_factory: sessionmaker[Session], inbox: Inbox, event_id: str, exc: BaseException
+) -> tuple[str, str]:
+    with session_factory.begin() as session:
+        row = cast(
+            "StripeEvent | VelesEvent",
+            session.get(inbox, event_id, with_for_update=True),
+        )
+        if row.status == RECEIVED:
+            row.status, row.attempts = FAILED, row.attempts + 1
+            mark_failed(row, exc)
+        return row.status, row.type
+
+
+def _record_transient(
+    session_factory: sessionmaker[Session],
+    inbox: Inbox,
+    event_id: str,
+    exc: BaseException,
+    max_attempts: int,
+) -> str:
+    """Count the failed attempt on the event; the one that reaches `max_attempts` marks it
+    failed. Answers the event's status (`received` also when nothing could be recorded)."""
+    try:
+        with session_factory.begin() as session:
+            row = cast(
+                "StripeEvent | VelesEvent | None",
+                session.get(inbox, event_id, with_for_update=True),
+            )
+            if row is None or row.status != RECEIVED:
+                return RECEIVED if row is None else row.status
+            row.attempts += 1
+            if row.attempts >= max_attempts:
+                row.status = FAILED
+                mark_failed(row, exc)
+            else:
+                record_error(row, exc)
+            return row.status
+    except Exception as record_exc:  # the database itself may be what failed
+        log.error("could not record the failure", event_id=event_id, error=repr(record_exc))
+        return RECEIVED

@@ -1,0 +1,102 @@
+"""The /metrics scrape: the processes' counters, then gauges read from the database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, multiprocess
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from stripe_bridge.connection import is_connected
+from stripe_bridge.models import (
+    DEAD,
+    FAILED,
+    IN_FLIGHT,
+    PENDING,
+    RECEIVED,
+    Connection,
+    OutboxRow,
+    StripeEvent,
+    SyncRun,
+    VelesEvent,
+    utcnow,
+)
+
+
+class DatabaseCollector(Collector):
+    """Gauges read from the database at scrape time."""
+
+    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+        self.session_factory = session_factory
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        now = utcnow()
+        lag = GaugeMetricFamily(
+            "bridge_inbox_oldest_unprocessed_seconds",
+            "Age of the oldest event not yet applied",
+            labels=["source"],
+        )
+        dead = GaugeMetricFamily(
+            "bridge_dead_letters",
+            "Work that failed for good, waiting for an operator",
+            labels=["kind"],
+        )
+        backlog = GaugeMetricFamily(
+            "bridge_outbox_rows",
+            "Outbox rows not yet sent, by kind and status",
+            labels=["kind", "status"],
+        )
+        synced = GaugeMetricFamily(
+            "bridge_sync_last_success_timestamp_seconds",
+            "When each sync kind last completed",
+            labels=["kind"],
+        )
+        up = GaugeMetricFamily(
+            "bridge_stripe_connected", "1 when the Stripe connection is connected"
+        )
+        with self.session_factory() as session:
+            for source, inbox in (("stripe", StripeEvent), ("veles", VelesEvent)):
+                oldest = session.scalar(
+                    select(func.min(inbox.received_at)).where(inbox.status == RECEIVED)
+                )
+                lag.add_metric([source], (now - oldest).total_seconds() if oldest else 0.0)
+                failed = session.scalar(
+                    select(func.count()).select_from(inbox).where(inbox.status == FAILED)
+                )
+                dead.add_metric(["event" if source == "stripe" else "veles"], float(failed or 0))
+            rows = session.execute(
+                select(OutboxRow.kind, OutboxRow.status, func.count())
+                .where(OutboxRow.status.in_((PENDING, IN_FLIGHT, DEAD)))
+                .group_by(OutboxRow.kind, OutboxRow.status)
+            ).all()
+            dead_outbox = 0
+            for kind, status, count in rows:
+                backlog.add_metric([kind, status], float(count))
+                dead_outbox += count if status == DEAD else 0
+            dead.add_metric(["outbox"], float(dead_outbox))
+            for kind, finished in session.execute(
+                select(SyncRun.kind, func.max(SyncRun.finished_at))
+                .where(SyncRun.status == "completed")
+                .group_by(SyncRun.kind)
+            ).all():
+                synced.add_metric([kind], finished.timestamp() if finished else 0.0)
+            up.add_metric([], 1.0 if is_connected(session.get(Connection, 1)) else 0.0)
+        yield from (lag, dead, backlog, synced, up)
+
+
+def exposition(session_factory: sessionmaker[Session], multiprocess_dir: Path | None) -> bytes:
+    """The /metrics body: this process's (or, with `PROMETHEUS_MULTIPROC_DIR`, all processes')
+    metrics, then the database's."""
+    if multiprocess_dir is not None:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        own = generate_latest(registry)
+    else:
+        own = generate_latest(REGISTRY)
+    database = CollectorRegistry(auto_describe=False)
+    database.register(DatabaseCollector(session_factory))
+    return own + generate_latest(database)
