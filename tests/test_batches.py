@@ -20,11 +20,12 @@ from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
 from stripe_bridge import connection
-from stripe_bridge.inbox.batch import BATCH_SIZE
 from stripe_bridge.context import Context
 from stripe_bridge.event import Event
+from stripe_bridge.inbox.batch import BATCH_SIZE
 from stripe_bridge.inbox.parse import classify, parse_event
 from stripe_bridge.inbox.store import store
+from stripe_bridge.inbox.sweeper import sweep_once
 from stripe_bridge.models import (
     Customer,
     Invoice,
@@ -35,7 +36,6 @@ from stripe_bridge.models import (
     VelesContract,
     VelesOrder,
 )
-from stripe_bridge.inbox.sweeper import sweep_once
 from tests.conftest import (
     FIXTURES,
     event,

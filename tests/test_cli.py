@@ -13,8 +13,8 @@ import orjson
 import pytest
 from starlette.testclient import TestClient
 
-from stripe_bridge.context import Context
 from stripe_bridge.cli.main import main
+from stripe_bridge.context import Context
 from stripe_bridge.settings import Settings
 from tests.conftest import REDIS_URL, SECRET, event, load_fixture, post_event, run_jobs
 

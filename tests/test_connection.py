@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
 from stripe_bridge import logs
-from stripe_bridge.context import Context
 from stripe_bridge.connection import connect_from_settings
+from stripe_bridge.context import Context
 from stripe_bridge.models import Connection, Customer, StripeEvent
 from tests.conftest import (
     ACCOUNT_ID,

@@ -20,8 +20,8 @@ from stripe_bridge.bootstrap import bootstrap
 from stripe_bridge.context import Context
 from stripe_bridge.event import Event
 from stripe_bridge.inbox.apply import apply_event
-from stripe_bridge.models import Customer, StripeEvent, VelesEvent, utcnow
 from stripe_bridge.inbox.sweeper import sweep_once
+from stripe_bridge.models import Customer, StripeEvent, VelesEvent, utcnow
 from stripe_bridge.web.app import create_app
 from tests.conftest import (
     event,

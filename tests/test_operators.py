@@ -17,8 +17,8 @@ from stripe_bridge.bootstrap import bootstrap
 from stripe_bridge.context import Context
 from stripe_bridge.errors import PermanentError
 from stripe_bridge.event import Event
-from stripe_bridge.operators.maintenance import prune
 from stripe_bridge.models import Customer, OutboxRow, StripeEvent, VelesEvent, VelesOrder
+from stripe_bridge.operators.maintenance import prune
 from stripe_bridge.outbox.relay import Relay
 from stripe_bridge.web.app import create_app
 from tests.conftest import (

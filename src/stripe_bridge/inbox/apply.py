@@ -42,6 +42,18 @@ class _Failed(Exception):
         self.cause = cause
 
 
+def handle(
+    uow: UnitOfWork, handlers: Mapping[str, Handler], event: Event, refusal: str | None
+) -> str:
+    """The one rule both paths apply to an event: one refused (disconnected, the other mode) is
+    ignored, the caller recording the reason; any other goes to its handler. Answers the
+    status."""
+    if refusal:
+        return IGNORED
+    handlers[event.type](event, uow)
+    return PROCESSED
+
+
 def apply_event(
     session_factory: sessionmaker[Session],
     handlers: Mapping[str, Handler],
@@ -67,32 +79,16 @@ def apply_event(
     started = time.perf_counter()
     try:
         with session_factory.begin() as session:
+            lock = {"skip_locked": True} if skip_locked else True
             row = cast(
                 "StripeEvent | VelesEvent | None",
-                session.get(
-                    inbox, event_id, with_for_update={"skip_locked": True} if skip_locked else True
-                ),
+                session.get(inbox, event_id, with_for_update=lock),
             )
-            if row is None or row.status != RECEIVED:
-                if row is None:
-                    return "missing or locked" if skip_locked else "missing"
+            if row is None:
+                return "missing or locked" if skip_locked else "missing"
+            if row.status != RECEIVED:
                 return row.status
-            structlog.contextvars.bind_contextvars(event_type=row.type)
-            try:
-                event = decode(orjson.loads(row.payload))
-                ignored_because = accept(session, event)
-                if ignored_because:
-                    row.status, row.reason = IGNORED, ignored_because
-                else:
-                    handlers[row.type](event, UnitOfWork(session))
-                    row.status = PROCESSED
-                session.flush()  # a value the database refuses is the payload's failure too
-            except Exception as exc:
-                if is_permanent(exc):
-                    raise _Failed(exc) from exc
-                raise
-            row.attempts += 1
-            row.processed_at, row.last_error = utcnow(), None
+            _apply_row(session, row, handlers, decode, accept)
             status, event_type = row.status, row.type
         bound.info("event applied", status=status)
     except _Failed as failed:
@@ -109,6 +105,29 @@ def apply_event(
     EVENTS.labels(source, event_type, status).inc()
     HANDLER_SECONDS.labels(source).observe(time.perf_counter() - started)
     return status
+
+
+def _apply_row(
+    session: Session,
+    row: StripeEvent | VelesEvent,
+    handlers: Mapping[str, Handler],
+    decode: Callable[[Any], Event],
+    accept: Callable[[Session, Event], str | None],
+) -> None:
+    structlog.contextvars.bind_contextvars(event_type=row.type)
+    try:
+        event = decode(orjson.loads(row.payload))
+        refusal = accept(session, event)
+        row.status = handle(UnitOfWork(session), handlers, event, refusal)
+        if refusal:
+            row.reason = refusal
+        session.flush()  # a value the database refuses is the payload's failure too
+    except Exception as exc:
+        if is_permanent(exc):
+            raise _Failed(exc) from exc
+        raise
+    row.attempts += 1
+    row.processed_at, row.last_error = utcnow(), None
 
 
 def _record_permanent(

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from stripe_bridge.event import Event
 from stripe_bridge.failures import describe
 from stripe_bridge.handlers.base import Claim, Handler
-from stripe_bridge.inbox.apply import MAX_ATTEMPTS, apply_event
+from stripe_bridge.inbox.apply import MAX_ATTEMPTS, apply_event, handle
 from stripe_bridge.inbox.preload import prepare, write_mirrors
 from stripe_bridge.metrics import EVENTS, HANDLER_SECONDS
 from stripe_bridge.models import (
@@ -108,48 +108,65 @@ def _apply_together(
             return applied
         types.update(event_type for _id, event_type, _payload in rows)
         events = [Event.from_payload(orjson.loads(payload)) for _id, _type, payload in rows]
-        # Whether an event may be applied depends on the connection and the event's mode only.
-        verdicts: dict[bool, str | None] = {}
-        to_apply: list[Event] = []
-        ignored: dict[str, list[str]] = defaultdict(list)
-        for event in events:
-            if event.livemode not in verdicts:
-                verdicts[event.livemode] = accept(session, event)
-            reason = verdicts[event.livemode]
-            if reason:
-                ignored[reason].append(event.id)
-                applied[event.id] = (event.type, IGNORED)
-            else:
-                to_apply.append(event)
-        # Customers and products take a matching lock, which serialises every transaction that
-        # holds it until it commits: they go last, so that the lock is held briefly.
-        parts = (
-            [event for event in to_apply if not claims[event.type].matching_lock],
-            [event for event in to_apply if claims[event.type].matching_lock],
-        )
-        # On PostgreSQL every row the handlers write is claimed and loaded first, and what they
-        # query (Veles records) they do not write, so nothing needs flushing before a query:
-        # the changes go out together, as one executemany per table. (SQLite claims row by
-        # row, and needs its flushes.)
-        postgres = session.get_bind().dialect.name == "postgresql"
-        uow = UnitOfWork(session)
-        with session.no_autoflush if postgres else nullcontext():
-            for part in parts:
-                if not part:
-                    continue
-                prepare(uow, claims, part)
-                for event in part:
-                    structlog.contextvars.bind_contextvars(
-                        stripe_event_id=event.id, event_type=event.type
-                    )
-                    handlers[event.type](event, uow)
-                    applied[event.id] = (event.type, PROCESSED)
-            if uow.rows:
-                write_mirrors(session, uow.rows.values())
+        to_apply, ignored = _refusals(session, events, accept, applied)
+        _handle_all(UnitOfWork(session), handlers, claims, to_apply, applied)
         _record(session, [event.id for event in to_apply], PROCESSED, None)
         for reason, ids in ignored.items():
             _record(session, ids, IGNORED, reason)
     return applied
+
+
+def _refusals(
+    session: Session, events: list[Event], accept: Accept, applied: dict[str, tuple[str, str]]
+) -> tuple[list[Event], dict[str, list[str]]]:
+    """The events to apply, and the refused ones by reason. Whether an event may be applied
+    depends on the connection and the event's mode only: asked once per mode."""
+    verdicts: dict[bool, str | None] = {}
+    to_apply: list[Event] = []
+    ignored: dict[str, list[str]] = defaultdict(list)
+    for event in events:
+        if event.livemode not in verdicts:
+            verdicts[event.livemode] = accept(session, event)
+        reason = verdicts[event.livemode]
+        if reason:
+            ignored[reason].append(event.id)
+            applied[event.id] = (event.type, IGNORED)
+        else:
+            to_apply.append(event)
+    return to_apply, ignored
+
+
+def _handle_all(
+    uow: UnitOfWork,
+    handlers: Mapping[str, Handler],
+    claims: Mapping[str, Claim],
+    events: list[Event],
+    applied: dict[str, tuple[str, str]],
+) -> None:
+    """Customers and products take a matching lock, which serialises every transaction that
+    holds it until it commits: they go last, so that the lock is held briefly.
+
+    On PostgreSQL every row the handlers write is claimed and loaded first, and what they
+    query (Veles records) they do not write, so nothing needs flushing before a query: the
+    changes go out together, as one executemany per table. (SQLite claims row by row, and
+    needs its flushes.)"""
+    parts = (
+        [event for event in events if not claims[event.type].matching_lock],
+        [event for event in events if claims[event.type].matching_lock],
+    )
+    postgres = uow.session.get_bind().dialect.name == "postgresql"
+    with uow.session.no_autoflush if postgres else nullcontext():
+        for part in parts:
+            if not part:
+                continue
+            prepare(uow, claims, part)
+            for event in part:
+                structlog.contextvars.bind_contextvars(
+                    stripe_event_id=event.id, event_type=event.type
+                )
+                applied[event.id] = (event.type, handle(uow, handlers, event, None))
+        if uow.rows:
+            write_mirrors(uow.session, uow.rows.values())
 
 
 def _record(session: Session, ids: list[str], status: str, reason: str | None) -> None:

@@ -36,10 +36,25 @@ from stripe_bridge.models import (
     OutboxRow,
     utcnow,
 )
+from stripe_bridge.outbox import invoices, subscriptions
 from stripe_bridge.outbox.push import Disconnected, Push, PushOptions
 from stripe_bridge.outbox.writer import CHANNEL
 
 log = structlog.get_logger(__name__)
+
+# An outbox row's kind → its push (one module per Stripe object).
+PUSHES: dict[str, Callable[[Push], None]] = {
+    "order.invoice": invoices.push_order,
+    "contract.activate": subscriptions.activate_contract,
+    "contract.amend": subscriptions.amend_contract,
+    "contract.cancel": subscriptions.cancel_contract,
+}
+
+
+def push_for(kind: str) -> Callable[[Push], None]:
+    if kind not in PUSHES:
+        raise PermanentError(f"unknown outbox row kind {kind}")
+    return PUSHES[kind]
 
 
 @dataclass(frozen=True)
@@ -128,7 +143,7 @@ class Relay:
             with structlog.contextvars.bound_contextvars(
                 outbox_id=row.id, veles_id=row.aggregate_id
             ):
-                push.run()
+                push_for(row.kind)(push)
         except Disconnected:
             self._finish(row.id, status=PENDING, attempts_back=True)
             bound.info("disconnected; row left for later")

@@ -41,8 +41,9 @@ from stripe_bridge.operators.views import (
     veles_customer_json,
     veles_product_json,
 )
-from stripe_bridge.web.openapi import PAGING, Query, declare, document, ref, string
-from stripe_bridge.web.openapi import page as page_of
+from stripe_bridge.web.openapi import PAGING, Query, declare, document
+from stripe_bridge.web.openapi_schemas import page as page_of
+from stripe_bridge.web.openapi_schemas import ref, string
 from stripe_bridge.web.responses import JSON
 
 MAX_LIMIT = 100

@@ -1,9 +1,9 @@
-"""The admin API's actions: review (POST), the connection (GET|PUT|DELETE), sync."""
+"""The admin API's review actions (POST): link, create or unlink a Stripe customer; match,
+import, ignore or unlink a Stripe product. Each answers the record as it now is."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -13,30 +13,25 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from stripe_bridge import connection
 from stripe_bridge.context import Context
 from stripe_bridge.errors import BadRequest
 from stripe_bridge.matching import review
-from stripe_bridge.operators import deadletters
-from stripe_bridge.operators.status import status_object
 from stripe_bridge.operators.views import (
     customer_json,
     product_json,
     veles_customer_json,
     veles_product_json,
 )
-from stripe_bridge.sync import check_kind
 from stripe_bridge.web.admin_api import refuse_nul, require_admin
-from stripe_bridge.web.openapi import COMPONENTS, Query, array, boolean, declare, obj, ref, string
+from stripe_bridge.web.openapi import declare
+from stripe_bridge.web.openapi_schemas import obj, ref, string
 from stripe_bridge.web.responses import JSON
 
 WITH_VELES_CUSTOMER = {"allOf": [ref("Customer"), obj({"veles_customer": ref("VelesCustomer")})]}
 WITH_VELES_PRODUCT = {"allOf": [ref("Product"), obj({"veles_product": ref("VelesProduct")})]}
-DEAD_LETTERS = obj({"data": array(ref("DeadLetter")), "next_cursor": {"nullable": True}})
-assert "DeadLetter" in COMPONENTS
 
 
-async def _body_field(request: Request, name: str) -> str:
+async def body_field(request: Request, name: str) -> str:
     try:
         body = orjson.loads(await request.body() or b"{}")
     except orjson.JSONDecodeError:
@@ -68,7 +63,7 @@ def _id(request: Request) -> str:
 )
 async def link_customer(request: Request) -> Response:
     require_admin(request)
-    veles_id = await _body_field(request, "veles_customer_id")
+    veles_id = await body_field(request, "veles_customer_id")
     return await _act(
         request, lambda s: customer_json(review.link_customer(s, _id(request), veles_id))
     )
@@ -101,7 +96,7 @@ async def unlink_customer(request: Request) -> Response:
 )
 async def match_product(request: Request) -> Response:
     require_admin(request)
-    veles_id = await _body_field(request, "veles_product_id")
+    veles_id = await body_field(request, "veles_product_id")
     return await _act(
         request, lambda s: product_json(review.match_product(s, _id(request), veles_id), s)
     )
@@ -135,174 +130,7 @@ async def unlink_product(request: Request) -> Response:
     return await _act(request, lambda s: product_json(review.unlink_product(s, _id(request)), s))
 
 
-def _status(bridge: Context) -> dict[str, Any]:
-    with bridge.session_factory() as session:
-        return status_object(session, bridge.settings)
-
-
-@declare("The connection and the inbox, as `status --json`", answers={200: ref("Connection")})
-async def get_connection(request: Request) -> Response:
-    require_admin(request)
-    return JSON(await run_in_threadpool(_status, request.app.state.bridge))
-
-
-@declare(
-    "Connect, or update the key of the connected account",
-    answers={200: ref("Connection"), 400: None, 409: None, 422: None},
-    body=obj(
-        {"api_key": string(minLength=1), "webhook_secret": string()}, optional=["webhook_secret"]
-    ),
-)
-async def put_connection(request: Request) -> Response:
-    """Connect, or update the key of the connected account: `{"api_key", "webhook_secret"?}`."""
-    require_admin(request)
-    bridge: Context = request.app.state.bridge
-    api_key = await _body_field(request, "api_key")
-    body = orjson.loads(await request.body())
-    webhook_secret = body.get("webhook_secret")
-    if webhook_secret is not None and not isinstance(webhook_secret, str):
-        raise BadRequest("webhook_secret must be a string")
-
-    def work() -> dict[str, Any]:
-        with bridge.session_factory.begin() as session:
-            row = connection.get(session, lock=True)
-            change = connection.update_key if connection.is_connected(row) else connection.connect
-            change(session, bridge.box, bridge.gateway, api_key, webhook_secret)
-        return _status(bridge)
-
-    return JSON(await run_in_threadpool(work))
-
-
-@declare(
-    "Disconnect: stop sync, pushes and applying events",
-    answers={200: ref("Connection"), 409: None},
-)
-async def delete_connection(request: Request) -> Response:
-    require_admin(request)
-    bridge: Context = request.app.state.bridge
-
-    def work() -> dict[str, Any]:
-        with bridge.session_factory.begin() as session:
-            connection.disconnect(session)
-        return _status(bridge)
-
-    return JSON(await run_in_threadpool(work))
-
-
-@declare(
-    "Queue a sync of one kind (runs on a worker)",
-    answers={202: obj({"kind": string(), "queued": boolean()}), 400: None, 409: None},
-)
-async def start_sync(request: Request) -> Response:
-    """Queue a sync now; 409 when not connected. Progress: GET /admin/api/sync."""
-    require_admin(request)
-    bridge: Context = request.app.state.bridge
-    kind = check_kind(str(request.path_params["kind"]))
-
-    def work() -> None:
-        with bridge.session_factory() as session:
-            connection.require_connected(session, "sync")
-        bridge.jobs.send_sync(kind, "manual")
-
-    await run_in_threadpool(work)
-    return JSON({"kind": kind, "queued": True}, status_code=202)
-
-
-@declare("The latest sync runs", answers={200: obj({"data": array(ref("SyncRun"))})})
-async def sync_progress(request: Request) -> Response:
-    require_admin(request)
-    return JSON({"data": (await run_in_threadpool(_status, request.app.state.bridge))["sync"]})
-
-
-def _since(request: Request) -> datetime | None:
-    raw = request.query_params.get("since")
-    if not raw:
-        return None
-    return deadletters.moment(raw)
-
-
-@declare(
-    "Dead letters: events and outbox rows that failed for good",
-    answers={200: DEAD_LETTERS, 400: None},
-    query=(
-        Query("kind", string(enum=["event", "veles", "outbox"])),
-        Query("type", string()),
-        Query("since", string(), "a date (2026-11-20) or a datetime"),
-        Query("traceback", string(enum=["true", "false"])),
-    ),
-)
-async def list_dead_letters(request: Request) -> Response:
-    """`?kind=event|veles|outbox&type=&since=`; `?traceback=true` adds the tracebacks."""
-    require_admin(request)
-    bridge: Context = request.app.state.bridge
-    kind, event_type = request.query_params.get("kind"), request.query_params.get("type")
-    since, with_traceback = _since(request), request.query_params.get("traceback") == "true"
-
-    def work() -> dict[str, Any]:
-        with bridge.session_factory() as session:
-            letters = deadletters.list_dead(session, kind=kind, event_type=event_type, since=since)
-        return {
-            "data": [letter.as_json(with_traceback=with_traceback) for letter in letters],
-            "next_cursor": None,
-        }
-
-    return JSON(await run_in_threadpool(work))
-
-
-@declare(
-    "Replay one dead letter (`event:evt_…`, `veles:…`, `outbox:12`)",
-    answers={202: obj({"replayed": array(string())}), 404: None, 409: None},
-)
-async def replay_dead_letter(request: Request) -> Response:
-    require_admin(request)
-    bridge: Context = request.app.state.bridge
-    ref = str(request.path_params["id"])
-    replayed = await run_in_threadpool(deadletters.replay, bridge, [ref])
-    return JSON({"replayed": replayed}, status_code=202)
-
-
-@declare(
-    "Replay every dead letter matching the filter",
-    answers={202: obj({"replayed": array(string()), "dry_run": boolean()}), 400: None},
-    body=obj(
-        {"kind": string(enum=["event", "veles", "outbox"]), "type": string(), "dry_run": boolean()},
-        optional=["kind", "type", "dry_run"],
-    ),
-)
-async def replay_dead_letters(request: Request) -> Response:
-    """Replay every dead letter matching `{"kind"?, "type"?, "dry_run"?}`."""
-    require_admin(request)
-    bridge: Context = request.app.state.bridge
-    try:
-        body = orjson.loads(await request.body() or b"{}")
-    except orjson.JSONDecodeError:
-        raise BadRequest("body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise BadRequest("body must be a JSON object")
-    kind, event_type, dry_run = body.get("kind"), body.get("type"), body.get("dry_run", False)
-    for name, value in (("kind", kind), ("type", event_type)):
-        if value is not None and not isinstance(value, str):
-            raise BadRequest(f"{name} must be a string")
-        refuse_nul(value or "", name)
-    if not isinstance(dry_run, bool):  # "false" must not mean a real replay
-        raise BadRequest("dry_run must be true or false")
-    replayed = await run_in_threadpool(
-        lambda: deadletters.replay_matching(
-            bridge, kind=kind, event_type=event_type, dry_run=dry_run
-        )
-    )
-    return JSON({"replayed": replayed, "dry_run": dry_run}, status_code=202)
-
-
 routes = [
-    Route("/dead-letters", list_dead_letters, methods=["GET"]),
-    Route("/dead-letters/replay", replay_dead_letters, methods=["POST"]),
-    Route("/dead-letters/{id}/replay", replay_dead_letter, methods=["POST"]),
-    Route("/connection", get_connection, methods=["GET"]),
-    Route("/connection", put_connection, methods=["PUT"]),
-    Route("/connection", delete_connection, methods=["DELETE"]),
-    Route("/sync", sync_progress, methods=["GET"]),
-    Route("/sync/{kind}", start_sync, methods=["POST"]),
     Route("/customers/{stripe_id}/link", link_customer, methods=["POST"]),
     Route("/customers/{stripe_id}/create", create_customer, methods=["POST"]),
     Route("/customers/{stripe_id}/unlink", unlink_customer, methods=["POST"]),

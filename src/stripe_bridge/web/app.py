@@ -13,7 +13,7 @@ from starlette.routing import Mount, Route
 from stripe_bridge.context import Context
 from stripe_bridge.errors import BridgeError
 from stripe_bridge.models import VelesEvent
-from stripe_bridge.web import admin_api, admin_review
+from stripe_bridge.web import admin_api, admin_operations, admin_review
 from stripe_bridge.web.console import console
 from stripe_bridge.web.group_commit import GroupCommit
 from stripe_bridge.web.health import healthz, metrics, readyz
@@ -50,7 +50,10 @@ def create_app(bridge: Context) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
-            Mount("/admin/api", routes=[*admin_api.routes, *admin_review.routes]),
+            Mount(
+                "/admin/api",
+                routes=[*admin_api.routes, *admin_operations.routes, *admin_review.routes],
+            ),
             Route("/admin", console),
         ],
         exception_handlers={
