@@ -25,7 +25,6 @@ from stripe_bridge.event import Event
 from stripe_bridge.inbox.batch import BATCH_SIZE
 from stripe_bridge.inbox.parse import classify, parse_event
 from stripe_bridge.inbox.store import store
-from stripe_bridge.inbox.sweeper import sweep_once
 from stripe_bridge.models import (
     Customer,
     Invoice,
@@ -36,6 +35,7 @@ from stripe_bridge.models import (
     VelesContract,
     VelesOrder,
 )
+from stripe_bridge.roles.threads import sweep
 from tests.conftest import (
     FIXTURES,
     event,
@@ -1085,8 +1085,8 @@ def test_the_sweeper_sends_more_than_a_batch_as_several_jobs_each_event_once(
             update(StripeEvent).values(received_at=datetime.now(UTC) - timedelta(minutes=10))
         )
 
-    assert sweep_once(bridge) == count
-    assert sweep_once(bridge) == 0  # just sent: not due again yet
+    assert sweep(bridge) == count
+    assert sweep(bridge) == 0  # just sent: not due again yet
 
     queued = queued_event_ids(bridge)
     assert sorted(queued) == sorted(ids)  # every id exactly once

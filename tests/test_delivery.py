@@ -20,8 +20,8 @@ from stripe_bridge.bootstrap import bootstrap
 from stripe_bridge.context import Context
 from stripe_bridge.event import Event
 from stripe_bridge.inbox.apply import apply_event
-from stripe_bridge.inbox.sweeper import sweep_once
 from stripe_bridge.models import Customer, StripeEvent, VelesEvent, utcnow
+from stripe_bridge.roles.threads import sweep
 from stripe_bridge.web.app import create_app
 from tests.conftest import (
     event,
@@ -112,9 +112,9 @@ def test_broker_down_during_delivery_is_answered_and_swept_later(
 
     recovered = bootstrap(make_settings(database_url, redis_namespace, BRIDGE_SWEEP_GRACE="0"))
     try:
-        swept = sweep_once(recovered)
+        swept = sweep(recovered)
         run_jobs(recovered)
-        again = sweep_once(recovered)
+        again = sweep(recovered)
     finally:
         recovered.close()
 
@@ -129,7 +129,7 @@ def test_broker_down_during_delivery_is_answered_and_swept_later(
 def test_sweeper_leaves_fresh_events_to_their_own_job(client: TestClient, bridge: Context) -> None:
     post_event(client, event("customer.created", CUSTOMER))
 
-    assert sweep_once(bridge) == 0  # default grace: 60 s
+    assert sweep(bridge) == 0  # default grace: 60 s
     assert queued_jobs(bridge) == 1
 
 
@@ -150,7 +150,7 @@ def test_a_sweep_while_the_broker_is_down_leaves_the_events_due_for_the_next_one
         )
     )
     try:
-        assert sweep_once(down) == 0
+        assert sweep(down) == 0
     finally:
         down.close()
     [row] = event_rows(bridge)
@@ -158,7 +158,7 @@ def test_a_sweep_while_the_broker_is_down_leaves_the_events_due_for_the_next_one
 
     up = bootstrap(make_settings(database_url, redis_namespace, BRIDGE_SWEEP_GRACE="0"))
     try:
-        assert sweep_once(up) == 1
+        assert sweep(up) == 1
     finally:
         up.close()
     assert queued_event_ids(bridge) == lost
@@ -186,7 +186,7 @@ def test_the_sweeper_marks_its_events_before_their_job_can_run(
 
     sweeper.jobs.send_events = enqueue_and_look  # type: ignore[method-assign]
     try:
-        assert sweep_once(sweeper) == 1
+        assert sweep(sweeper) == 1
     finally:
         sweeper.close()
     [(_event_id, enqueued_at)] = seen  # not locked (NOWAIT would have raised), and marked
@@ -342,7 +342,7 @@ def test_an_event_failing_transiently_is_a_dead_letter_after_its_attempts_even_w
         )
     bridge.broker.flush_all()
 
-    assert sweep_once(bridge) == 1
+    assert sweep(bridge) == 1
     run_jobs(bridge, timeout_ms=10_000)
 
     with bridge.session_factory() as session:
@@ -351,7 +351,7 @@ def test_an_event_failing_transiently_is_a_dead_letter_after_its_attempts_even_w
     assert (row.status, row.attempts) == ("failed", limit)
     assert "database went away" in (row.last_error or "")
     assert row.first_failed_at is not None
-    assert sweep_once(bridge) == 0
+    assert sweep(bridge) == 0
 
 
 def test_the_sweeper_skips_an_event_a_job_holds_instead_of_waiting_for_it(
@@ -375,7 +375,7 @@ def test_the_sweeper_skips_an_event_a_job_holds_instead_of_waiting_for_it(
         job.execute(
             select(StripeEvent.id).where(StripeEvent.id == held["id"]).with_for_update()
         ).all()
-        sweeper = threading.Thread(target=lambda: swept.append(sweep_once(bridge)), daemon=True)
+        sweeper = threading.Thread(target=lambda: swept.append(sweep(bridge)), daemon=True)
         sweeper.start()
         sweeper.join(timeout=10)
         finished = not sweeper.is_alive()

@@ -173,3 +173,48 @@ def test_a_veles_event_whose_type_is_not_a_string_is_a_bad_request(event_type: o
 
     with pytest.raises(BadRequest, match="unknown Veles event type"):
         parse_veles_event(body, {})
+
+
+BODY = b'{"id": "evt_1"}'
+
+
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        (None, "missing signature header"),
+        ("", "missing signature header"),
+        ("v1=abc", "malformed signature header"),  # no timestamp
+        ("t=123", "malformed signature header"),  # no signature
+        ("t=12a,v1=abc", "malformed signature header"),  # not unix seconds
+        ("t=1,t=2,v1=abc", "malformed signature header"),  # two timestamps
+        ("t=1,v1=", "malformed signature header"),  # an empty signature
+        ("t=1;v1=abc", "malformed signature header"),  # not comma-separated
+        ("t=1,v1=ü", "malformed signature header"),  # not ASCII
+    ],
+)
+def test_a_malformed_signature_header_is_refused_for_its_shape(
+    header: str | None, reason: str
+) -> None:
+    with pytest.raises(BadRequest, match=f"^{reason}$"):
+        verify(BODY, header, ["whsec_a"], 300)
+
+
+def test_an_old_timestamp_is_refused_as_outside_the_window_even_when_signed() -> None:
+    old = int(time.time()) - 301
+    with pytest.raises(BadRequest, match="^timestamp outside the tolerance window$"):
+        verify(BODY, sign(BODY, "whsec_a", old), ["whsec_a"], 300)
+
+
+def test_a_well_formed_header_of_another_secret_is_a_signature_mismatch() -> None:
+    header = sign(BODY, "whsec_other", int(time.time()))
+    with pytest.raises(BadRequest, match="^signature does not match$"):
+        verify(BODY, header, ["whsec_a", "whsec_b"], 300)
+
+
+def test_the_second_secret_of_a_rollover_verifies() -> None:
+    verify(BODY, sign(BODY, "whsec_b", int(time.time())), ["whsec_a", "whsec_b"], 300)
+
+
+def test_unknown_schemes_beside_v1_are_ignored() -> None:
+    header = sign(BODY, "whsec_a", int(time.time())) + ",v0=legacy,x=1"
+    verify(BODY, header, ["whsec_a"], 300)

@@ -57,7 +57,8 @@ class Scheduler:
         now = utcnow()
         sweep_every = timedelta(seconds=self.bridge.settings.sweep_interval)
         if self._last_sweep is None or now - self._last_sweep >= sweep_every:
-            sweep_once(self.bridge)
+            grace = timedelta(seconds=self.bridge.settings.sweep_grace)
+            sweep_once(self.bridge.session_factory, self.bridge.jobs, grace)
             self._last_sweep = now
         if self._last_prune is None or now - self._last_prune >= PRUNE_EVERY:
             prune(self.bridge)

@@ -6,13 +6,14 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from functools import partial
 
 import dramatiq
 import structlog
 
 from stripe_bridge.context import Context
-from stripe_bridge.inbox.sweeper import run_periodically
+from stripe_bridge.inbox.sweeper import sweep_once
 from stripe_bridge.roles.scheduler import Scheduler
 
 log = structlog.get_logger(__name__)
@@ -29,6 +30,22 @@ def worker(bridge: Context, threads: int | None = None) -> Iterator[dramatiq.Wor
         yield instance
     finally:
         instance.stop()
+
+
+def sweep(bridge: Context) -> int:
+    """One sweep with the configured grace (the worker's loop, the scheduler, tests)."""
+    grace = timedelta(seconds=bridge.settings.sweep_grace)
+    return sweep_once(bridge.session_factory, bridge.jobs, grace)
+
+
+def run_periodically(bridge: Context, stop: threading.Event) -> None:
+    """The sweeper loop of the `worker` role (the scheduler runs it inside its own loop)."""
+    while not stop.is_set():
+        try:
+            sweep(bridge)
+        except Exception as exc:
+            log.error("sweep failed; will try again", error=repr(exc))
+        stop.wait(bridge.settings.sweep_interval)
 
 
 @contextmanager
