@@ -29,10 +29,10 @@ from starlette.testclient import TestClient
 from stripe_bridge.bootstrap import bootstrap
 from stripe_bridge.context import Context
 from stripe_bridge.db import Base, make_engine
+from stripe_bridge.inbox.signatures import sign
 from stripe_bridge.jobs import EVENTS_QUEUE, VELES_QUEUE
 from stripe_bridge.migrate import upgrade
 from stripe_bridge.settings import Settings
-from stripe_bridge.inbox.signatures import sign
 from stripe_bridge.web.app import create_app
 from tests.fake_stripe import FakeStripe
 

@@ -233,7 +233,9 @@ def test_unmatched_records_are_listed_as_not_matched(client: TestClient, bridge:
 
 
 @pytest.mark.parametrize("shape", ["current", "classic"])
-def test_product_mirror_includes_its_prices(client: TestClient, bridge: Context, shape: str) -> None:
+def test_product_mirror_includes_its_prices(
+    client: TestClient, bridge: Context, shape: str
+) -> None:
     mirror(client, bridge, *story(shape))
 
     [row] = listing(client, "products")["data"]

@@ -298,7 +298,9 @@ def test_environment_key_bootstraps_the_connection_and_respects_a_disconnect(
                 "whsec_env_two",
             )
             connection.disconnect(session)
-        connect_from_settings(bridge.session_factory, bridge.box, bridge.gateway, bridge.settings)  # e.g. a restart with the key still in the environment
+        connect_from_settings(
+            bridge.session_factory, bridge.box, bridge.gateway, bridge.settings
+        )  # e.g. a restart with the key still in the environment
         with bridge.session_factory() as session:
             assert session.get(Connection, 1).status == "disconnected"
     finally:

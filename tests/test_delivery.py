@@ -43,7 +43,9 @@ def event_rows(bridge: Context) -> list[StripeEvent]:
         return list(session.scalars(select(StripeEvent)))
 
 
-def test_fifty_concurrent_deliveries_of_one_event_store_one_row_and_one_job(bridge: Context) -> None:
+def test_fifty_concurrent_deliveries_of_one_event_store_one_row_and_one_job(
+    bridge: Context,
+) -> None:
     body = orjson.dumps(event("customer.created", CUSTOMER))
     app = create_app(bridge)
 

@@ -172,7 +172,9 @@ def test_two_syncs_of_the_same_kind_never_overlap(
     assert products.status == "completed"
 
 
-def test_a_run_whose_process_died_is_taken_over(connected: Context, fake_stripe: FakeStripe) -> None:
+def test_a_run_whose_process_died_is_taken_over(
+    connected: Context, fake_stripe: FakeStripe
+) -> None:
     seed_customers(fake_stripe, 3)
     with connected.session_factory.begin() as session:
         stale = utcnow() - timedelta(hours=1)

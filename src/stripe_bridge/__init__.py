@@ -1,3 +1,3 @@
 """stripe-bridge: keeps Veles and one Stripe account in step."""
 
-__version__ = "0.7.0"
+__version__ = "0.8.0"
