@@ -93,7 +93,7 @@ def update_key(
     """A new key for the connected account: no reconnect, nothing lost."""
     mode = _checked_mode(api_key)
     row = get(session, lock=True)
-    if row is None or row.status != CONNECTED:
+    if row is None or not is_connected(row):
         raise Conflict("not connected: use `connect` first")
     if mode != row.mode:
         raise Conflict(f"the new key is a {mode} key; this connection is in {row.mode} mode")
@@ -114,7 +114,7 @@ def disconnect(session: Session) -> Connection:
     """Stop sync, pushes and event application at once; keep every record. The API key is
     forgotten; the signing secrets are kept so that webhooks are still verified and answered."""
     row = get(session, lock=True)
-    if row is None or row.status != CONNECTED:
+    if row is None or not is_connected(row):
         raise Conflict("not connected")
     row.status, row.disconnected_at, row.updated_at = DISCONNECTED, utcnow(), utcnow()
     row.api_key_encrypted = None

@@ -63,14 +63,20 @@ def _bounded(value: Any, name: str, limit: int) -> str | None:
     return value
 
 
-def parse_event(body: bytes) -> Incoming:
-    """The fields the inbox stores, or BadRequest for anything that is not a Stripe event."""
+def json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or BadRequest (both doors)."""
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise BadRequest("body is not valid JSON") from None
     if not isinstance(doc, dict):
         raise BadRequest("body is not a JSON object")
+    return doc
+
+
+def parse_event(body: bytes) -> Incoming:
+    """The fields the inbox stores, or BadRequest for anything that is not a Stripe event."""
+    doc = json_object(body)
     event_id, event_type, created = doc.get("id"), doc.get("type"), doc.get("created")
     if not storable(event_id) or not event_id.startswith("evt_"):
         raise BadRequest("body is not a Stripe event: missing or malformed 'id'")
@@ -132,12 +138,7 @@ def _check_data(event_type: str, data: Mapping[str, Any]) -> None:
 
 def parse_veles_event(body: bytes, handled: Mapping[str, Any]) -> Incoming:
     """The fields the Veles inbox stores, or BadRequest for anything outside the contract."""
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise BadRequest("body is not valid JSON") from None
-    if not isinstance(doc, dict):
-        raise BadRequest("body is not a JSON object")
+    doc = json_object(body)
     event_id, event_type, created, data = (doc.get(k) for k in ("id", "type", "created", "data"))
     if not storable(event_id) or not event_id.strip():
         raise BadRequest("body is not a Veles event: missing or malformed 'id'")
