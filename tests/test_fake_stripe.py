@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import stripe
 
+from stripe_bridge.stripe_api import API_VERSION as PINNED_VERSION
 from tests.fake_stripe import FakeStripe, add_interval, decode_params, mask_key
 
 KEY = "sk_test_51BridgeFakeKey0000abcd"
@@ -522,6 +523,20 @@ def test_a_failing_request_changes_nothing(fake: FakeStripe, client: stripe.Stri
 
 # ---------------------------------------------------------------- events, seeding, inspection
 
+def test_answers_in_the_api_version_the_client_pins(
+        fake: FakeStripe, client: stripe.StripeClient) -> None:
+    # Given: the bridge's client pins an API version (stripe_bridge.stripe_api.API_VERSION)
+    customer = client.v1.customers.create(params={"name": "Versioned"})
+    # Then: every answer, an error too, says the fake speaks that version...
+    assert customer.last_response.headers["Stripe-Version"] == PINNED_VERSION
+    status, headers, _ = raw(fake, "GET", "/v1/customers/cus_missing")
+    assert (status, headers["Stripe-Version"]) == (404, PINNED_VERSION)
+    # ...and the events it emits (and seeds) were rendered in it
+    [event] = client.v1.events.list(params={"type": "customer.created"}).data
+    assert event.api_version == PINNED_VERSION and event.data.object.id == customer.id
+    assert fake.seed("event", type="customer.updated")["api_version"] == PINNED_VERSION
+
+
 def test_events_filters(fake: FakeStripe, client: stripe.StripeClient) -> None:
     old = fake.seed("event", type="product.created", created=1_600_000_000)
     customer = client.v1.customers.create(params={"name": "E"})
@@ -536,7 +551,7 @@ def test_events_filters(fake: FakeStripe, client: stripe.StripeClient) -> None:
     assert event_types(client, type="product.*", created={"lte": 1_600_000_000}) == [
         "product.created"]
     fetched = client.v1.events.retrieve(old["id"])
-    assert fetched.api_version == "2025-03-31.basil" and fetched.livemode is False
+    assert fetched.api_version == PINNED_VERSION and fetched.livemode is False
     update = client.v1.events.list(params={"type": "product.updated"}).data[0]
     assert update.data.previous_attributes.active is True
     assert update.data.object.active is False

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-API_VERSION = "2025-03-31.basil"
+from stripe_bridge.stripe_api import API_VERSION as API_VERSION  # the client's pin: answer in it
+
 IDEMPOTENCY_WINDOW = 24 * 3600
 IDEMPOTENT_METHODS = ("POST", "DELETE")
 KINDS = ("customer", "product", "price", "invoiceitem", "invoice", "subscription", "event")
