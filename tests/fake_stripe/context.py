@@ -22,6 +22,7 @@ from tests.fake_stripe.records import (
     kind_of_id,
     new_id,
     previous_attributes,
+    visible,
 )
 
 LIST_PARAMS = ("limit", "starting_after", "ending_before", "expand", "created")
@@ -69,14 +70,14 @@ class Store:
     def public(self, acct: Account, kind: str, object_id: str) -> Obj:
         if object_id in acct.deleted:
             return {"id": object_id, "object": kind, "deleted": True}
-        return copy.deepcopy(acct.objects[kind][object_id])
+        return visible(acct.objects[kind][object_id])
 
     def all(self, acct: Account, kind: str) -> list[Obj]:
         return [o for i, o in acct.objects[kind].items() if i not in acct.deleted]
 
     def emit(self, acct: Account, ctx: Ctx | None, event_type: str, obj: Obj,
              previous: Obj | None = None) -> None:
-        data: Obj = {"object": copy.deepcopy(obj)}
+        data: Obj = {"object": visible(obj)}
         if previous:
             data["previous_attributes"] = copy.deepcopy(previous)
         self.put(acct, "event", {
@@ -89,7 +90,7 @@ class Store:
     def expanded(self, acct: Account, obj: Obj, paths: list[str]) -> Obj:
         """A copy of ``obj`` with ``expand[]`` paths (``customer``, ``items.data.price.product``)
         replaced by the objects they name; unknown paths are left alone."""
-        out = copy.deepcopy(obj)
+        out = visible(obj)
         for path in paths:
             self._expand(acct, out, path.split("."), 0)
         return out

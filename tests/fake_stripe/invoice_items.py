@@ -86,7 +86,7 @@ def _set_amount(ctx: Ctx, obj: Obj, price: Obj | None, quantity: int | None,
         total = amount if amount is not None else int(
             (p.decimal("unit_amount_decimal") or Decimal(0)) * units)
         obj.update(amount=total, quantity=units, currency=p.required("currency").lower())
-    obj["net_amount"] = obj["amount"]
+    obj["quantity_decimal"] = str(units)
 
 
 def create(ctx: Ctx) -> Obj:
@@ -103,6 +103,7 @@ def create(ctx: Ctx) -> Obj:
                       f"the currency of the invoice ({invoice['currency']}).", "currency")
     obj["description"] = p.text("description") or obj["description"]
     obj["discountable"] = p.boolean("discountable") is not False
+    obj["net_amount"] = None if obj["discountable"] else obj["amount"]  # null when discountable
     obj["metadata"] = p.metadata()
     period = p.sub("period")
     if period is not None:

@@ -54,7 +54,7 @@ def create(ctx: Ctx) -> Obj:
                       "collection_method=send_invoice.", "days_until_due")
     customer = ctx.need("customer", p, "customer")
     obj = new_invoice(ctx.account, ctx.now(), customer)
-    obj.update(collection_method=method or "charge_automatically", days_until_due=days,
+    obj.update(collection_method=method or "charge_automatically", _days_until_due=days,
                due_date=due_date, auto_advance=bool(p.boolean("auto_advance")),
                automatically_finalizes_at=ctx.now() + 3600 if p.boolean("auto_advance")
                else None,
@@ -96,9 +96,10 @@ def update(ctx: Ctx) -> Obj:
     if "collection_method" in p:
         obj["collection_method"] = p.choice("collection_method",
                                             ("charge_automatically", "send_invoice"))
-    for key in ("days_until_due", "due_date"):
-        if key in p:
-            obj[key] = p.integer(key)
+    if "days_until_due" in p:  # kept, not shown: an invoice has only its due_date
+        obj["_days_until_due"] = p.integer("days_until_due")
+    if "due_date" in p:
+        obj["due_date"] = p.integer("due_date")
     obj["metadata"] = p.metadata(obj["metadata"])
     return ctx.updated("invoice", obj, before)
 
@@ -136,7 +137,7 @@ def finalize(ctx: Ctx, obj: Obj) -> None:
                invoice_pdf=f"https://pay.stripe.com/invoice/{ctx.account.id}/{token}/pdf")
     obj["status_transitions"]["finalized_at"] = now
     if obj["collection_method"] == "send_invoice" and obj["due_date"] is None:
-        obj["due_date"] = now + 86400 * (obj["days_until_due"] or 0)
+        obj["due_date"] = now + 86400 * (obj.get("_days_until_due") or 0)
     ctx.emit("invoice.finalized", obj)
     if obj["amount_due"] == 0:
         mark_paid(ctx, obj, out_of_band=True)
@@ -192,6 +193,12 @@ def void(ctx: Ctx) -> Obj:
     return ctx.answer(obj)
 
 
+def _subscription_of(invoice: Obj) -> str | None:
+    """The subscription an invoice bills, under ``parent`` (no top-level field since basil)."""
+    details = (invoice.get("parent") or {}).get("subscription_details") or {}
+    return details.get("subscription")
+
+
 def list_invoices(ctx: Ctx) -> Obj:
     p = ctx.params
     customer, subscription = p.text("customer"), p.text("subscription")
@@ -201,7 +208,7 @@ def list_invoices(ctx: Ctx) -> Obj:
              if (customer is None or o["customer"] == customer)
              and (status is None or o["status"] == status)
              and (method is None or o["collection_method"] == method)
-             and (subscription is None or o.get("subscription") == subscription)]
+             and (subscription is None or _subscription_of(o) == subscription)]
     return ctx.page(items, "/v1/invoices",
                     ("collection_method", "customer", "due_date", "status", "subscription"))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import copy
 import re
 import secrets
 import string
@@ -69,12 +70,18 @@ def add_interval(ts: int, interval: str, count: int) -> int:
     return int(moment.timestamp())
 
 
+def visible(obj: Obj) -> Obj:
+    """A deep copy of ``obj`` as Stripe shows it: without the fake's own ``_``-prefixed fields
+    (state that Stripe keeps but does not answer with, such as an invoice's ``days_until_due``)."""
+    return copy.deepcopy({k: v for k, v in obj.items() if not k.startswith("_")})
+
+
 def previous_attributes(old: Obj, new: Obj) -> Obj:
     """``data.previous_attributes`` of an ``*.updated`` event: old values of what changed."""
     changed: Obj = {}
     for key, value in new.items():
         before = old.get(key)
-        if before == value:
+        if before == value or key.startswith("_"):
             continue
         if key == "metadata":
             changed[key] = {k: before.get(k) for k in {*before, *value}

@@ -33,6 +33,7 @@ from tests.fake_stripe.records import (
     list_object,
     mask_key,
     new_id,
+    visible,
 )
 from tests.fake_stripe.routing import execute
 from tests.fake_stripe.shapes import SKELETONS, account_object
@@ -171,7 +172,7 @@ class FakeStripe:
             found = [obj for acct in self._accounts.values()
                      if account is None or acct.id == account
                      for oid, obj in acct.objects[kind].items() if oid not in acct.deleted]
-            return copy.deepcopy(sorted(found, key=lambda o: self._store.order[o["id"]]))
+            return [visible(o) for o in sorted(found, key=lambda o: self._store.order[o["id"]])]
 
     def get(self, kind: str, object_id: str) -> Obj:
         """A copy of one object (a deleted customer gives its ``deleted`` stub); KeyError."""
@@ -200,7 +201,7 @@ class FakeStripe:
             self._store.put(acct, kind, obj)
             if emit_event and kind != "event":
                 self._store.emit(acct, None, event_name(kind, "created"), obj)
-            return copy.deepcopy(obj)
+            return visible(obj)
 
     def expire_idempotency_keys(self) -> None:
         """Forget every stored idempotency key, as if 24 hours had passed."""

@@ -15,16 +15,26 @@ from tests.fake_stripe.records import API_VERSION, Account, Obj, list_object, ne
 def account_object(acct: Account) -> Obj:
     return {
         "id": acct.id, "object": "account",
-        "business_profile": {"mcc": None, "name": acct.business_name,
-                             "product_description": None, "support_address": None,
-                             "support_email": None, "support_phone": None,
-                             "support_url": None, "url": None},
+        "business_profile": {"mcc": None, "minority_owned_business_designation": None,
+                             "name": acct.business_name, "product_description": None,
+                             "specified_commercial_transactions_act_url": None,
+                             "support_address": None, "support_email": None,
+                             "support_phone": None, "support_url": None, "url": None},
         "business_type": None, "capabilities": {}, "charges_enabled": True,
         "country": acct.country, "created": acct.created,
         "default_currency": acct.default_currency, "details_submitted": True,
         "email": None, "metadata": {}, "payouts_enabled": True,
-        "settings": {"dashboard": {"display_name": acct.display_name,
-                                   "timezone": "Etc/UTC"}},
+        "settings": {
+            "branding": {"icon": None, "logo": None, "primary_color": None,
+                         "secondary_color": None},
+            "card_payments": {"statement_descriptor_prefix": None,
+                              "statement_descriptor_prefix_kana": None,
+                              "statement_descriptor_prefix_kanji": None},
+            "dashboard": {"display_name": acct.display_name, "timezone": "Etc/UTC"},
+            "payments": {"statement_descriptor": None, "statement_descriptor_kana": None,
+                         "statement_descriptor_kanji": None,
+                         "statement_descriptor_prefix_kana": None,
+                         "statement_descriptor_prefix_kanji": None}},
         "type": "standard"}
 
 
@@ -41,12 +51,12 @@ def new_customer(acct: Account, now: int) -> Obj:
 
 
 def new_product(acct: Account, now: int) -> Obj:
-    return {"id": new_id("prod", 14), "object": "product", "active": True, "attributes": [],
-            "created": now, "default_price": None, "description": None, "images": [],
-            "livemode": acct.livemode, "marketing_features": [], "metadata": {},
-            "name": "Seeded product", "package_dimensions": None, "shippable": None,
-            "statement_descriptor": None, "tax_code": None, "type": "service",
-            "unit_label": None, "updated": now, "url": None}
+    return {"id": new_id("prod", 14), "object": "product", "active": True, "created": now,
+            "default_price": None, "description": None, "images": [], "livemode": acct.livemode,
+            "marketing_features": [], "metadata": {}, "name": "Seeded product",
+            "package_dimensions": None, "shippable": None, "statement_descriptor": None,
+            "tax_code": None, "tax_details": None, "type": "service", "unit_label": None,
+            "updated": now, "url": None}
 
 
 def new_price(acct: Account, now: int, product: str | None = None,
@@ -63,11 +73,11 @@ def new_price(acct: Account, now: int, product: str | None = None,
 
 def new_invoiceitem(acct: Account, now: int, customer: str | None = None) -> Obj:
     return {"id": new_id("ii"), "object": "invoiceitem", "amount": 0, "currency": "usd",
-            "customer": customer, "date": now, "description": None, "discountable": True,
-            "discounts": [], "invoice": None, "livemode": acct.livemode, "metadata": {},
-            "net_amount": 0, "parent": None, "period": {"end": now, "start": now},
-            "pricing": None, "proration": False, "quantity": 1, "tax_rates": [],
-            "test_clock": None}
+            "customer": customer, "customer_account": None, "date": now, "description": None,
+            "discountable": True, "discounts": [], "invoice": None, "livemode": acct.livemode,
+            "metadata": {}, "net_amount": None, "parent": None,
+            "period": {"end": now, "start": now}, "pricing": None, "proration": False,
+            "quantity": 1, "quantity_decimal": "1", "tax_rates": [], "test_clock": None}
 
 
 def line_for_item(item: Obj, invoice_id: str) -> Obj:
@@ -82,7 +92,8 @@ def line_for_item(item: Obj, invoice_id: str) -> Obj:
                        "subscription_item_details": None, "type": "invoice_item_details"},
             "period": dict(item["period"]), "pretax_credit_amounts": [],
             "pricing": copy.deepcopy(item["pricing"]), "quantity": item["quantity"],
-            "taxes": []}
+            "quantity_decimal": item["quantity_decimal"], "subscription": None,
+            "subtotal": item["amount"], "taxes": []}
 
 
 def new_invoice(acct: Account, now: int, customer: Obj | None = None) -> Obj:
@@ -95,16 +106,17 @@ def new_invoice(acct: Account, now: int, customer: Obj | None = None) -> Obj:
         "amount_shipping": 0, "application": None, "attempt_count": 0, "attempted": False,
         "auto_advance": False,
         "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None,
-                          "status": None},
+                          "provider": None, "status": None},
         "automatically_finalizes_at": None, "billing_reason": "manual",
         "collection_method": "charge_automatically", "created": now,
         "currency": acct.default_currency, "custom_fields": None,
-        "customer": customer.get("id"), "customer_address": customer.get("address"),
+        "customer": customer.get("id"), "customer_account": None,
+        "customer_address": customer.get("address"),
         "customer_email": customer.get("email"), "customer_name": customer.get("name"),
         "customer_phone": customer.get("phone"), "customer_shipping": None,
         "customer_tax_exempt": customer.get("tax_exempt", "none"), "customer_tax_ids": [],
-        "days_until_due": None, "default_payment_method": None, "default_source": None,
-        "default_tax_rates": [], "description": None, "discounts": [], "due_date": None,
+        "default_payment_method": None, "default_source": None, "default_tax_rates": [],
+        "description": None, "discounts": [], "due_date": None,
         "effective_at": None, "ending_balance": None, "footer": None, "from_invoice": None,
         "hosted_invoice_url": None, "invoice_pdf": None, "issuer": {"type": "self"},
         "last_finalization_error": None, "latest_revision": None,
@@ -144,16 +156,21 @@ def new_subscription(acct: Account, now: int, customer: str | None = None) -> Ob
         "application_fee_percent": None,
         "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
         "billing_cycle_anchor": now, "billing_cycle_anchor_config": None,
+        "billing_mode": {"flexible": None, "type": "flexible"}, "billing_schedules": [],
         "billing_thresholds": None, "cancel_at": None, "cancel_at_period_end": False,
         "canceled_at": None,
-        "cancellation_details": {"comment": None, "feedback": None, "reason": None},
+        "cancellation_details": {"comment": None, "feedback": None, "feedback_option": None,
+                                 "reason": None},
         "collection_method": "charge_automatically", "created": now,
-        "currency": acct.default_currency, "customer": customer, "days_until_due": None,
+        "currency": acct.default_currency, "customer": customer, "customer_account": None,
+        "days_until_due": None,
         "default_payment_method": None, "default_source": None, "default_tax_rates": [],
         "description": None, "discounts": [], "ended_at": None,
-        "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
+        "invoice_settings": {"account_tax_ids": None, "custom_fields": None,
+                             "description": None, "footer": None, "issuer": {"type": "self"}},
         "items": list_object([], f"/v1/subscription_items?subscription={sub_id}"),
-        "latest_invoice": None, "livemode": acct.livemode, "metadata": {},
+        "latest_invoice": None, "livemode": acct.livemode, "managed_payments": None,
+        "metadata": {},
         "next_pending_invoice_item_invoice": None, "on_behalf_of": None,
         "pause_collection": None,
         "payment_settings": {"payment_method_options": None, "payment_method_types": None,
@@ -161,7 +178,8 @@ def new_subscription(acct: Account, now: int, customer: str | None = None) -> Ob
         "pending_invoice_item_interval": None, "pending_setup_intent": None,
         "pending_update": None, "schedule": None, "start_date": now, "status": "active",
         "test_clock": None, "transfer_data": None, "trial_end": None,
-        "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
+        "trial_settings": {"end_behavior": {"billing_cycle_anchor": None,
+                                            "missing_payment_method": "create_invoice"}},
         "trial_start": None}
 
 

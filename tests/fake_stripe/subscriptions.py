@@ -50,7 +50,8 @@ def new_item(ctx: Ctx, sub: Obj, item: Params) -> Obj:
     quantity = item.integer("quantity", minimum=0)
     price = item_price(ctx, item)
     obj = {"id": new_id("si", 14), "object": "subscription_item", "billing_thresholds": None,
-           "created": ctx.now(), "discounts": [], "metadata": item.metadata(),
+           "created": ctx.now(), "current_trial": None, "discounts": [],
+           "metadata": item.metadata(),
            "plan": plan_for(price), "price": copy.deepcopy(price),
            "quantity": 1 if quantity is None else quantity, "subscription": sub["id"],
            "tax_rates": []}
