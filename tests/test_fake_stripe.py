@@ -7,6 +7,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -535,6 +536,31 @@ def test_answers_in_the_api_version_the_client_pins(
     [event] = client.v1.events.list(params={"type": "customer.created"}).data
     assert event.api_version == PINNED_VERSION and event.data.object.id == customer.id
     assert fake.seed("event", type="customer.updated")["api_version"] == PINNED_VERSION
+
+
+def test_shapes_are_the_pinned_versions(client: stripe.StripeClient) -> None:
+    customer = client.v1.customers.create()
+    product = client.v1.products.create(params={"name": "Shape"})
+    invoice = client.v1.invoices.create(params={
+        "customer": customer.id, "collection_method": "send_invoice", "days_until_due": 7})
+    item = client.v1.invoice_items.create(params={
+        "customer": customer.id, "invoice": invoice.id, "quantity": 2,
+        "price_data": {"currency": "usd", "product": product.id, "unit_amount": 300}})
+    sub = client.v1.subscriptions.create(params={"customer": customer.id, "items": [{
+        "price_data": {"currency": "usd", "product": product.id, "unit_amount": 100,
+                       "recurring": {"interval": "month"}}}]})
+    shown = {"product": product.to_dict(), "invoice": invoice.to_dict(), "sub": sub.to_dict()}
+    # Gone since (or never in) basil: a legacy product field, an invoice *parameter*
+    assert "attributes" not in shown["product"] and "days_until_due" not in shown["invoice"]
+    # Added up to endive
+    assert shown["product"]["tax_details"] is None and shown["invoice"]["customer_account"] is None
+    assert (item.quantity_decimal, item.net_amount) == (Decimal(2), None)  # discountable
+    line = client.v1.invoices.line_items.list(invoice.id).data[0]
+    assert (line.subtotal, line.quantity_decimal, line.subscription) == (600, Decimal(2), None)
+    assert shown["sub"]["billing_mode"] == {"flexible": None, "type": "flexible"}
+    assert shown["sub"]["items"]["data"][0]["current_trial"] is None
+    final = client.v1.invoices.finalize_invoice(invoice.id)  # days_until_due still counts
+    assert final.due_date == final.status_transitions.finalized_at + 7 * 86400
 
 
 def test_events_filters(fake: FakeStripe, client: stripe.StripeClient) -> None:
