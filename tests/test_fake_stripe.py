@@ -7,11 +7,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
 import stripe
 
+from stripe_bridge.stripe_api import API_VERSION as PINNED_VERSION
 from tests.fake_stripe import FakeStripe, add_interval, decode_params, mask_key
 
 KEY = "sk_test_51BridgeFakeKey0000abcd"
@@ -522,6 +524,45 @@ def test_a_failing_request_changes_nothing(fake: FakeStripe, client: stripe.Stri
 
 # ---------------------------------------------------------------- events, seeding, inspection
 
+def test_answers_in_the_api_version_the_client_pins(
+        fake: FakeStripe, client: stripe.StripeClient) -> None:
+    # Given: the bridge's client pins an API version (stripe_bridge.stripe_api.API_VERSION)
+    customer = client.v1.customers.create(params={"name": "Versioned"})
+    # Then: every answer, an error too, says the fake speaks that version...
+    assert customer.last_response.headers["Stripe-Version"] == PINNED_VERSION
+    status, headers, _ = raw(fake, "GET", "/v1/customers/cus_missing")
+    assert (status, headers["Stripe-Version"]) == (404, PINNED_VERSION)
+    # ...and the events it emits (and seeds) were rendered in it
+    [event] = client.v1.events.list(params={"type": "customer.created"}).data
+    assert event.api_version == PINNED_VERSION and event.data.object.id == customer.id
+    assert fake.seed("event", type="customer.updated")["api_version"] == PINNED_VERSION
+
+
+def test_shapes_are_the_pinned_versions(client: stripe.StripeClient) -> None:
+    customer = client.v1.customers.create()
+    product = client.v1.products.create(params={"name": "Shape"})
+    invoice = client.v1.invoices.create(params={
+        "customer": customer.id, "collection_method": "send_invoice", "days_until_due": 7})
+    item = client.v1.invoice_items.create(params={
+        "customer": customer.id, "invoice": invoice.id, "quantity": 2,
+        "price_data": {"currency": "usd", "product": product.id, "unit_amount": 300}})
+    sub = client.v1.subscriptions.create(params={"customer": customer.id, "items": [{
+        "price_data": {"currency": "usd", "product": product.id, "unit_amount": 100,
+                       "recurring": {"interval": "month"}}}]})
+    shown = {"product": product.to_dict(), "invoice": invoice.to_dict(), "sub": sub.to_dict()}
+    # Gone since (or never in) basil: a legacy product field, an invoice *parameter*
+    assert "attributes" not in shown["product"] and "days_until_due" not in shown["invoice"]
+    # Added up to endive
+    assert shown["product"]["tax_details"] is None and shown["invoice"]["customer_account"] is None
+    assert (item.quantity_decimal, item.net_amount) == (Decimal(2), None)  # discountable
+    line = client.v1.invoices.line_items.list(invoice.id).data[0]
+    assert (line.subtotal, line.quantity_decimal, line.subscription) == (600, Decimal(2), None)
+    assert shown["sub"]["billing_mode"] == {"flexible": None, "type": "flexible"}
+    assert shown["sub"]["items"]["data"][0]["current_trial"] is None
+    final = client.v1.invoices.finalize_invoice(invoice.id)  # days_until_due still counts
+    assert final.due_date == final.status_transitions.finalized_at + 7 * 86400
+
+
 def test_events_filters(fake: FakeStripe, client: stripe.StripeClient) -> None:
     old = fake.seed("event", type="product.created", created=1_600_000_000)
     customer = client.v1.customers.create(params={"name": "E"})
@@ -536,7 +577,7 @@ def test_events_filters(fake: FakeStripe, client: stripe.StripeClient) -> None:
     assert event_types(client, type="product.*", created={"lte": 1_600_000_000}) == [
         "product.created"]
     fetched = client.v1.events.retrieve(old["id"])
-    assert fetched.api_version == "2025-03-31.basil" and fetched.livemode is False
+    assert fetched.api_version == PINNED_VERSION and fetched.livemode is False
     update = client.v1.events.list(params={"type": "product.updated"}).data[0]
     assert update.data.previous_attributes.active is True
     assert update.data.object.active is False
