@@ -2,15 +2,15 @@
 
 The web sends one job per batch of new events (`web/job_sender.py`), the sweeper and replays
 likewise, at most `BATCH_SIZE` ids a job. A batch job applies its events with the same handlers
-and the same stale guard as one event at a time, but takes every lock and reads every shared
-record once: the inbox rows (`FOR UPDATE SKIP LOCKED`: a row another job holds is that job's to
-apply), each mirror table's rows in one statement in sorted order (`handlers.base.claim_rows`),
-the Veles orders and contracts the events may update (`outbox.feedback.preload_links`), then,
-last, the matching locks and the Veles customers and products they may match
-(`linking.preload_pools`). The changed mirror rows go out as one executemany per table.
+and the same stale guard as one event at a time (`apply.handle`), but takes every lock and
+reads every shared record once: the inbox rows (`FOR UPDATE SKIP LOCKED`: a row another job
+holds is that job's to apply), then what `preload.prepare` puts in the batch's unit of work
+(each mirror table's rows in one statement in sorted order, the Veles orders and contracts the
+events may update, the matching locks and the Veles customers and products they may match).
+The changed mirror rows go out as one executemany per table (`preload.write_mirrors`).
 
 If anything in the batch fails, the whole transaction rolls back and its events are applied
-one at a time (`inbox.apply_event`), so that one bad event is marked failed on its own and the
+one at a time (`apply.apply_event`), so that one bad event is marked failed on its own and the
 others are applied; a transient failure then re-raises and the job retries (events already
 applied are skipped)."""
 
