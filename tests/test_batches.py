@@ -36,7 +36,8 @@ from stripe_bridge.models import (
     VelesOrder,
 )
 from stripe_bridge.roles.threads import sweep
-from tests.conftest import (
+from tests.faults.stories import Truth
+from tests.support import (
     FIXTURES,
     event,
     load_fixture,
@@ -47,7 +48,6 @@ from tests.conftest import (
     run_jobs,
     veles_event,
 )
-from tests.faults.stories import Truth
 
 T0 = 1_750_000_000
 EVENT_TYPES = sorted(path.stem for path in (FIXTURES / "current").glob("*.json"))

@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 from stripe_bridge.cli.main import main
 from stripe_bridge.context import Context
 from stripe_bridge.settings import Settings
-from tests.conftest import REDIS_URL, SECRET, event, load_fixture, post_event, run_jobs
+from tests.support import REDIS_URL, SECRET, event, load_fixture, post_event, run_jobs
 
 # Every variable the CLI reads; each test starts with all of them unset.
 SETTINGS_VARS = tuple(Settings.variables())

@@ -15,7 +15,8 @@ from stripe_bridge import logs
 from stripe_bridge.connection import connect_from_settings
 from stripe_bridge.context import Context
 from stripe_bridge.models import Connection, Customer, StripeEvent
-from tests.conftest import (
+from tests.fake_stripe import FakeStripe
+from tests.support import (
     ACCOUNT_ID,
     LIVE_KEY,
     OTHER_ACCOUNT_KEY,
@@ -28,7 +29,6 @@ from tests.conftest import (
     post_event,
     run_jobs,
 )
-from tests.fake_stripe import FakeStripe
 
 
 def put_connection(client: TestClient, api_key: str, webhook_secret: str | None = None) -> Any:

@@ -23,7 +23,7 @@ from stripe_bridge.inbox.apply import apply_event
 from stripe_bridge.models import Customer, StripeEvent, VelesEvent, utcnow
 from stripe_bridge.roles.threads import sweep
 from stripe_bridge.web.app import create_app
-from tests.conftest import (
+from tests.support import (
     event,
     make_settings,
     post_event,

@@ -13,7 +13,7 @@ from stripe_bridge.context import Context
 from stripe_bridge.errors import ConfigError
 from stripe_bridge.web.app import create_app
 from stripe_bridge.web.job_sender import JobSender
-from tests.conftest import (
+from tests.support import (
     admin_headers,
     event,
     make_settings,

@@ -10,7 +10,7 @@ from starlette.testclient import TestClient
 from stripe_bridge import logs
 from stripe_bridge.bootstrap import bootstrap
 from stripe_bridge.web.app import create_app
-from tests.conftest import SECRET, admin_headers, event, make_settings, post_event, run_jobs
+from tests.support import SECRET, admin_headers, event, make_settings, post_event, run_jobs
 
 API_KEY = "sk_test_51SuperSecretKeyValue"
 

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from stripe_bridge.context import Context
 from stripe_bridge.models import Customer, Invoice, Price, Product, StripeEvent, Subscription
-from tests.conftest import FIXTURES, event, load_fixture, post_event, run_jobs
+from tests.support import FIXTURES, event, load_fixture, post_event, run_jobs
 
 SHAPES = ("current", "classic")
 EVENT_TYPES = sorted(path.stem for path in (FIXTURES / "current").glob("*.json"))

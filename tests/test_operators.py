@@ -21,7 +21,8 @@ from stripe_bridge.models import Customer, OutboxRow, StripeEvent, VelesEvent, V
 from stripe_bridge.operators.maintenance import prune
 from stripe_bridge.outbox.relay import Relay
 from stripe_bridge.web.app import create_app
-from tests.conftest import (
+from tests.fake_stripe import FakeStripe
+from tests.support import (
     admin_headers,
     event,
     make_settings,
@@ -32,7 +33,6 @@ from tests.conftest import (
     run_jobs,
     veles_event,
 )
-from tests.fake_stripe import FakeStripe
 
 
 def dead(client: TestClient, **params: str) -> list[dict[str, Any]]:

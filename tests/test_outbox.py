@@ -17,7 +17,8 @@ from stripe_bridge.context import Context
 from stripe_bridge.models import Customer, OutboxRow, StripeEvent, VelesEvent, VelesOrder
 from stripe_bridge.outbox.relay import Relay
 from stripe_bridge.sync import run_sync
-from tests.conftest import (
+from tests.fake_stripe import FakeStripe
+from tests.support import (
     TEST_KEY,
     admin_headers,
     event,
@@ -26,7 +27,6 @@ from tests.conftest import (
     run_jobs,
     veles_event,
 )
-from tests.fake_stripe import FakeStripe
 
 PRODUCTS = {"vp_seats": "Seats", "vp_support": "Support", "vp_onboarding": "Onboarding"}
 

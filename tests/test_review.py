@@ -10,7 +10,7 @@ from starlette.testclient import TestClient
 from stripe_bridge.bootstrap import bootstrap
 from stripe_bridge.context import Context
 from stripe_bridge.web.app import create_app
-from tests.conftest import (
+from tests.support import (
     admin_headers,
     event,
     make_settings,

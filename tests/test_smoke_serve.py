@@ -22,7 +22,7 @@ import orjson
 import pytest
 
 from stripe_bridge.inbox.signatures import sign
-from tests.conftest import load_fixture
+from tests.support import load_fixture
 
 pytestmark = pytest.mark.slow
 

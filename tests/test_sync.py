@@ -30,7 +30,8 @@ from stripe_bridge.models import (
 from stripe_bridge.roles.scheduler import Scheduler
 from stripe_bridge.stripe_api import StripeRejected
 from stripe_bridge.sync import SyncBusy, run_sync
-from tests.conftest import (
+from tests.fake_stripe import FakeStripe
+from tests.support import (
     TEST_KEY,
     admin_headers,
     event,
@@ -39,7 +40,6 @@ from tests.conftest import (
     run_jobs,
     veles_event,
 )
-from tests.fake_stripe import FakeStripe
 
 
 def seed_customers(

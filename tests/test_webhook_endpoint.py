@@ -13,7 +13,7 @@ from stripe_bridge.bootstrap import bootstrap
 from stripe_bridge.context import Context
 from stripe_bridge.models import Customer, StripeEvent
 from stripe_bridge.web.app import create_app
-from tests.conftest import (
+from tests.support import (
     OTHER_SECRET,
     SECRET,
     event,
