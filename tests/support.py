@@ -1,5 +1,5 @@
-"""What the tests share besides fixtures: this run's servers and secrets, settings, signed
-deliveries, and the job queue.
+"""What the tests share besides fixtures: this run's servers and secrets, settings and bridges
+of a test's own, signed deliveries, the job queue, and a look at the database.
 
 Fixtures live in `conftest.py`; everything here is a plain function or constant that a test
 (or a fixture) calls. Nothing here opens a connection until it is called."""
@@ -8,22 +8,32 @@ from __future__ import annotations
 
 import copy
 import os
+import socket
 import time
 import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import dramatiq
 import orjson
+from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
+from stripe_bridge.bootstrap import bootstrap
 from stripe_bridge.context import Context
+from stripe_bridge.inbox.parse import classify, parse_event
 from stripe_bridge.inbox.signatures import sign
+from stripe_bridge.inbox.store import store
 from stripe_bridge.jobs import EVENTS_QUEUE, VELES_QUEUE
+from stripe_bridge.models import StripeEvent
 from stripe_bridge.settings import Settings
+from stripe_bridge.web.app import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "fixtures" / "events"
+EVENT_TYPES = sorted(path.stem for path in (FIXTURES / "current").glob("*.json"))
 PG_ADMIN_URL = os.environ.get(
     "BRIDGE_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
@@ -40,7 +50,24 @@ ROTATED_KEY = "rk_test_51BridgeRotatedKeyEfgh"
 OTHER_ACCOUNT_KEY = "sk_test_51SomeoneElseKeyIjkl"
 LIVE_KEY = "sk_live_51BridgeLiveKeyMnop"
 
-# --- settings --------------------------------------------------------------------------------
+# The fields of the connection status object (`GET /admin/api/connection`, `status --json`).
+CONNECTION_FIELDS = frozenset(
+    {
+        "status",
+        "account_id",
+        "account_name",
+        "mode",
+        "connected_at",
+        "customers_last_synced_at",
+        "products_last_synced_at",
+        "api_key_last4",
+        "unmatched_customers",
+        "unmatched_products",
+    }
+)
+
+
+# --- settings and bridges --------------------------------------------------------------------
 
 
 def make_settings(database_url: str, redis_namespace: str, **overrides: Any) -> Settings:
@@ -61,6 +88,34 @@ def make_settings(database_url: str, redis_namespace: str, **overrides: Any) -> 
     for key in [key for key, value in overrides.items() if value is None]:
         env.pop(key, None)
     return Settings.from_env(env)
+
+
+@contextmanager
+def own_bridge(database_url: str, redis_namespace: str, **overrides: Any) -> Iterator[Context]:
+    """A bridge of the test's own, on `make_settings(…, **overrides)`, closed at the end."""
+    bridge = bootstrap(make_settings(database_url, redis_namespace, **overrides))
+    try:
+        yield bridge
+    finally:
+        bridge.close()
+
+
+@contextmanager
+def own_client(database_url: str, redis_namespace: str, **overrides: Any) -> Iterator[TestClient]:
+    """A client of the app on a bridge of the test's own (`own_bridge`), both closed at the end."""
+    with (
+        own_bridge(database_url, redis_namespace, **overrides) as bridge,
+        TestClient(create_app(bridge)) as client,
+    ):
+        yield client
+
+
+def free_port() -> int:
+    """A local TCP port nothing listens on (at the moment of asking)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 # --- what Stripe and Veles send --------------------------------------------------------------
@@ -126,8 +181,24 @@ def post_veles(client: TestClient, payload: dict[str, Any], secret: str = VELES_
     return client.post("/veles/events", content=body, headers=headers)
 
 
+def deliver(client: TestClient, bridge: Context, *payloads: dict[str, Any]) -> None:
+    """Deliver signed Stripe events (each answered 200) and let a real worker apply them."""
+    for payload in payloads:
+        response = post_event(client, payload)
+        assert response.status_code == 200, response.text
+    run_jobs(bridge)
+
+
 def admin_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def admin_get(client: TestClient, path: str, **params: Any) -> Any:
+    """`GET /admin/api/<path>` with the admin token; must answer 200; answers the JSON body.
+    The query goes in `path` or in `params`, not both (params replace a query in the path)."""
+    response = client.get(f"/admin/api/{path}", params=params or None, headers=admin_headers())
+    assert response.status_code == 200, response.text
+    return response.json()
 
 
 # --- the job queue ---------------------------------------------------------------------------
@@ -161,3 +232,54 @@ def run_jobs(bridge: Context, timeout_ms: int = 30_000) -> None:
         worker.join()
     finally:
         worker.stop()
+
+
+# --- the database ----------------------------------------------------------------------------
+
+
+def store_events(bridge: Context, payloads: Sequence[dict[str, Any]]) -> list[str]:
+    """Stored exactly as the webhook stores them (parsed, classified, one INSERT), but no job is
+    sent: the test decides which ids go into which batch. Answers the ids, duplicates once."""
+    unique = {payload["id"]: payload for payload in payloads}
+    batch = []
+    for payload in unique.values():
+        incoming = parse_event(orjson.dumps(payload))
+        classify(incoming, handled=bridge.handlers)
+        batch.append(incoming)
+    with bridge.session_factory.begin() as session:
+        store(session, StripeEvent, batch)
+    return list(unique)
+
+
+def row_of(bridge: Context, model: type[Any], object_id: str) -> Any:
+    """The committed row of `model` with this id, or None."""
+    with bridge.session_factory() as session:
+        return session.get(model, object_id)
+
+
+def mirror_row(bridge: Context, model: type[Any], object_id: str) -> Any:
+    """The committed row of `model` with this id, which must be there."""
+    row = row_of(bridge, model, object_id)
+    assert row is not None, f"no {model.__name__} {object_id}"
+    return row
+
+
+def all_rows(bridge: Context, model: type[Any]) -> list[Any]:
+    """Every committed row of `model`, by primary key."""
+    with bridge.session_factory() as session:
+        return list(session.scalars(select(model).order_by(*model.__mapper__.primary_key)))
+
+
+def count_rows(bridge: Context, model: type[Any], *where: Any) -> int:
+    with bridge.session_factory() as session:
+        return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+def inbox(bridge: Context) -> dict[str, StripeEvent]:
+    """The Stripe inbox: each stored event's row, by event id."""
+    return {row.id: row for row in all_rows(bridge, StripeEvent)}
+
+
+def statuses(bridge: Context) -> dict[str, str]:
+    """Each stored Stripe event's status, by event id."""
+    return {event_id: row.status for event_id, row in inbox(bridge).items()}

@@ -8,7 +8,6 @@ import time
 import pytest
 from starlette.testclient import TestClient
 
-from stripe_bridge.bootstrap import bootstrap
 from stripe_bridge.context import Context
 from stripe_bridge.errors import ConfigError
 from stripe_bridge.web.app import create_app
@@ -17,6 +16,7 @@ from tests.support import (
     admin_headers,
     event,
     make_settings,
+    own_bridge,
     post_event,
     queued_event_ids,
     queued_jobs,
@@ -97,13 +97,8 @@ def test_a_failed_send_is_logged_and_later_batches_still_go_out() -> None:
 def test_deliveries_of_several_group_commits_share_one_job(
     database_url: str, redis_namespace: str, bridge: Context
 ) -> None:
-    lingering = bootstrap(
-        make_settings(database_url, redis_namespace, BRIDGE_ENQUEUE_LINGER_MS="60000")
-    )
-    payloads = [
-        event("customer.created", {"id": f"cus_{n}", "name": f"Co {n}"}) for n in range(3)
-    ]
-    try:
+    payloads = [event("customer.created", {"id": f"cus_{n}", "name": f"Co {n}"}) for n in range(3)]
+    with own_bridge(database_url, redis_namespace, BRIDGE_ENQUEUE_LINGER_MS="60000") as lingering:
         with TestClient(create_app(lingering)) as client:
             for payload in payloads:  # one after the other: three group commits
                 assert post_event(client, payload).status_code == 200
@@ -112,8 +107,6 @@ def test_deliveries_of_several_group_commits_share_one_job(
         assert queued_jobs(bridge) == 1
         assert queued_event_ids(bridge) == [payload["id"] for payload in payloads]
         run_jobs(bridge)
-    finally:
-        lingering.close()
     with TestClient(create_app(bridge)) as client:
         listed = client.get("/admin/api/events?status=processed", headers=admin_headers())
     assert {row["id"] for row in listed.json()["data"]} == {payload["id"] for payload in payloads}
