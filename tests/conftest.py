@@ -3,6 +3,10 @@
 Every run creates `sb_test_<random>` on the local PostgreSQL (at `alembic upgrade head`) and
 prefixes its Redis keys with `sb-test-<random>`, so parallel runs never collide; both are
 removed at the end. Override the servers with BRIDGE_TEST_PG_ADMIN_URL / BRIDGE_TEST_REDIS_URL.
+
+A test that can commit (through `bridge`, `client`, `cli` or a bridge of its own) empties the
+tables it filled and its Redis keys when it ends; a test on `db_session` runs in a transaction
+that is rolled back instead. The plain helpers are in tests/support.py.
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ import pytest
 import redis
 import structlog
 from psycopg import sql
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
 from stripe_bridge.bootstrap import bootstrap
 from stripe_bridge.context import Context
-from stripe_bridge.db import Base, make_engine
+from stripe_bridge.db import make_engine
 from stripe_bridge.migrate import upgrade
 from stripe_bridge.settings import Settings
 from stripe_bridge.web.app import create_app
@@ -37,6 +42,7 @@ from tests.support import (
     RUN_ID,
     SECRET_KEY,
     TEST_KEY,
+    empty_tables,
     make_settings,
 )
 
@@ -87,18 +93,39 @@ def restore_logging() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def clean_state(request: pytest.FixtureRequest) -> None:
-    """Every test that touches the database or Redis starts from empty tables and queues."""
-    if "database_url" not in request.fixturenames:
+def clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test that can commit to the database or write to Redis (its bridge, CLI or own
+    settings all need the Redis namespace) leaves empty tables and queues behind it, so the
+    next test starts from them. A test on `db_session` alone commits nothing: it skips this."""
+    uses = set(request.fixturenames)
+    if "database_url" not in uses or ("db_session" in uses and "redis_namespace" not in uses):
+        yield
         return
     engine: Engine = request.getfixturevalue("admin_engine")
-    tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
-    with engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE {tables}"))
+    namespace: str = request.getfixturevalue("redis_namespace")
+    yield
+    empty_tables(engine)
     client = redis.Redis.from_url(REDIS_URL)
-    for key in client.scan_iter(f"{request.getfixturevalue('redis_namespace')}*"):
+    for key in client.scan_iter(f"{namespace}*"):
         client.delete(key)
     client.close()
+
+
+@pytest.fixture
+def db_session(admin_engine: Engine) -> Iterator[Session]:
+    """A session inside a transaction that is rolled back at the end, for tests of code that
+    works on a session it is given (handlers, matching, the outbox writer). What that code
+    commits, or nests with begin_nested(), goes to savepoints of the one transaction, so the
+    test leaves nothing behind and pays no TRUNCATE."""
+    empty_tables(admin_engine)  # only a probe: the committing tests clean up after themselves
+    with admin_engine.connect() as connection:
+        transaction = connection.begin()
+        session = Session(bind=connection, join_transaction_mode="create_savepoint")
+        try:
+            yield session
+        finally:
+            session.close()
+            transaction.rollback()
 
 
 @pytest.fixture(scope="session")

@@ -10,13 +10,16 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
-from stripe_bridge import connection, outbox
+from stripe_bridge import connection, handlers, outbox
 from stripe_bridge.context import Context
+from stripe_bridge.event import Event
 from stripe_bridge.models import Customer, OutboxRow, StripeEvent, VelesEvent, VelesOrder
 from stripe_bridge.outbox.relay import Relay
 from stripe_bridge.sync import run_sync
+from stripe_bridge.uow import UnitOfWork
 from tests.fake_stripe import FakeStripe
 from tests.support import (
     TEST_KEY,
@@ -620,9 +623,16 @@ def test_the_python_api_writes_in_the_callers_transaction(
     assert len(all_rows(bridge, OutboxRow)) == 1
 
 
-def test_a_contract_with_two_lines_of_one_product_is_refused(
-    world: dict[str, Any], bridge: Context
-) -> None:
+def test_a_contract_with_two_lines_of_one_product_is_refused(db_session: Session) -> None:
+    # Given: the Veles customer and product the contract names (their handlers, on the session)
+    uow = UnitOfWork(db_session)
+    for veles_id, event_type, data in (
+        ("vev_customer", "customer.upserted", {"id": "v_acme", "name": "Acme"}),
+        ("vev_product", "product.upserted", {"id": "vp_seats", "name": "Seats"}),
+    ):
+        handlers.VELES_HANDLERS[event_type](
+            Event(veles_id, event_type, 1_750_000_000, False, None, data, None), uow
+        )
     line = {"product_id": "vp_seats", "quantity": 1, "unit_amount": 100}
     data = {
         "id": "ctr_x",
@@ -633,11 +643,8 @@ def test_a_contract_with_two_lines_of_one_product_is_refused(
         "lines": [line, line],
     }
 
-    with (
-        bridge.session_factory() as session,
-        pytest.raises(outbox.InvalidChange, match="one line per product"),
-    ):
-        outbox.record_contract_activated(session, data)
+    with pytest.raises(outbox.InvalidChange, match="one line per product"):
+        outbox.record_contract_activated(db_session, data)
 
 
 def test_the_relay_is_woken_by_the_commit_not_the_poll(
