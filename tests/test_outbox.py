@@ -4,7 +4,6 @@ contracts → subscriptions, exactly once in effect, payment status back."""
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,6 +30,7 @@ from tests.support import (
     post_veles,
     run_jobs,
     veles_event,
+    wait_until,
 )
 
 PRODUCTS = {"vp_seats": "Seats", "vp_support": "Support", "vp_onboarding": "Onboarding"}
@@ -38,6 +38,18 @@ PRODUCTS = {"vp_seats": "Seats", "vp_support": "Support", "vp_onboarding": "Onbo
 
 class SimulatedCrash(BaseException):
     """Raised by the relay's step hook: the process 'dies' between two steps."""
+
+
+class WatchedWakeup(threading.Event):
+    """A relay's wake-up that also tells when a pusher has started waiting on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waited = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waited.set()
+        return super().wait(timeout)
 
 
 @pytest.fixture
@@ -655,11 +667,13 @@ def test_the_relay_is_woken_by_the_commit_not_the_poll(
     from stripe_bridge.outbox.relay import relay_options
 
     relay = Relay(bridge, replace(relay_options(bridge), poll_interval=60.0))
+    relay.wakeup = wakeup = WatchedWakeup()
     stop = threading.Event()
     thread = threading.Thread(target=relay.run, args=(stop, 1), daemon=True)
     thread.start()
     try:
-        time.sleep(1.0)  # the relay has drained and is waiting: on NOTIFY, or 60 s
+        # the relay has drained and waits: on NOTIFY, or 60 s
+        assert relay.listening.wait(10) and wakeup.waited.wait(10)
         with bridge.session_factory.begin() as session:
             outbox.record_order(
                 session,
@@ -670,9 +684,7 @@ def test_the_relay_is_woken_by_the_commit_not_the_poll(
                     "lines": [{"product_id": "vp_seats", "quantity": 1, "unit_amount": 100}],
                 },
             )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not invoices_for(fake_stripe, "ord_woken"):
-            time.sleep(0.1)
+        wait_until(lambda: invoices_for(fake_stripe, "ord_woken"), 10)
     finally:
         stop.set()
         thread.join(timeout=30)
