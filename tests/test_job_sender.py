@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from starlette.testclient import TestClient
@@ -31,13 +30,17 @@ class Recorder:
         self.batches: list[list[str]] = []
         self.fail_first = fail_first
         self.called = threading.Event()
+        self.returned = threading.Event()  # the first call is over (recorded, or raised)
 
     def __call__(self, ids: list[str]) -> None:
         self.called.set()
-        if self.fail_first > 0:
-            self.fail_first -= 1
-            raise ConnectionError("broker down")
-        self.batches.append(ids)
+        try:
+            if self.fail_first > 0:
+                self.fail_first -= 1
+                raise ConnectionError("broker down")
+            self.batches.append(ids)
+        finally:
+            self.returned.set()
 
 
 def test_ids_added_close_together_go_out_as_one_batch_after_the_linger() -> None:
@@ -47,10 +50,10 @@ def test_ids_added_close_together_go_out_as_one_batch_after_the_linger() -> None
     try:
         sender.add(["evt_1", "evt_2"])
         sender.add(["evt_3"])
-        time.sleep(0.05)
-        assert send.batches == []  # still lingering
+        assert not send.called.wait(0.05)  # still lingering, 50 ms into its 300
+        assert send.batches == []
         assert send.called.wait(5)
-        time.sleep(0.05)
+        assert send.returned.wait(5)
     finally:
         sender.stop()
     assert send.batches == [["evt_1", "evt_2", "evt_3"]]
@@ -87,7 +90,7 @@ def test_a_failed_send_is_logged_and_later_batches_still_go_out() -> None:
     try:
         sender.add(["evt_lost"])  # stays `received` in the inbox: the sweeper's to send
         assert send.called.wait(5)
-        time.sleep(0.05)
+        assert send.returned.wait(5)  # the failure is over before the next batch waits
         sender.add(["evt_next"])
     finally:
         sender.stop()

@@ -40,6 +40,7 @@ from tests.support import (
     post_veles,
     run_jobs,
     veles_event,
+    wait_until,
 )
 
 
@@ -157,7 +158,7 @@ def test_two_syncs_of_the_same_kind_never_overlap(
     first: list[Any] = []
     thread = threading.Thread(target=lambda: first.append(run_sync(connected, "customers")))
     thread.start()
-    time.sleep(0.4)
+    assert wait_until(lambda: count_rows(connected, SyncRun, SyncRun.status == "running") == 1)
 
     with pytest.raises(SyncBusy, match="already running"):
         run_sync(connected, "customers")
