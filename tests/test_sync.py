@@ -304,7 +304,7 @@ def run_jobs_with_sync(bridge: Context) -> None:
     from stripe_bridge.jobs import SYNC_QUEUE
 
     run_jobs(bridge)
-    bridge.broker.join(SYNC_QUEUE, timeout=30_000)
+    bridge.broker.join(SYNC_QUEUE, timeout=30_000, interval=10)
     run_jobs(bridge)
 
 
