@@ -9,17 +9,16 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from stripe_bridge.bootstrap import bootstrap
 from stripe_bridge.context import Context
-from stripe_bridge.web.app import create_app
-from tests.conftest import (
+from tests.support import (
     ADMIN_TOKEN,
+    CONNECTION_FIELDS,
+    admin_get,
     admin_headers,
+    deliver,
     event,
     load_fixture,
-    make_settings,
-    post_event,
-    run_jobs,
+    own_client,
 )
 
 LISTS = ("customers", "products", "prices", "subscriptions", "invoices", "events")
@@ -65,23 +64,8 @@ SUBSCRIPTION_ID = "sub_1QmR4ckT3stSub001"
 INVOICE_ID = "in_1QmR4ckT3stInv001"
 
 
-def mirror(client: TestClient, bridge: Context, *payloads: dict[str, Any]) -> None:
-    """Deliver signed events and let a real worker apply them."""
-    for payload in payloads:
-        response = post_event(client, payload)
-        assert response.status_code == 200, response.text
-    run_jobs(bridge)
-
-
 def story(shape: str = "current") -> list[dict[str, Any]]:
     return [load_fixture(shape, event_type) for event_type in STORY]
-
-
-def listing(client: TestClient, resource: str, **params: Any) -> dict[str, Any]:
-    response = client.get(f"/admin/api/{resource}", params=params, headers=admin_headers())
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 def customer(customer_id: str, name: str, email: str | None = None) -> dict[str, Any]:
@@ -105,20 +89,16 @@ def at(value: str | None) -> datetime | None:
 def test_every_list_is_forbidden_when_no_admin_token_is_configured(
     database_url: str, redis_namespace: str
 ) -> None:
-    unconfigured = bootstrap(make_settings(database_url, redis_namespace, BRIDGE_ADMIN_TOKEN=None))
-    try:
-        with TestClient(create_app(unconfigured)) as client:
-            answers = {
-                (resource, headers_given): client.get(f"/admin/api/{resource}", headers=headers)
-                for resource in LISTS
-                for headers_given, headers in (
-                    ("none", {}),
-                    ("the test token", admin_headers()),
-                    ("an empty bearer", {"Authorization": "Bearer "}),
-                )
-            }
-    finally:
-        unconfigured.close()
+    with own_client(database_url, redis_namespace, BRIDGE_ADMIN_TOKEN=None) as client:
+        answers = {
+            (resource, headers_given): client.get(f"/admin/api/{resource}", headers=headers)
+            for resource in LISTS
+            for headers_given, headers in (
+                ("none", {}),
+                ("the test token", admin_headers()),
+                ("an empty bearer", {"Authorization": "Bearer "}),
+            )
+        }
 
     for key, response in answers.items():
         assert response.status_code == 403, key
@@ -150,7 +130,7 @@ def test_missing_or_wrong_bearer_token_is_unauthorized(
 
 
 def test_unauthorized_answer_reveals_no_mirrored_data(client: TestClient, bridge: Context) -> None:
-    mirror(client, bridge, customer("cus_secret", "Hidden Ltd", "ceo@hidden.example"))
+    deliver(client, bridge, customer("cus_secret", "Hidden Ltd", "ceo@hidden.example"))
 
     response = client.get("/admin/api/customers", headers={"Authorization": "Bearer guess"})
 
@@ -175,9 +155,9 @@ def test_bearer_scheme_is_case_insensitive(client: TestClient) -> None:
 def test_every_list_object_carries_the_contract_fields(
     client: TestClient, bridge: Context, resource: str
 ) -> None:
-    mirror(client, bridge, *story())
+    deliver(client, bridge, *story())
 
-    body = listing(client, resource)
+    body = admin_get(client, resource)
 
     assert set(body) == {"data", "next_cursor"}
     assert body["data"], f"{resource} is empty after the story"
@@ -188,16 +168,16 @@ def test_every_list_object_carries_the_contract_fields(
 
 def test_empty_lists_answer_no_data_and_no_cursor(client: TestClient) -> None:
     for resource in LISTS:
-        assert listing(client, resource) == {"data": [], "next_cursor": None}, resource
+        assert admin_get(client, resource) == {"data": [], "next_cursor": None}, resource
 
 
 @pytest.mark.parametrize("shape", ["current", "classic"])
 def test_customer_mirror_shows_the_latest_stripe_state(
     client: TestClient, bridge: Context, shape: str
 ) -> None:
-    mirror(client, bridge, *story(shape))
+    deliver(client, bridge, *story(shape))
 
-    body = listing(client, "customers")
+    body = admin_get(client, "customers")
 
     assert body["next_cursor"] is None
     [row] = body["data"]
@@ -211,18 +191,18 @@ def test_customer_mirror_shows_the_latest_stripe_state(
 def test_deleted_customer_stays_listed_with_the_deleted_flag(
     client: TestClient, bridge: Context
 ) -> None:
-    mirror(client, bridge, *story(), load_fixture("current", "customer.deleted"))
+    deliver(client, bridge, *story(), load_fixture("current", "customer.deleted"))
 
-    [row] = listing(client, "customers")["data"]
+    [row] = admin_get(client, "customers")["data"]
 
     assert (row["id"], row["deleted"], row["name"]) == (CUSTOMER_ID, True, "Acme Corporation")
 
 
 def test_unmatched_records_are_listed_as_not_matched(client: TestClient, bridge: Context) -> None:
-    mirror(client, bridge, *story())
+    deliver(client, bridge, *story())
 
-    [customer_row] = listing(client, "customers")["data"]
-    [product_row] = listing(client, "products")["data"]
+    [customer_row] = admin_get(client, "customers")["data"]
+    [product_row] = admin_get(client, "products")["data"]
 
     assert customer_row.get("match_status") == "not_matched"
     assert "veles_customer_id" in customer_row
@@ -236,9 +216,9 @@ def test_unmatched_records_are_listed_as_not_matched(client: TestClient, bridge:
 def test_product_mirror_includes_its_prices(
     client: TestClient, bridge: Context, shape: str
 ) -> None:
-    mirror(client, bridge, *story(shape))
+    deliver(client, bridge, *story(shape))
 
-    [row] = listing(client, "products")["data"]
+    [row] = admin_get(client, "products")["data"]
 
     assert row["id"] == PRODUCT_ID
     assert row["name"] == "Pro Plan"
@@ -266,7 +246,7 @@ def test_products_list_only_their_own_prices(client: TestClient, bridge: Context
         }
         return event("price.created", obj)
 
-    mirror(
+    deliver(
         client,
         bridge,
         product("prod_a", "Alpha"),
@@ -277,7 +257,7 @@ def test_products_list_only_their_own_prices(client: TestClient, bridge: Context
         price("price_b_month", "prod_b", 900, "month"),
     )
 
-    rows = {row["id"]: row for row in listing(client, "products")["data"]}
+    rows = {row["id"]: row for row in admin_get(client, "products")["data"]}
 
     assert [
         (p["id"], p["unit_amount"], p["recurring_interval"]) for p in rows["prod_a"]["prices"]
@@ -290,9 +270,9 @@ def test_products_list_only_their_own_prices(client: TestClient, bridge: Context
 
 
 def test_prices_list_mirrors_each_price(client: TestClient, bridge: Context) -> None:
-    mirror(client, bridge, *story())
+    deliver(client, bridge, *story())
 
-    body = listing(client, "prices")
+    body = admin_get(client, "prices")
 
     assert body["next_cursor"] is None
     [row] = body["data"]
@@ -308,9 +288,9 @@ def test_prices_list_mirrors_each_price(client: TestClient, bridge: Context) -> 
 def test_subscription_mirror_shows_items_and_period(
     client: TestClient, bridge: Context, shape: str, price_id: str
 ) -> None:
-    mirror(client, bridge, *story(shape))
+    deliver(client, bridge, *story(shape))
 
-    [row] = listing(client, "subscriptions")["data"]
+    [row] = admin_get(client, "subscriptions")["data"]
 
     assert row["id"] == SUBSCRIPTION_ID
     assert (row["customer"], row["status"]) == (CUSTOMER_ID, "active")
@@ -323,9 +303,9 @@ def test_subscription_mirror_shows_items_and_period(
 def test_invoice_mirror_shows_amounts_and_payment(
     client: TestClient, bridge: Context, shape: str
 ) -> None:
-    mirror(client, bridge, *story(shape))
+    deliver(client, bridge, *story(shape))
 
-    [row] = listing(client, "invoices")["data"]
+    [row] = admin_get(client, "invoices")["data"]
 
     assert row["id"] == INVOICE_ID
     assert (row["customer"], row["subscription"]) == (CUSTOMER_ID, SUBSCRIPTION_ID)
@@ -337,9 +317,9 @@ def test_events_list_shows_each_stored_event_and_its_outcome(
     client: TestClient, bridge: Context
 ) -> None:
     payloads = story()
-    mirror(client, bridge, *payloads)
+    deliver(client, bridge, *payloads)
 
-    body = listing(client, "events")
+    body = admin_get(client, "events")
 
     assert body["next_cursor"] is None
     rows = {row["id"]: row for row in body["data"]}
@@ -356,7 +336,7 @@ def test_events_list_shows_each_stored_event_and_its_outcome(
 def test_customers_are_searched_by_name_or_email_ignoring_case(
     client: TestClient, bridge: Context
 ) -> None:
-    mirror(
+    deliver(
         client,
         bridge,
         customer("cus_1", "Acme Corporation", "billing@acme.example"),
@@ -365,7 +345,7 @@ def test_customers_are_searched_by_name_or_email_ignoring_case(
     )
 
     def ids(q: str) -> list[str]:
-        return [row["id"] for row in listing(client, "customers", q=q)["data"]]
+        return [row["id"] for row in admin_get(client, "customers", q=q)["data"]]
 
     assert ids("acme") == ["cus_1"]
     assert ids("GLOBEX") == ["cus_2"]
@@ -375,7 +355,7 @@ def test_customers_are_searched_by_name_or_email_ignoring_case(
 
 
 def test_search_treats_sql_wildcards_literally(client: TestClient, bridge: Context) -> None:
-    mirror(
+    deliver(
         client,
         bridge,
         customer("cus_1", "100% Widgets", "a@widgets.example"),
@@ -383,7 +363,7 @@ def test_search_treats_sql_wildcards_literally(client: TestClient, bridge: Conte
     )
 
     def ids(q: str) -> list[str]:
-        return [row["id"] for row in listing(client, "customers", q=q)["data"]]
+        return [row["id"] for row in admin_get(client, "customers", q=q)["data"]]
 
     assert ids("%") == ["cus_1"]
     assert ids("b_x") == ["cus_2"]
@@ -391,7 +371,7 @@ def test_search_treats_sql_wildcards_literally(client: TestClient, bridge: Conte
 
 
 def test_products_are_searched_by_name(client: TestClient, bridge: Context) -> None:
-    mirror(
+    deliver(
         client,
         bridge,
         product("prod_1", "Starter Seat"),
@@ -400,7 +380,7 @@ def test_products_are_searched_by_name(client: TestClient, bridge: Context) -> N
     )
 
     def ids(q: str) -> list[str]:
-        return [row["id"] for row in listing(client, "products", q=q)["data"]]
+        return [row["id"] for row in admin_get(client, "products", q=q)["data"]]
 
     assert ids("starter") == ["prod_1"]
     assert ids("Seat") == ["prod_1", "prod_2"]
@@ -408,15 +388,15 @@ def test_products_are_searched_by_name(client: TestClient, bridge: Context) -> N
 
 
 def test_products_are_filtered_by_active(client: TestClient, bridge: Context) -> None:
-    mirror(
+    deliver(
         client,
         bridge,
         product("prod_1", "Current", active=True),
         product("prod_2", "Archived", active=False),
     )
 
-    active = listing(client, "products", active="true")["data"]
-    inactive = listing(client, "products", active="false")["data"]
+    active = admin_get(client, "products", active="true")["data"]
+    inactive = admin_get(client, "products", active="false")["data"]
 
     assert [(row["id"], row["active"]) for row in active] == [("prod_1", True)]
     assert [(row["id"], row["active"]) for row in inactive] == [("prod_2", False)]
@@ -431,7 +411,7 @@ def walk(client: TestClient, resource: str, **params: Any) -> list[list[str]]:
     cursor: str | None = None
     for _ in range(20):
         query = dict(params, cursor=cursor) if cursor else dict(params)
-        body = listing(client, resource, **query)
+        body = admin_get(client, resource, **query)
         pages.append([row["id"] for row in body["data"]])
         cursor = body["next_cursor"]
         if cursor is None:
@@ -441,7 +421,7 @@ def walk(client: TestClient, resource: str, **params: Any) -> list[list[str]]:
 
 def test_paging_walks_every_customer_exactly_once(client: TestClient, bridge: Context) -> None:
     ids = [f"cus_page{n}" for n in range(7)]
-    mirror(client, bridge, *(customer(cid, f"Company {cid}") for cid in reversed(ids)))
+    deliver(client, bridge, *(customer(cid, f"Company {cid}") for cid in reversed(ids)))
 
     pages = walk(client, "customers", limit=3)
 
@@ -451,10 +431,10 @@ def test_paging_walks_every_customer_exactly_once(client: TestClient, bridge: Co
 
 def test_last_full_page_has_no_cursor(client: TestClient, bridge: Context) -> None:
     ids = [f"cus_even{n}" for n in range(6)]
-    mirror(client, bridge, *(customer(cid, f"Company {cid}") for cid in ids))
+    deliver(client, bridge, *(customer(cid, f"Company {cid}") for cid in ids))
 
     pages = walk(client, "customers", limit=3)
-    everything = listing(client, "customers", limit=6)
+    everything = admin_get(client, "customers", limit=6)
 
     assert pages == [ids[:3], ids[3:]]
     assert [row["id"] for row in everything["data"]] == ids
@@ -462,7 +442,7 @@ def test_last_full_page_has_no_cursor(client: TestClient, bridge: Context) -> No
 
 
 def test_paging_keeps_the_search_applied(client: TestClient, bridge: Context) -> None:
-    mirror(
+    deliver(
         client,
         bridge,
         *(customer(f"cus_acme{n}", f"Acme {n}") for n in range(5)),
@@ -476,7 +456,7 @@ def test_paging_keeps_the_search_applied(client: TestClient, bridge: Context) ->
 
 def test_paging_walks_events(client: TestClient, bridge: Context) -> None:
     payloads = [customer(f"cus_ev{n}", f"Company {n}") for n in range(5)]
-    mirror(client, bridge, *payloads)
+    deliver(client, bridge, *payloads)
 
     pages = walk(client, "events", limit=2)
 
@@ -501,10 +481,10 @@ def test_bad_limit_is_refused_with_an_error_body(
 
 
 def test_limit_bounds_are_inclusive(client: TestClient, bridge: Context) -> None:
-    mirror(client, bridge, customer("cus_1", "One"), customer("cus_2", "Two"))
+    deliver(client, bridge, customer("cus_1", "One"), customer("cus_2", "Two"))
 
-    one = listing(client, "customers", limit=1)
-    hundred = listing(client, "customers", limit=100)
+    one = admin_get(client, "customers", limit=1)
+    hundred = admin_get(client, "customers", limit=100)
 
     assert [row["id"] for row in one["data"]] == ["cus_1"]
     assert one["next_cursor"] is not None
@@ -522,10 +502,10 @@ def test_events_are_filtered_by_status_and_type(client: TestClient, bridge: Cont
     )
     unhandled = event("charge.refunded", {"id": "ch_1", "object": "charge"})
     unhandled_too = event("payout.paid", {"id": "po_1", "object": "payout"})
-    mirror(client, bridge, applied, other_mode, unhandled, unhandled_too)
+    deliver(client, bridge, applied, other_mode, unhandled, unhandled_too)
 
     def ids(**params: str) -> set[str]:
-        return {row["id"] for row in listing(client, "events", **params)["data"]}
+        return {row["id"] for row in admin_get(client, "events", **params)["data"]}
 
     assert ids(status="ignored") == {other_mode["id"], unhandled["id"], unhandled_too["id"]}
     assert ids(status="processed") == {applied["id"]}
@@ -533,7 +513,7 @@ def test_events_are_filtered_by_status_and_type(client: TestClient, bridge: Cont
     assert ids(status="ignored", type="customer.created") == {other_mode["id"]}
     assert ids(type="customer.created") == {applied["id"], other_mode["id"]}
     assert ids(status="failed") == set()
-    [ignored] = listing(client, "events", status="ignored", type="payout.paid")["data"]
+    [ignored] = admin_get(client, "events", status="ignored", type="payout.paid")["data"]
     assert (ignored["type"], ignored["status"], ignored["attempts"]) == (
         "payout.paid",
         "ignored",
@@ -549,18 +529,7 @@ def test_connection_answers_the_status_object(client: TestClient) -> None:
 
     assert response.status_code == 200, response.text
     body = response.json()
-    assert {
-        "status",
-        "account_id",
-        "account_name",
-        "mode",
-        "connected_at",
-        "customers_last_synced_at",
-        "products_last_synced_at",
-        "api_key_last4",
-        "unmatched_customers",
-        "unmatched_products",
-    } <= set(body)
+    assert set(body) >= CONNECTION_FIELDS
     assert (body["status"], body["mode"], body["api_key_last4"]) == ("not_connected", "test", None)
 
 
@@ -578,13 +547,8 @@ def test_the_console_is_served_with_its_four_tabs(client: TestClient) -> None:
 def test_the_console_is_refused_when_no_admin_token_is_configured(
     database_url: str, redis_namespace: str
 ) -> None:
-    settings = make_settings(database_url, redis_namespace, BRIDGE_ADMIN_TOKEN=None)
-    bridge = bootstrap(settings)
-    try:
-        with TestClient(create_app(bridge)) as client:
-            response = client.get("/admin")
-    finally:
-        bridge.close()
+    with own_client(database_url, redis_namespace, BRIDGE_ADMIN_TOKEN=None) as client:
+        response = client.get("/admin")
 
     assert response.status_code == 403
 

@@ -23,8 +23,6 @@ from stripe_bridge import connection
 from stripe_bridge.context import Context
 from stripe_bridge.event import Event
 from stripe_bridge.inbox.batch import BATCH_SIZE
-from stripe_bridge.inbox.parse import classify, parse_event
-from stripe_bridge.inbox.store import store
 from stripe_bridge.models import (
     Customer,
     Invoice,
@@ -36,41 +34,30 @@ from stripe_bridge.models import (
     VelesOrder,
 )
 from stripe_bridge.roles.threads import sweep
-from tests.conftest import (
-    FIXTURES,
+from tests.faults.stories import Truth
+from tests.support import (
+    EVENT_TYPES,
     event,
+    inbox,
     load_fixture,
     post_event,
     post_veles,
     queued_event_ids,
     queued_jobs,
+    row_of,
     run_jobs,
+    statuses,
+    store_events,
     veles_event,
 )
-from tests.faults.stories import Truth
 
 T0 = 1_750_000_000
-EVENT_TYPES = sorted(path.stem for path in (FIXTURES / "current").glob("*.json"))
 MIRROR_TABLES = ("customers", "invoices", "prices", "products", "subscriptions")
 # bookkeeping that differs between two objects given the same story
 NOT_COMPARED = {"id", "src_event_id", "updated_at"}
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def store_events(bridge: Context, payloads: Sequence[dict[str, Any]]) -> list[str]:
-    """Stored exactly as the webhook stores them (parsed, classified, one INSERT), but no job is
-    sent: the test decides which ids go into which batch."""
-    unique = {payload["id"]: payload for payload in payloads}
-    batch = []
-    for payload in unique.values():
-        incoming = parse_event(orjson.dumps(payload))
-        classify(incoming, handled=bridge.handlers)
-        batch.append(incoming)
-    with bridge.session_factory.begin() as session:
-        store(session, StripeEvent, batch)
-    return list(unique)
 
 
 @dataclass
@@ -121,20 +108,6 @@ def apply_in_one_job(bridge: Context, ids: Sequence[str]) -> Recorder:
     with recording(bridge) as recorder:
         run_jobs(bridge)
     return recorder
-
-
-def inbox(bridge: Context) -> dict[str, StripeEvent]:
-    with bridge.session_factory() as session:
-        return {row.id: row for row in session.scalars(select(StripeEvent))}
-
-
-def statuses(bridge: Context) -> dict[str, str]:
-    return {event_id: row.status for event_id, row in inbox(bridge).items()}
-
-
-def row_of(bridge: Context, model: type[Any], object_id: str) -> Any:
-    with bridge.session_factory() as session:
-        return session.get(model, object_id)
 
 
 def columns(row: Any) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
 import sqlite3
 import time
 from pathlib import Path
@@ -16,23 +15,19 @@ from starlette.testclient import TestClient
 from stripe_bridge.cli.main import main
 from stripe_bridge.context import Context
 from stripe_bridge.settings import Settings
-from tests.conftest import REDIS_URL, SECRET, event, load_fixture, post_event, run_jobs
+from tests.support import (
+    CONNECTION_FIELDS,
+    REDIS_URL,
+    SECRET,
+    deliver,
+    event,
+    free_port,
+    load_fixture,
+    post_event,
+)
 
 # Every variable the CLI reads; each test starts with all of them unset.
 SETTINGS_VARS = tuple(Settings.variables())
-
-STATUS_KEYS = {
-    "status",
-    "account_id",
-    "account_name",
-    "mode",
-    "connected_at",
-    "customers_last_synced_at",
-    "products_last_synced_at",
-    "api_key_last4",
-    "unmatched_customers",
-    "unmatched_products",
-}
 
 CONTRACT_COMMANDS = (
     "serve",
@@ -83,15 +78,25 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
+def failure_line(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    """Runs a command that must fail with nothing on stdout and one line on stderr: the line."""
+    code, out, err = run(capsys, *argv)
+    assert code != 0
+    assert out == ""
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
 def store_some_events(client: TestClient, bridge: Context) -> None:
     """Two applied, one ignored (unhandled type), then one stored and not yet applied."""
-    for payload in (
+    deliver(
+        client,
+        bridge,
         load_fixture("current", "customer.created"),
         load_fixture("current", "product.created"),
         event("charge.refunded", {"id": "ch_1", "object": "charge"}),
-    ):
-        assert post_event(client, payload).status_code == 200
-    run_jobs(bridge)
+    )
     assert post_event(client, load_fixture("current", "customer.updated")).status_code == 200
 
 
@@ -111,7 +116,7 @@ def test_status_json_prints_the_connection_object_and_inbox_counts(
 
     assert code == 0, err
     status: dict[str, Any] = orjson.loads(out)
-    missing = sorted(STATUS_KEYS - set(status))
+    missing = sorted(CONNECTION_FIELDS - set(status))
     assert missing == []
     assert status["status"] == "not_connected"
     assert status["mode"] == "test"
@@ -255,13 +260,9 @@ def test_migrate_against_postgres_at_head_exits_zero(
 def test_production_role_without_redis_exits_with_one_line_reason(
     environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], role: str
 ) -> None:
-    code, out, err = run(capsys, role)
+    line = failure_line(capsys, role)
 
-    assert code != 0
-    assert out == ""
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert "BRIDGE_REDIS_URL" in lines[0]
+    assert "BRIDGE_REDIS_URL" in line
 
 
 def test_unknown_stripe_mode_exits_with_one_line_reason(
@@ -269,14 +270,10 @@ def test_unknown_stripe_mode_exits_with_one_line_reason(
 ) -> None:
     environment.setenv("STRIPE_MODE", "banana")
 
-    code, out, err = run(capsys, "status")
+    line = failure_line(capsys, "status")
 
-    assert code != 0
-    assert out == ""
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert "STRIPE_MODE" in lines[0]
-    assert "banana" in lines[0]
+    assert "STRIPE_MODE" in line
+    assert "banana" in line
 
 
 def test_malformed_api_key_exits_with_one_line_reason_that_hides_the_key(
@@ -331,11 +328,8 @@ def test_a_bad_setting_is_refused_with_one_line_naming_the_variable(
 ) -> None:
     environment.setenv(variable, value)
 
-    code, out, err = run(capsys, "status")
+    line = failure_line(capsys, "status")
 
-    assert code != 0
-    assert out == ""
-    [line] = err.splitlines()
     assert line.startswith(f"stripe-bridge: {variable}: "), line
     assert value in line
 
@@ -396,33 +390,21 @@ ONE_SHOT_COMMANDS = [
 def test_a_command_on_a_fresh_clone_says_to_migrate_in_one_line(
     environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
 ) -> None:
-    code, out, err = run(capsys, *argv)
+    line = failure_line(capsys, *argv)
 
-    assert code != 0
-    assert out == ""
-    [line] = err.splitlines()
     assert "/var/stripe-bridge.db is not migrated: run `stripe-bridge migrate`" in line, line
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.mark.parametrize("argv", [["migrate"], ["web"], *ONE_SHOT_COMMANDS], ids=" ".join)
 def test_an_unreachable_database_is_named_in_one_line(
     environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
 ) -> None:
-    port = _free_port()
+    port = free_port()
     environment.setenv("BRIDGE_DATABASE_URL", f"postgresql+psycopg://postgres@127.0.0.1:{port}/x")
     environment.setenv("BRIDGE_STARTUP_WAIT", "0")  # roles would wait for it that long
 
-    code, out, err = run(capsys, *argv)
+    line = failure_line(capsys, *argv)
 
-    assert code != 0
-    assert out == ""
-    [line] = err.splitlines()
     assert f"cannot reach the database at 127.0.0.1:{port}/x" in line, line
 
 
@@ -432,15 +414,12 @@ def test_an_unreachable_database_is_named_in_one_line(
 def test_an_unreachable_redis_is_named_in_one_line(
     shared_environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
 ) -> None:
-    port = _free_port()
+    port = free_port()
     shared_environment.setenv("BRIDGE_REDIS_URL", f"redis://127.0.0.1:{port}/0")
     shared_environment.setenv("BRIDGE_STARTUP_WAIT", "0")  # roles would wait for it that long
 
-    code, out, err = run(capsys, *argv)
+    line = failure_line(capsys, *argv)
 
-    assert code != 0
-    assert out == ""
-    [line] = err.splitlines()
     assert f"cannot reach Redis at 127.0.0.1:{port}" in line, line
 
 
@@ -482,7 +461,7 @@ def test_a_replay_on_the_embedded_default_applies_its_jobs_before_it_exits(
 def test_a_role_waits_for_redis_at_start_then_gives_the_reason(
     shared_environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    port = _free_port()
+    port = free_port()
     shared_environment.setenv("BRIDGE_REDIS_URL", f"redis://127.0.0.1:{port}/0")
     shared_environment.setenv("BRIDGE_STARTUP_WAIT", "2")
     started = time.monotonic()

@@ -9,7 +9,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from stripe_bridge.context import Context
-from tests.conftest import event, post_event, post_veles, run_jobs, veles_event
+from tests.support import event, post_event, post_veles, run_jobs, veles_event
 
 
 @pytest.fixture

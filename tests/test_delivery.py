@@ -16,16 +16,17 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
-from stripe_bridge.bootstrap import bootstrap
 from stripe_bridge.context import Context
 from stripe_bridge.event import Event
 from stripe_bridge.inbox.apply import apply_event
 from stripe_bridge.models import Customer, StripeEvent, VelesEvent, utcnow
 from stripe_bridge.roles.threads import sweep
 from stripe_bridge.web.app import create_app
-from tests.conftest import (
+from tests.support import (
+    all_rows,
     event,
-    make_settings,
+    own_bridge,
+    own_client,
     post_event,
     post_veles,
     queued_event_ids,
@@ -38,15 +39,8 @@ from tests.conftest import (
 CUSTOMER = {"id": "cus_C", "object": "customer", "name": "Conc", "email": "c@conc.example"}
 
 
-def event_rows(bridge: Context) -> list[StripeEvent]:
-    with bridge.session_factory() as session:
-        return list(session.scalars(select(StripeEvent)))
-
-
-def test_fifty_concurrent_deliveries_of_one_event_store_one_row_and_one_job(
-    bridge: Context,
-) -> None:
-    body = orjson.dumps(event("customer.created", CUSTOMER))
+def deliver_concurrently(bridge: Context, bodies: list[bytes]) -> list[httpx.Response]:
+    """Every body signed and posted at once to one app (its lifespan running), over ASGI."""
     app = create_app(bridge)
 
     async def deliver_all() -> list[httpx.Response]:
@@ -56,41 +50,37 @@ def test_fifty_concurrent_deliveries_of_one_event_store_one_row_and_one_job(
                 return await asyncio.gather(
                     *(
                         http.post("/webhooks/stripe", content=body, headers=signed_headers(body))
-                        for _ in range(50)
+                        for body in bodies
                     )
                 )
 
-    responses = asyncio.run(deliver_all())
+    return asyncio.run(deliver_all())
+
+
+def test_fifty_concurrent_deliveries_of_one_event_store_one_row_and_one_job(
+    bridge: Context,
+) -> None:
+    body = orjson.dumps(event("customer.created", CUSTOMER))
+
+    responses = deliver_concurrently(bridge, [body] * 50)
 
     assert [response.status_code for response in responses] == [200] * 50
     duplicates = [response.json()["duplicate"] for response in responses]
     assert duplicates.count(False) == 1
-    assert len(event_rows(bridge)) == 1
+    assert len(all_rows(bridge, StripeEvent)) == 1
     assert queued_jobs(bridge) == 1
-    assert queued_event_ids(bridge) == [event_rows(bridge)[0].id]
+    assert queued_event_ids(bridge) == [all_rows(bridge, StripeEvent)[0].id]
 
 
 def test_concurrent_deliveries_of_different_events_each_store_once(bridge: Context) -> None:
     payloads = [event("customer.created", {**CUSTOMER, "id": f"cus_{n}"}) for n in range(40)]
     bodies = [orjson.dumps(payload) for payload in payloads] * 2  # every event twice
-    app = create_app(bridge)
 
-    async def deliver_all() -> list[httpx.Response]:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://bridge") as http:
-                return await asyncio.gather(
-                    *(
-                        http.post("/webhooks/stripe", content=b, headers=signed_headers(b))
-                        for b in bodies
-                    )
-                )
-
-    responses = asyncio.run(deliver_all())
+    responses = deliver_concurrently(bridge, bodies)
 
     assert all(response.status_code == 200 for response in responses)
     assert sum(not response.json()["duplicate"] for response in responses) == 40
-    assert len(event_rows(bridge)) == 40
+    assert len(all_rows(bridge, StripeEvent)) == 40
     # every event is in exactly one job; jobs carry whole group-commit batches
     assert sorted(queued_event_ids(bridge)) == sorted(payload["id"] for payload in payloads)
     assert queued_jobs(bridge) <= 40
@@ -99,30 +89,23 @@ def test_concurrent_deliveries_of_different_events_each_store_once(bridge: Conte
 def test_broker_down_during_delivery_is_answered_and_swept_later(
     database_url: str, redis_namespace: str, bridge: Context
 ) -> None:
-    no_broker = bootstrap(
-        make_settings(database_url, redis_namespace, BRIDGE_REDIS_URL="redis://127.0.0.1:1/0")
-    )
     payload = event("customer.created", CUSTOMER)
-    try:
-        with TestClient(create_app(no_broker)) as client:
-            response = post_event(client, payload)
-    finally:
-        no_broker.close()
+    with own_client(
+        database_url, redis_namespace, BRIDGE_REDIS_URL="redis://127.0.0.1:1/0"
+    ) as client:
+        response = post_event(client, payload)
     assert response.status_code == 200
-    assert [row.status for row in event_rows(bridge)] == ["received"]
+    assert [row.status for row in all_rows(bridge, StripeEvent)] == ["received"]
     assert queued_jobs(bridge) == 0
 
-    recovered = bootstrap(make_settings(database_url, redis_namespace, BRIDGE_SWEEP_GRACE="0"))
-    try:
+    with own_bridge(database_url, redis_namespace, BRIDGE_SWEEP_GRACE="0") as recovered:
         swept = sweep(recovered)
         run_jobs(recovered)
         again = sweep(recovered)
-    finally:
-        recovered.close()
 
     assert swept == 1
     assert again == 0
-    [row] = event_rows(bridge)
+    [row] = all_rows(bridge, StripeEvent)
     assert row.status == "processed"
     with bridge.session_factory() as session:
         assert session.get(Customer, "cus_C") is not None
@@ -143,26 +126,18 @@ def test_a_sweep_while_the_broker_is_down_leaves_the_events_due_for_the_next_one
     bridge.broker.flush_all()  # the job was lost
     assert len(lost) == 1
 
-    down = bootstrap(
-        make_settings(
-            database_url,
-            redis_namespace,
-            BRIDGE_SWEEP_GRACE="0",
-            BRIDGE_REDIS_URL="redis://127.0.0.1:1/0",
-        )
-    )
-    try:
+    with own_bridge(
+        database_url,
+        redis_namespace,
+        BRIDGE_SWEEP_GRACE="0",
+        BRIDGE_REDIS_URL="redis://127.0.0.1:1/0",
+    ) as down:
         assert sweep(down) == 0
-    finally:
-        down.close()
-    [row] = event_rows(bridge)
+    [row] = all_rows(bridge, StripeEvent)
     assert (row.status, row.enqueued_at) == ("received", None)  # not waiting for a grace again
 
-    up = bootstrap(make_settings(database_url, redis_namespace, BRIDGE_SWEEP_GRACE="0"))
-    try:
+    with own_bridge(database_url, redis_namespace, BRIDGE_SWEEP_GRACE="0") as up:
         assert sweep(up) == 1
-    finally:
-        up.close()
     assert queued_event_ids(bridge) == lost
 
 
@@ -173,28 +148,25 @@ def test_the_sweeper_marks_its_events_before_their_job_can_run(
     another job's; so by the time the job is sent, the marking is committed."""
     post_event(client, event("customer.created", CUSTOMER))
     bridge.broker.flush_all()
-    sweeper = bootstrap(make_settings(database_url, redis_namespace, BRIDGE_SWEEP_GRACE="0"))
     seen: list[tuple[str, Any]] = []
-    real_enqueue = sweeper.jobs.send_events
+    with own_bridge(database_url, redis_namespace, BRIDGE_SWEEP_GRACE="0") as sweeper:
+        real_enqueue = sweeper.jobs.send_events
 
-    def enqueue_and_look(ids: Any, inbox: Any = StripeEvent) -> list[str]:
-        with bridge.engine.connect() as other:  # what a worker would see at this moment
-            seen.extend(
-                other.execute(
-                    select(StripeEvent.id, StripeEvent.enqueued_at).with_for_update(nowait=True)
-                ).all()
-            )
-        return real_enqueue(ids, inbox)
+        def enqueue_and_look(ids: Any, inbox: Any = StripeEvent) -> list[str]:
+            with bridge.engine.connect() as other:  # what a worker would see at this moment
+                seen.extend(
+                    other.execute(
+                        select(StripeEvent.id, StripeEvent.enqueued_at).with_for_update(nowait=True)
+                    ).all()
+                )
+            return real_enqueue(ids, inbox)
 
-    sweeper.jobs.send_events = enqueue_and_look  # type: ignore[method-assign]
-    try:
+        sweeper.jobs.send_events = enqueue_and_look  # type: ignore[method-assign]
         assert sweep(sweeper) == 1
-    finally:
-        sweeper.close()
     [(_event_id, enqueued_at)] = seen  # not locked (NOWAIT would have raised), and marked
     assert enqueued_at is not None
     run_jobs(bridge)
-    assert [row.status for row in event_rows(bridge)] == ["processed"]
+    assert [row.status for row in all_rows(bridge, StripeEvent)] == ["processed"]
 
 
 def test_malformed_object_fails_permanently_and_is_not_retried(
@@ -205,7 +177,7 @@ def test_malformed_object_fails_permanently_and_is_not_retried(
 
     run_jobs(bridge)
 
-    [row] = event_rows(bridge)
+    [row] = all_rows(bridge, StripeEvent)
     assert row.status == "failed"
     assert row.attempts == 1
     assert "unix timestamp" in (row.last_error or "")
@@ -233,7 +205,7 @@ def test_transient_failure_is_retried_with_backoff_then_applied(
 
     # 1: the batch fails; 2: its events are tried one by one at once, this one fails again
     # and is recorded; 3: the job's retry, after its backoff, applies it
-    [row] = event_rows(bridge)
+    [row] = all_rows(bridge, StripeEvent)
     assert len(calls) == 3
     assert (row.status, row.attempts, row.last_error) == ("processed", 2, None)
 
@@ -250,10 +222,10 @@ def test_transient_failure_on_the_last_attempt_marks_the_event_failed(
 
     with pytest.raises(OperationalError):
         apply_event(bridge.session_factory, bridge.handlers, payload["id"], max_attempts=2)
-    assert event_rows(bridge)[0].status == "received"
+    assert all_rows(bridge, StripeEvent)[0].status == "received"
     status = apply_event(bridge.session_factory, bridge.handlers, payload["id"], max_attempts=2)
 
-    [row] = event_rows(bridge)
+    [row] = all_rows(bridge, StripeEvent)
     assert status == row.status == "failed"
     assert row.attempts == 2
     assert "database went away" in (row.last_error or "")
@@ -309,7 +281,7 @@ def test_a_payload_value_that_can_never_be_applied_fails_at_once_and_alone(
 
     run_jobs(bridge, timeout_ms=10_000)
 
-    rows = {row.id: row for row in event_rows(bridge)}
+    rows = {row.id: row for row in all_rows(bridge, StripeEvent)}
     assert (rows[bad["id"]].status, rows[bad["id"]].attempts) == ("failed", 1)
     assert reason in (rows[bad["id"]].last_error or "")
     assert rows[good["id"]].status == "processed"

@@ -15,8 +15,8 @@ from stripe_bridge.models import OutboxRow, StripeEvent
 from stripe_bridge.outbox.relay import Relay
 from stripe_bridge.settings import Settings
 from stripe_bridge.sync import run_sync
-from tests.conftest import TEST_KEY
 from tests.fake_stripe import FakeStripe
+from tests.support import TEST_KEY
 
 
 def test_sqlite_embedded_default_syncs_matches_and_pushes_an_order(

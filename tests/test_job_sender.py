@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from starlette.testclient import TestClient
 
-from stripe_bridge.bootstrap import bootstrap
 from stripe_bridge.context import Context
 from stripe_bridge.errors import ConfigError
 from stripe_bridge.web.app import create_app
 from stripe_bridge.web.job_sender import JobSender
-from tests.conftest import (
+from tests.support import (
     admin_headers,
     event,
     make_settings,
+    own_bridge,
     post_event,
     queued_event_ids,
     queued_jobs,
@@ -31,13 +30,17 @@ class Recorder:
         self.batches: list[list[str]] = []
         self.fail_first = fail_first
         self.called = threading.Event()
+        self.returned = threading.Event()  # the first call is over (recorded, or raised)
 
     def __call__(self, ids: list[str]) -> None:
         self.called.set()
-        if self.fail_first > 0:
-            self.fail_first -= 1
-            raise ConnectionError("broker down")
-        self.batches.append(ids)
+        try:
+            if self.fail_first > 0:
+                self.fail_first -= 1
+                raise ConnectionError("broker down")
+            self.batches.append(ids)
+        finally:
+            self.returned.set()
 
 
 def test_ids_added_close_together_go_out_as_one_batch_after_the_linger() -> None:
@@ -47,10 +50,10 @@ def test_ids_added_close_together_go_out_as_one_batch_after_the_linger() -> None
     try:
         sender.add(["evt_1", "evt_2"])
         sender.add(["evt_3"])
-        time.sleep(0.05)
-        assert send.batches == []  # still lingering
+        assert not send.called.wait(0.05)  # still lingering, 50 ms into its 300
+        assert send.batches == []
         assert send.called.wait(5)
-        time.sleep(0.05)
+        assert send.returned.wait(5)
     finally:
         sender.stop()
     assert send.batches == [["evt_1", "evt_2", "evt_3"]]
@@ -87,7 +90,7 @@ def test_a_failed_send_is_logged_and_later_batches_still_go_out() -> None:
     try:
         sender.add(["evt_lost"])  # stays `received` in the inbox: the sweeper's to send
         assert send.called.wait(5)
-        time.sleep(0.05)
+        assert send.returned.wait(5)  # the failure is over before the next batch waits
         sender.add(["evt_next"])
     finally:
         sender.stop()
@@ -97,13 +100,8 @@ def test_a_failed_send_is_logged_and_later_batches_still_go_out() -> None:
 def test_deliveries_of_several_group_commits_share_one_job(
     database_url: str, redis_namespace: str, bridge: Context
 ) -> None:
-    lingering = bootstrap(
-        make_settings(database_url, redis_namespace, BRIDGE_ENQUEUE_LINGER_MS="60000")
-    )
-    payloads = [
-        event("customer.created", {"id": f"cus_{n}", "name": f"Co {n}"}) for n in range(3)
-    ]
-    try:
+    payloads = [event("customer.created", {"id": f"cus_{n}", "name": f"Co {n}"}) for n in range(3)]
+    with own_bridge(database_url, redis_namespace, BRIDGE_ENQUEUE_LINGER_MS="60000") as lingering:
         with TestClient(create_app(lingering)) as client:
             for payload in payloads:  # one after the other: three group commits
                 assert post_event(client, payload).status_code == 200
@@ -112,8 +110,6 @@ def test_deliveries_of_several_group_commits_share_one_job(
         assert queued_jobs(bridge) == 1
         assert queued_event_ids(bridge) == [payload["id"] for payload in payloads]
         run_jobs(bridge)
-    finally:
-        lingering.close()
     with TestClient(create_app(bridge)) as client:
         listed = client.get("/admin/api/events?status=processed", headers=admin_headers())
     assert {row["id"] for row in listed.json()["data"]} == {payload["id"] for payload in payloads}

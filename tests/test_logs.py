@@ -8,9 +8,8 @@ import orjson
 from starlette.testclient import TestClient
 
 from stripe_bridge import logs
-from stripe_bridge.bootstrap import bootstrap
 from stripe_bridge.web.app import create_app
-from tests.conftest import SECRET, admin_headers, event, make_settings, post_event, run_jobs
+from tests.support import SECRET, admin_headers, event, own_bridge, post_event, run_jobs
 
 API_KEY = "sk_test_51SuperSecretKeyValue"
 
@@ -20,20 +19,19 @@ def test_a_full_run_logs_bound_ids_and_no_secret_or_payload(
 ) -> None:
     stream = io.StringIO()
     logs.configure("json", stream=stream)
-    bridge = bootstrap(make_settings(database_url, redis_namespace, STRIPE_API_KEY=API_KEY))
     good = event(
         "customer.created", {"id": "cus_L", "name": "Log Co", "email": "cfo@logco.example"}
     )
     bad = event("customer.updated", {"id": "cus_L", "email": "cfo@logco.example", "created": "x"})
-    try:
-        with TestClient(create_app(bridge)) as client:
-            post_event(client, good)
-            post_event(client, bad)
-            client.post("/webhooks/stripe", content=b"{}", headers={"Stripe-Signature": "t=1,v1=0"})
-            client.get("/admin/api/customers", headers=admin_headers())
-            run_jobs(bridge)
-    finally:
-        bridge.close()
+    with (
+        own_bridge(database_url, redis_namespace, STRIPE_API_KEY=API_KEY) as bridge,
+        TestClient(create_app(bridge)) as client,
+    ):
+        post_event(client, good)
+        post_event(client, bad)
+        client.post("/webhooks/stripe", content=b"{}", headers={"Stripe-Signature": "t=1,v1=0"})
+        client.get("/admin/api/customers", headers=admin_headers())
+        run_jobs(bridge)
 
     text = stream.getvalue()
     lines = [orjson.loads(line) for line in text.splitlines() if line.startswith("{")]

@@ -8,31 +8,26 @@ import random
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from stripe_bridge.context import Context
 from stripe_bridge.models import Customer, Invoice, Price, Product, StripeEvent, Subscription
-from tests.conftest import FIXTURES, event, load_fixture, post_event, run_jobs
+from tests.support import (
+    EVENT_TYPES,
+    deliver,
+    event,
+    load_fixture,
+    mirror_row,
+    post_event,
+    run_jobs,
+    statuses,
+)
 
 SHAPES = ("current", "classic")
-EVENT_TYPES = sorted(path.stem for path in (FIXTURES / "current").glob("*.json"))
 CUS, PROD, SUB = "cus_QmR4ckT3stAcme01", "prod_QmR4ckT3stPro001", "sub_1QmR4ckT3stSub001"
 PRICE, PLAN = "price_1QmR4ckT3stPro001", "plan_QmR4ckT3stPro001"
 INV1, INV2 = "in_1QmR4ckT3stInv001", "in_1QmR4ckT3stInv002"
 INV3 = "in_1QmR4ckT3stInv003"  # a draft, deleted (Stripe deletes drafts)
-
-
-def mirror(bridge: Context, model: type[Any], object_id: str) -> Any:
-    with bridge.session_factory() as session:
-        row = session.get(model, object_id)
-        assert row is not None, f"no {model.__name__} {object_id}"
-        return row
-
-
-def statuses(bridge: Context) -> dict[str, str]:
-    with bridge.session_factory() as session:
-        return {row.id: row.status for row in session.scalars(select(StripeEvent))}
 
 
 def subscription_item(shape: str, quantity: int) -> dict[str, Any]:
@@ -85,11 +80,10 @@ def test_every_event_type_in_both_shapes_updates_its_mirror(
 ) -> None:
     payload = load_fixture(shape, event_type)
 
-    assert post_event(client, payload).status_code == 200
-    run_jobs(bridge)
+    deliver(client, bridge, payload)
 
     model, object_id, fields = expected(shape, event_type)
-    row = mirror(bridge, model, object_id)
+    row = mirror_row(bridge, model, object_id)
     assert {key: getattr(row, key) for key in fields} == fields
     assert statuses(bridge) == {payload["id"]: "processed"}
 
@@ -100,7 +94,7 @@ def test_subscription_periods_come_from_the_items_or_the_top_level(
     for shape in SHAPES:
         post_event(client, load_fixture(shape, "customer.subscription.updated"))
         run_jobs(bridge)
-        row = mirror(bridge, Subscription, SUB)
+        row = mirror_row(bridge, Subscription, SUB)
         assert row.current_period_end.timestamp() == 1751328000, shape
         assert row.current_period_start is not None
 
@@ -110,11 +104,11 @@ def test_paid_at_comes_from_status_transitions_or_the_paid_event(
 ) -> None:
     post_event(client, load_fixture("current", "invoice.paid"))
     run_jobs(bridge)
-    assert mirror(bridge, Invoice, INV1).paid_at.timestamp() == 1748998830
+    assert mirror_row(bridge, Invoice, INV1).paid_at.timestamp() == 1748998830
 
     post_event(client, load_fixture("classic", "invoice.paid"))  # same second, no transitions
     run_jobs(bridge)
-    assert mirror(bridge, Invoice, INV1).paid_at.timestamp() == 1748998830
+    assert mirror_row(bridge, Invoice, INV1).paid_at.timestamp() == 1748998830
 
 
 def final_truth(shape: str) -> dict[tuple[type[Any], str], dict[str, Any]]:
@@ -143,12 +137,10 @@ def test_shuffled_and_duplicated_story_ends_in_the_final_truth(
     deliveries = story + random.Random(seed).sample(story, 8)
     random.Random(seed).shuffle(deliveries)
 
-    for payload in deliveries:
-        assert post_event(client, payload).status_code == 200
-    run_jobs(bridge)
+    deliver(client, bridge, *deliveries)
 
     for (model, object_id), fields in final_truth(shape).items():
-        row = mirror(bridge, model, object_id)
+        row = mirror_row(bridge, model, object_id)
         assert {key: getattr(row, key) for key in fields} == fields, (model.__name__, object_id)
     assert set(statuses(bridge).values()) == {"processed"}
 
@@ -166,7 +158,7 @@ def test_shuffled_story_applied_one_job_at_a_time_in_reverse_ends_in_the_final_t
         run_jobs(bridge)
 
     for (model, object_id), fields in final_truth("current").items():
-        row = mirror(bridge, model, object_id)
+        row = mirror_row(bridge, model, object_id)
         assert {key: getattr(row, key) for key in fields} == fields, (model.__name__, object_id)
 
 
@@ -187,7 +179,7 @@ def test_two_updates_in_the_same_second_keep_the_later_state(
         post_event(client, payload)
         run_jobs(bridge)
 
-    assert mirror(bridge, Customer, "cus_same").name == "Third Name"
+    assert mirror_row(bridge, Customer, "cus_same").name == "Third Name"
 
 
 def test_a_paid_invoice_does_not_go_back_to_open_within_the_same_second(
@@ -203,7 +195,7 @@ def test_a_paid_invoice_does_not_go_back_to_open_within_the_same_second(
         post_event(client, payload)
         run_jobs(bridge)
 
-    assert mirror(bridge, Invoice, "in_tie").status == "paid"
+    assert mirror_row(bridge, Invoice, "in_tie").status == "paid"
 
 
 def test_an_older_event_never_overwrites_newer_state(client: TestClient, bridge: Context) -> None:
@@ -214,7 +206,7 @@ def test_an_older_event_never_overwrites_newer_state(client: TestClient, bridge:
         post_event(client, payload)
         run_jobs(bridge)
 
-    assert mirror(bridge, Customer, "cus_same").name == "New"
+    assert mirror_row(bridge, Customer, "cus_same").name == "New"
     assert set(statuses(bridge).values()) == {"processed"}
 
 
@@ -230,7 +222,7 @@ def test_a_deleted_customer_stays_deleted_against_a_late_update(
         post_event(client, payload)
         run_jobs(bridge)
 
-    row = mirror(bridge, Customer, "cus_gone")
+    row = mirror_row(bridge, Customer, "cus_gone")
     assert (row.deleted, row.name) == (True, "Gone")
 
 
@@ -240,12 +232,12 @@ def test_the_same_event_applied_twice_leaves_the_same_state(
     payload = load_fixture("current", "customer.subscription.updated")
     post_event(client, payload)
     run_jobs(bridge)
-    before = mirror(bridge, Subscription, SUB)
+    before = mirror_row(bridge, Subscription, SUB)
 
     bridge.broker.get_actor("apply_stripe_events").send([payload["id"]])  # a second job
     run_jobs(bridge)
 
-    after = mirror(bridge, Subscription, SUB)
+    after = mirror_row(bridge, Subscription, SUB)
     assert (after.items, after.status, after.src_event_id) == (
         before.items,
         before.status,
@@ -327,7 +319,7 @@ def test_three_updates_in_one_second_end_in_the_latest_state_in_any_order(
     run_jobs(bridge)
 
     # Then: the mirror holds the third update's snapshot, stamped with it
-    row = mirror(bridge, model, object_id)
+    row = mirror_row(bridge, model, object_id)
     assert {key: getattr(row, key) for key in latest} == latest
     assert row.src_event_id == story[2]["id"]
     assert row.src_prev == story[2]["data"]["previous_attributes"]

@@ -13,18 +13,18 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
-from stripe_bridge.bootstrap import bootstrap
 from stripe_bridge.context import Context
 from stripe_bridge.errors import PermanentError
 from stripe_bridge.event import Event
 from stripe_bridge.models import Customer, OutboxRow, StripeEvent, VelesEvent, VelesOrder
 from stripe_bridge.operators.maintenance import prune
 from stripe_bridge.outbox.relay import Relay
-from stripe_bridge.web.app import create_app
-from tests.conftest import (
+from tests.fake_stripe import FakeStripe
+from tests.support import (
+    admin_get,
     admin_headers,
     event,
-    make_settings,
+    own_client,
     post_event,
     post_veles,
     queued_event_ids,
@@ -32,13 +32,10 @@ from tests.conftest import (
     run_jobs,
     veles_event,
 )
-from tests.fake_stripe import FakeStripe
 
 
 def dead(client: TestClient, **params: str) -> list[dict[str, Any]]:
-    response = client.get("/admin/api/dead-letters", params=params, headers=admin_headers())
-    assert response.status_code == 200, response.text
-    return list(response.json()["data"])
+    return list(admin_get(client, "dead-letters", **params)["data"])
 
 
 def replay(client: TestClient, ref: str) -> Any:
@@ -395,14 +392,10 @@ def test_cli_lists_shows_replays_and_discards_dead_letters(
 
 
 def test_readyz_names_an_unreachable_broker(database_url: str, redis_namespace: str) -> None:
-    no_redis = bootstrap(
-        make_settings(database_url, redis_namespace, BRIDGE_REDIS_URL="redis://127.0.0.1:1/0")
-    )
-    try:
-        with TestClient(create_app(no_redis)) as client:
-            response = client.get("/readyz")
-    finally:
-        no_redis.close()
+    with own_client(
+        database_url, redis_namespace, BRIDGE_REDIS_URL="redis://127.0.0.1:1/0"
+    ) as client:
+        response = client.get("/readyz")
 
     assert response.status_code == 503
     body = response.json()
@@ -411,15 +404,9 @@ def test_readyz_names_an_unreachable_broker(database_url: str, redis_namespace: 
 
 
 def test_readyz_names_an_unreachable_database(database_url: str, redis_namespace: str) -> None:
-    no_db = bootstrap(
-        make_settings("postgresql+psycopg://postgres@127.0.0.1:1/none", redis_namespace)
-    )
-    try:
-        with TestClient(create_app(no_db)) as client:
-            response = client.get("/readyz")
-            health = client.get("/healthz")
-    finally:
-        no_db.close()
+    with own_client("postgresql+psycopg://postgres@127.0.0.1:1/none", redis_namespace) as client:
+        response = client.get("/readyz")
+        health = client.get("/healthz")
 
     assert response.status_code == 503
     assert response.json()["checks"]["database"].startswith("unreachable")

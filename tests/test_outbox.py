@@ -4,29 +4,34 @@ contracts → subscriptions, exactly once in effect, payment status back."""
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
-from stripe_bridge import connection, outbox
+from stripe_bridge import connection, handlers, outbox
 from stripe_bridge.context import Context
+from stripe_bridge.event import Event
 from stripe_bridge.models import Customer, OutboxRow, StripeEvent, VelesEvent, VelesOrder
 from stripe_bridge.outbox.relay import Relay
 from stripe_bridge.sync import run_sync
-from tests.conftest import (
+from stripe_bridge.uow import UnitOfWork
+from tests.fake_stripe import FakeStripe
+from tests.support import (
     TEST_KEY,
+    admin_get,
     admin_headers,
+    all_rows,
     event,
     post_event,
     post_veles,
     run_jobs,
     veles_event,
+    wait_until,
 )
-from tests.fake_stripe import FakeStripe
 
 PRODUCTS = {"vp_seats": "Seats", "vp_support": "Support", "vp_onboarding": "Onboarding"}
 
@@ -35,12 +40,22 @@ class SimulatedCrash(BaseException):
     """Raised by the relay's step hook: the process 'dies' between two steps."""
 
 
+class WatchedWakeup(threading.Event):
+    """A relay's wake-up that also tells when a pusher has started waiting on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waited = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waited.set()
+        return super().wait(timeout)
+
+
 @pytest.fixture
-def world(bridge: Context, client: TestClient, fake_stripe: FakeStripe) -> dict[str, Any]:
+def world(connected: Context, client: TestClient, fake_stripe: FakeStripe) -> dict[str, Any]:
     """Connected; three Veles products name-matched to Stripe products; Veles customer v_acme
     linked to a Stripe customer; Veles customer v_new with no Stripe customer."""
-    with bridge.session_factory.begin() as session:
-        connection.connect(session, bridge.box, bridge.gateway, TEST_KEY)
     stripe_products = {
         veles_id: fake_stripe.seed("product", name=name) for veles_id, name in PRODUCTS.items()
     }
@@ -59,9 +74,9 @@ def world(bridge: Context, client: TestClient, fake_stripe: FakeStripe) -> dict[
             "customer.upserted", {"id": "v_new", "name": "Newco", "email": "hi@newco.example"}
         ),
     )
-    run_jobs(bridge)
-    run_sync(bridge, "products")
-    run_sync(bridge, "customers")
+    run_jobs(connected)
+    run_sync(connected, "products")
+    run_sync(connected, "customers")
     fake_stripe.reset_faults()
     return {"products": {k: v["id"] for k, v in stripe_products.items()}, "acme": acme["id"]}
 
@@ -94,14 +109,7 @@ def items_for(fake: FakeStripe, invoice_id: str) -> list[dict[str, Any]]:
 
 
 def order(client: TestClient, order_id: str) -> dict[str, Any]:
-    response = client.get(f"/admin/api/orders/{order_id}", headers=admin_headers())
-    assert response.status_code == 200, response.text
-    return dict(response.json())
-
-
-def rows(bridge: Context) -> list[OutboxRow]:
-    with bridge.session_factory() as session:
-        return list(session.scalars(select(OutboxRow).order_by(OutboxRow.id)))
+    return dict(admin_get(client, f"orders/{order_id}"))
 
 
 def assert_one_complete_invoice(fake: FakeStripe, order_id: str, customer: str) -> dict[str, Any]:
@@ -140,7 +148,7 @@ def test_an_order_with_three_lines_becomes_one_finalized_invoice(
     )
     assert [row["status"] for row in shown["outbox"]] == ["sent"]
     keys = {r.idempotency_key for r in fake_stripe.requests if r.method == "POST"}
-    row_id = rows(bridge)[0].id
+    row_id = all_rows(bridge, OutboxRow)[0].id
     assert {
         f"veles-outbox-{row_id}-invoice",
         f"veles-outbox-{row_id}-item-0",
@@ -160,7 +168,7 @@ def test_the_same_event_twice_makes_one_invoice(
     Relay(bridge).drain()
 
     assert len(invoices_for(fake_stripe, "ord_1")) == 1
-    assert len(rows(bridge)) == 1
+    assert len(all_rows(bridge, OutboxRow)) == 1
     with bridge.session_factory() as session:
         failed = session.get(VelesEvent, again["id"])
         assert (failed.status, failed.last_error.split(": ", 1)[-1]) == (
@@ -189,7 +197,7 @@ def test_a_relay_killed_after_any_step_resumes_into_one_invoice(
 
     with pytest.raises(SimulatedCrash):
         Relay(bridge, after_step=crash).drain()
-    [row] = rows(bridge)
+    [row] = all_rows(bridge, OutboxRow)
     assert row.status == "in_flight"
     if after_window:
         fake_stripe.expire_idempotency_keys()
@@ -201,7 +209,7 @@ def test_a_relay_killed_after_any_step_resumes_into_one_invoice(
     assert Relay(bridge).drain() == 1
 
     assert_one_complete_invoice(fake_stripe, "ord_1", world["acme"])
-    assert rows(bridge)[0].status == "sent"
+    assert all_rows(bridge, OutboxRow)[0].status == "sent"
 
 
 def test_500_and_429_are_retried_into_one_invoice(
@@ -227,7 +235,7 @@ def test_stripe_down_for_longer_leaves_the_row_to_retry_with_backoff(
 
     Relay(bridge).drain()
 
-    [row] = rows(bridge)
+    [row] = all_rows(bridge, OutboxRow)
     assert (row.status, row.attempts) == ("pending", 1)
     assert row.next_attempt_at > datetime.now(UTC)
     assert "Stripe unavailable" in row.last_error
@@ -269,7 +277,7 @@ def test_a_400_makes_the_row_dead_and_later_rows_of_the_contract_wait(
 
     Relay(bridge).drain()
 
-    activate, amend, other = rows(bridge)
+    activate, amend, other = all_rows(bridge, OutboxRow)
     assert activate.status == "dead"
     assert "stripe_rejected" in activate.last_error or "create subscription" in activate.last_error
     assert (amend.status, amend.attempts) == ("pending", 0)  # waits behind the dead row
@@ -281,7 +289,7 @@ def test_a_400_makes_the_row_dead_and_later_rows_of_the_contract_wait(
         )
     Relay(bridge).drain()
 
-    assert [r.status for r in rows(bridge)] == ["sent", "sent", "sent"]
+    assert [r.status for r in all_rows(bridge, OutboxRow)] == ["sent", "sent", "sent"]
     [subscription] = fake_stripe.objects("subscription")
     assert [i["quantity"] for i in subscription["items"]["data"]] == [8]
 
@@ -301,7 +309,7 @@ def test_a_product_with_no_stripe_link_is_a_dead_letter_with_the_reason(
 
     Relay(bridge).drain()
 
-    [row] = rows(bridge)
+    [row] = all_rows(bridge, OutboxRow)
     assert row.status == "dead"
     assert "vp_unlinked have no Stripe product" in row.last_error
     assert invoices_for(fake_stripe, "ord_1") == []
@@ -339,7 +347,7 @@ def test_two_relays_in_threads_over_200_orders_make_exactly_one_invoice_each(
         per_order[order_id] = per_order.get(order_id, 0) + 1
     assert per_order == {f"ord_{n:03}": 1 for n in range(200)}
     assert len(fake_stripe.objects("invoiceitem")) == 200
-    assert {r.status for r in rows(bridge)} == {"sent"}
+    assert {r.status for r in all_rows(bridge, OutboxRow)} == {"sent"}
 
 
 def test_contract_activate_amend_cancel_shapes_the_subscription(
@@ -403,7 +411,7 @@ def test_cancelling_now_cancels_the_subscription_at_once(
 
     [subscription] = fake_stripe.objects("subscription")
     assert (subscription["status"], subscription["canceled_at"] is not None) == ("canceled", True)
-    assert [r.status for r in rows(bridge)] == ["sent", "sent"]
+    assert [r.status for r in all_rows(bridge, OutboxRow)] == ["sent", "sent"]
 
 
 @pytest.mark.parametrize(
@@ -549,12 +557,12 @@ def test_nothing_is_pushed_while_disconnected_and_everything_after_reconnecting(
 
     assert Relay(bridge).drain() == 0
     assert len(fake_stripe.requests) == before  # not one call to Stripe
-    assert rows(bridge)[0].status == "pending"
+    assert all_rows(bridge, OutboxRow)[0].status == "pending"
 
     with bridge.session_factory.begin() as session:
         connection.connect(session, bridge.box, bridge.gateway, TEST_KEY)
     assert Relay(bridge).drain() == 1
-    assert rows(bridge)[0].status == "sent"
+    assert all_rows(bridge, OutboxRow)[0].status == "sent"
     assert_one_complete_invoice(fake_stripe, "ord_1", world["acme"])
 
 
@@ -617,19 +625,26 @@ def test_the_python_api_writes_in_the_callers_transaction(
     with bridge.session_factory() as session:
         outbox.record_order(session, data, dedupe_key="caller-1")
         session.rollback()  # the caller's business change failed: nothing stays
-    assert rows(bridge) == []
+    assert all_rows(bridge, OutboxRow) == []
 
     with bridge.session_factory.begin() as session:
         row = outbox.record_order(session, data, dedupe_key="caller-1")
         assert row is not None and row.payload["currency"] == "eur"
     with bridge.session_factory.begin() as session:
         assert outbox.record_order(session, data, dedupe_key="caller-1") is None  # a duplicate
-    assert len(rows(bridge)) == 1
+    assert len(all_rows(bridge, OutboxRow)) == 1
 
 
-def test_a_contract_with_two_lines_of_one_product_is_refused(
-    world: dict[str, Any], bridge: Context
-) -> None:
+def test_a_contract_with_two_lines_of_one_product_is_refused(db_session: Session) -> None:
+    # Given: the Veles customer and product the contract names (their handlers, on the session)
+    uow = UnitOfWork(db_session)
+    for veles_id, event_type, data in (
+        ("vev_customer", "customer.upserted", {"id": "v_acme", "name": "Acme"}),
+        ("vev_product", "product.upserted", {"id": "vp_seats", "name": "Seats"}),
+    ):
+        handlers.VELES_HANDLERS[event_type](
+            Event(veles_id, event_type, 1_750_000_000, False, None, data, None), uow
+        )
     line = {"product_id": "vp_seats", "quantity": 1, "unit_amount": 100}
     data = {
         "id": "ctr_x",
@@ -640,11 +655,8 @@ def test_a_contract_with_two_lines_of_one_product_is_refused(
         "lines": [line, line],
     }
 
-    with (
-        bridge.session_factory() as session,
-        pytest.raises(outbox.InvalidChange, match="one line per product"),
-    ):
-        outbox.record_contract_activated(session, data)
+    with pytest.raises(outbox.InvalidChange, match="one line per product"):
+        outbox.record_contract_activated(db_session, data)
 
 
 def test_the_relay_is_woken_by_the_commit_not_the_poll(
@@ -655,11 +667,13 @@ def test_the_relay_is_woken_by_the_commit_not_the_poll(
     from stripe_bridge.outbox.relay import relay_options
 
     relay = Relay(bridge, replace(relay_options(bridge), poll_interval=60.0))
+    relay.wakeup = wakeup = WatchedWakeup()
     stop = threading.Event()
     thread = threading.Thread(target=relay.run, args=(stop, 1), daemon=True)
     thread.start()
     try:
-        time.sleep(1.0)  # the relay has drained and is waiting: on NOTIFY, or 60 s
+        # the relay has drained and waits: on NOTIFY, or 60 s
+        assert relay.listening.wait(10) and wakeup.waited.wait(10)
         with bridge.session_factory.begin() as session:
             outbox.record_order(
                 session,
@@ -670,9 +684,7 @@ def test_the_relay_is_woken_by_the_commit_not_the_poll(
                     "lines": [{"product_id": "vp_seats", "quantity": 1, "unit_amount": 100}],
                 },
             )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not invoices_for(fake_stripe, "ord_woken"):
-            time.sleep(0.1)
+        wait_until(lambda: invoices_for(fake_stripe, "ord_woken"), 10)
     finally:
         stop.set()
         thread.join(timeout=30)

@@ -7,13 +7,12 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from stripe_bridge.bootstrap import bootstrap
 from stripe_bridge.context import Context
-from stripe_bridge.web.app import create_app
-from tests.conftest import (
+from tests.support import (
+    admin_get,
     admin_headers,
     event,
-    make_settings,
+    own_client,
     post_event,
     post_veles,
     run_jobs,
@@ -71,23 +70,21 @@ def veles_product(
     )
 
 
-def get(client: TestClient, path: str) -> Any:
-    response = client.get(f"/admin/api/{path}", headers=admin_headers())
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
 def post(client: TestClient, path: str, body: dict[str, Any] | None = None) -> Any:
     return client.post(f"/admin/api/{path}", headers=admin_headers(), json=body)
 
 
 def customer(client: TestClient, cus_id: str) -> dict[str, Any]:
-    [row] = [row for row in get(client, "customers?limit=100")["data"] if row["id"] == cus_id]
+    [row] = [
+        row for row in admin_get(client, "customers", limit=100)["data"] if row["id"] == cus_id
+    ]
     return row
 
 
 def product(client: TestClient, prod_id: str) -> dict[str, Any]:
-    [row] = [row for row in get(client, "products?limit=100")["data"] if row["id"] == prod_id]
+    [row] = [
+        row for row in admin_get(client, "products", limit=100)["data"] if row["id"] == prod_id
+    ]
     return row
 
 
@@ -105,7 +102,7 @@ def test_veles_event_is_stored_applied_and_duplicates_answered(
 
     assert (first.status_code, first.json()) == (202, {"received": True, "duplicate": False})
     assert (again.status_code, again.json()["duplicate"]) == (202, True)
-    assert [row["id"] for row in get(client, "veles/customers")["data"]] == ["v1"]
+    assert [row["id"] for row in admin_get(client, "veles/customers")["data"]] == ["v1"]
 
 
 @pytest.mark.parametrize(
@@ -136,7 +133,7 @@ def test_veles_event_outside_the_contract_is_refused(
 
     assert response.status_code == 400
     assert message in response.json()["error"]["message"]
-    assert get(client, "veles/customers")["data"] == []
+    assert admin_get(client, "veles/customers")["data"] == []
 
 
 def test_veles_event_with_a_bad_signature_is_refused(client: TestClient) -> None:
@@ -150,14 +147,8 @@ def test_veles_event_with_a_bad_signature_is_refused(client: TestClient) -> None
 def test_veles_endpoint_refuses_everything_without_a_secret(
     database_url: str, redis_namespace: str
 ) -> None:
-    unconfigured = bootstrap(make_settings(database_url, redis_namespace, BRIDGE_VELES_SECRET=None))
-    try:
-        with TestClient(create_app(unconfigured)) as client:
-            response = post_veles(
-                client, veles_event("customer.upserted", {"id": "v", "name": "n"})
-            )
-    finally:
-        unconfigured.close()
+    with own_client(database_url, redis_namespace, BRIDGE_VELES_SECRET=None) as client:
+        response = post_veles(client, veles_event("customer.upserted", {"id": "v", "name": "n"}))
 
     assert response.status_code == 400
     assert "no signing secret" in response.json()["error"]["message"]
@@ -206,7 +197,7 @@ def test_stripe_and_veles_customers_applied_concurrently_still_link(
 
     run_jobs(bridge)  # 4 worker threads, both queues at once
 
-    rows = get(client, "customers?limit=100")["data"]
+    rows = admin_get(client, "customers", limit=100)["data"]
     assert {row["id"]: row["veles_customer_id"] for row in rows} == {
         f"cus_{n}": f"v_{n}" for n in range(20)
     }
@@ -226,7 +217,7 @@ def test_two_candidates_leave_the_customer_for_review_with_both_kept(
         None,
         ["v_a", "v_b"],
     )
-    assert get(client, "connection")["unmatched_customers"] == 1
+    assert admin_get(client, "connection")["unmatched_customers"] == 1
 
 
 def test_a_deleted_stripe_customer_is_not_matched(client: TestClient, bridge: Context) -> None:
@@ -242,7 +233,7 @@ def test_a_deleted_stripe_customer_is_not_matched(client: TestClient, bridge: Co
         "not_matched",
         None,
     )
-    assert get(client, "connection")["unmatched_customers"] == 0  # nothing to review
+    assert admin_get(client, "connection")["unmatched_customers"] == 0  # nothing to review
 
 
 def test_a_veles_change_that_resolves_an_ambiguity_links_the_customer(
@@ -267,7 +258,7 @@ def test_link_create_unlink_and_their_errors(client: TestClient, bridge: Context
     stripe_customer(client, "cus_2", "Hooli", "ap@hooli.example")
     veles_customer(client, "v_init", "Initrode")
     run_jobs(bridge)
-    assert get(client, "connection")["unmatched_customers"] == 2
+    assert admin_get(client, "connection")["unmatched_customers"] == 2
 
     assert (
         post(client, "customers/cus_nope/link", {"veles_customer_id": "v_init"}).status_code == 404
@@ -294,7 +285,7 @@ def test_link_create_unlink_and_their_errors(client: TestClient, bridge: Context
     )
     assert created.json()["veles_customer_id"] == new["id"]
     assert post(client, "customers/cus_2/create").status_code == 409
-    assert get(client, "connection")["unmatched_customers"] == 0
+    assert admin_get(client, "connection")["unmatched_customers"] == 0
 
     unlinked = post(client, "customers/cus_1/unlink")
     assert (unlinked.status_code, unlinked.json()["match_status"]) == (200, "not_matched")
@@ -362,7 +353,7 @@ def test_products_match_by_name_and_a_rename_breaks_only_name_matches(
         product(client, "prod_team")["veles_product_id"],
     ) == ("manual", "vp_team")
     assert product(client, "prod_new")["match_status"] == "import"
-    assert get(client, "connection")["unmatched_products"] == 1
+    assert admin_get(client, "connection")["unmatched_products"] == 1
 
 
 def test_a_veles_product_added_later_name_matches_an_existing_stripe_product(
@@ -444,7 +435,7 @@ def test_inactive_products_cannot_be_matched_or_imported_until_reactivated(
     imported = post(client, "products/prod_1/import")
     assert (match.status_code, imported.status_code) == (409, 409)
     assert "inactive" in match.json()["error"]["message"]
-    assert get(client, "connection")["unmatched_products"] == 0
+    assert admin_get(client, "connection")["unmatched_products"] == 0
 
     stripe_product(client, "prod_1", "Old Thing", active=True, created=200)
     run_jobs(bridge)
@@ -464,18 +455,20 @@ def test_ignore_and_unignore(client: TestClient, bridge: Context) -> None:
     veles_product(client, "vp_pro", "Pro")
     stripe_product(client, "prod_pro", "Pro")
     run_jobs(bridge)
-    assert get(client, "connection")["unmatched_products"] == 1
+    assert admin_get(client, "connection")["unmatched_products"] == 1
 
     assert post(client, "products/prod_pro/ignore").status_code == 409  # linked: unlink first
     ignored = post(client, "products/prod_1/ignore")
     assert (ignored.status_code, ignored.json()["match_status"]) == (200, "ignored")
-    assert get(client, "connection")["unmatched_products"] == 0
-    assert [row["id"] for row in get(client, "products?match_status=ignored")["data"]] == ["prod_1"]
+    assert admin_get(client, "connection")["unmatched_products"] == 0
+    assert [row["id"] for row in admin_get(client, "products", match_status="ignored")["data"]] == [
+        "prod_1"
+    ]
 
     unignored = post(client, "products/prod_1/unlink")
     assert (unignored.status_code, unignored.json()["match_status"]) == (200, "not_matched")
     assert post(client, "products/prod_1/unlink").status_code == 409
-    assert get(client, "connection")["unmatched_products"] == 1
+    assert admin_get(client, "connection")["unmatched_products"] == 1
 
 
 def test_product_review_errors(client: TestClient, bridge: Context) -> None:
@@ -498,13 +491,13 @@ def test_lists_filter_by_match_status_and_search_by_name(
     stripe_product(client, "prod_x", "Xylophone")
     run_jobs(bridge)
 
-    assert [r["id"] for r in get(client, "products?match_status=name_match")["data"]] == [
+    assert [r["id"] for r in admin_get(client, "products", match_status="name_match")["data"]] == [
         "prod_pro"
     ]
-    assert [r["id"] for r in get(client, "products?match_status=not_matched&q=xylo")["data"]] == [
-        "prod_x"
-    ]
-    assert get(client, "products?q=zzz")["data"] == []
+    assert [
+        r["id"] for r in admin_get(client, "products", match_status="not_matched", q="xylo")["data"]
+    ] == ["prod_x"]
+    assert admin_get(client, "products", q="zzz")["data"] == []
 
 
 def test_review_actions_need_the_admin_token(client: TestClient) -> None:

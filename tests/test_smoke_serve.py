@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ import orjson
 import pytest
 
 from stripe_bridge.inbox.signatures import sign
-from tests.conftest import load_fixture
+from tests.support import free_port, load_fixture
 
 pytestmark = pytest.mark.slow
 
@@ -72,13 +71,6 @@ class Served:
                 self.process.wait(timeout=STOP_SECONDS)
                 return
         self.exit_code = self.process.returncode
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @contextmanager

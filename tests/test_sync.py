@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 from freezegun import freeze_time
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
@@ -30,16 +30,18 @@ from stripe_bridge.models import (
 from stripe_bridge.roles.scheduler import Scheduler
 from stripe_bridge.stripe_api import StripeRejected
 from stripe_bridge.sync import SyncBusy, run_sync
-from tests.conftest import (
+from tests.fake_stripe import FakeStripe
+from tests.support import (
     TEST_KEY,
     admin_headers,
+    count_rows,
     event,
     post_event,
     post_veles,
     run_jobs,
     veles_event,
+    wait_until,
 )
-from tests.fake_stripe import FakeStripe
 
 
 def seed_customers(
@@ -56,11 +58,6 @@ def seed_customers(
     ]
 
 
-def count(bridge: Context, model: type[Any], *where: Any) -> int:
-    with bridge.session_factory() as session:
-        return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
-
-
 def list_requests(fake: FakeStripe, path: str) -> list[Any]:
     return [r for r in fake.requests if r.method == "GET" and r.path == path]
 
@@ -73,7 +70,7 @@ def test_sync_of_260_customers_walks_every_page_once(
     result = run_sync(connected, "customers")
 
     assert (result.status, result.seen, result.resumed) == ("completed", 260, False)
-    assert count(connected, Customer) == 260
+    assert count_rows(connected, Customer) == 260
     pages = list_requests(fake_stripe, "/v1/customers")
     assert [int(r.params["limit"]) for r in pages] == [100, 100, 100]
     assert [r.params.get("starting_after") is None for r in pages] == [True, False, False]
@@ -139,7 +136,7 @@ def test_an_interrupted_sync_resumes_from_its_cursor(
     with pytest.raises(StripeRejected):
         run_sync(connected, "customers")  # page 1 committed, page 2 refused
     fake_stripe.reset_faults()
-    assert count(connected, Customer) == 100
+    assert count_rows(connected, Customer) == 100
     with connected.session_factory() as session:
         last = session.scalars(select(SyncRun).order_by(SyncRun.id.desc())).first()
         assert (last.status, last.seen) == ("failed", 100)
@@ -148,7 +145,7 @@ def test_an_interrupted_sync_resumes_from_its_cursor(
     result = run_sync(connected, "customers")
 
     assert (result.status, result.resumed, result.seen) == ("completed", True, 250)
-    assert count(connected, Customer) == 250
+    assert count_rows(connected, Customer) == 250
     resumed_from = list_requests(fake_stripe, "/v1/customers")[-2].params.get("starting_after")
     assert cursor == f"customers:{resumed_from}"
 
@@ -161,7 +158,7 @@ def test_two_syncs_of_the_same_kind_never_overlap(
     first: list[Any] = []
     thread = threading.Thread(target=lambda: first.append(run_sync(connected, "customers")))
     thread.start()
-    time.sleep(0.4)
+    assert wait_until(lambda: count_rows(connected, SyncRun, SyncRun.status == "running") == 1)
 
     with pytest.raises(SyncBusy, match="already running"):
         run_sync(connected, "customers")
@@ -215,7 +212,7 @@ def test_customers_missing_from_a_complete_list_are_marked_deleted(
     with connected.session_factory() as session:
         gone = session.get(Customer, "cus_gone")
         assert (gone.deleted, gone.name) == (True, "Gone")
-    assert count(connected, Customer, Customer.deleted.is_(False)) == 3
+    assert count_rows(connected, Customer, Customer.deleted.is_(False)) == 3
 
 
 def test_products_sync_brings_products_and_their_prices(
@@ -242,7 +239,7 @@ def test_subscriptions_sync_includes_canceled_ones(
 
     run_sync(connected, "subscriptions")
 
-    assert count(connected, Subscription) == 2
+    assert count_rows(connected, Subscription) == 2
     assert list_requests(fake_stripe, "/v1/subscriptions")[0].params.get("status") == "all"
 
 
@@ -284,7 +281,7 @@ def test_sync_stops_when_disconnected_mid_run(connected: Context, fake_stripe: F
 
     with pytest.raises(Conflict, match="disconnected"):
         sync.run_sync(connected, "customers", progress=disconnect_after_first_page)
-    assert count(connected, Customer) == 100
+    assert count_rows(connected, Customer) == 100
 
 
 def test_admin_api_queues_a_sync_and_reports_progress(
@@ -307,7 +304,7 @@ def run_jobs_with_sync(bridge: Context) -> None:
     from stripe_bridge.jobs import SYNC_QUEUE
 
     run_jobs(bridge)
-    bridge.broker.join(SYNC_QUEUE, timeout=30_000)
+    bridge.broker.join(SYNC_QUEUE, timeout=30_000, interval=10)
     run_jobs(bridge)
 
 

@@ -6,18 +6,19 @@ import time
 
 import orjson
 from freezegun import freeze_time
-from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
-from stripe_bridge.bootstrap import bootstrap
 from stripe_bridge.context import Context
 from stripe_bridge.models import Customer, StripeEvent
 from stripe_bridge.web.app import create_app
-from tests.conftest import (
+from tests.support import (
     OTHER_SECRET,
     SECRET,
+    all_rows,
+    count_rows,
     event,
-    make_settings,
+    own_bridge,
+    own_client,
     post_event,
     queued_event_ids,
     queued_jobs,
@@ -26,11 +27,6 @@ from tests.conftest import (
 )
 
 CUSTOMER = {"id": "cus_A", "object": "customer", "name": "Acme", "email": "a@acme.example"}
-
-
-def stored(bridge: Context) -> list[StripeEvent]:
-    with bridge.session_factory() as session:
-        return list(session.scalars(select(StripeEvent).order_by(StripeEvent.id)))
 
 
 def test_verified_event_is_stored_enqueued_and_acknowledged(
@@ -42,7 +38,7 @@ def test_verified_event_is_stored_enqueued_and_acknowledged(
 
     assert response.status_code == 200
     assert response.json() == {"received": True, "duplicate": False}
-    [row] = stored(bridge)
+    [row] = all_rows(bridge, StripeEvent)
     assert (row.id, row.type, row.status, row.object_id) == (
         payload["id"],
         "customer.created",
@@ -65,7 +61,7 @@ def test_duplicate_delivery_is_acknowledged_and_enqueues_nothing(
 
     assert response.status_code == 200
     assert response.json() == {"received": True, "duplicate": True}
-    assert len(stored(bridge)) == 1
+    assert len(all_rows(bridge, StripeEvent)) == 1
     assert queued_event_ids(bridge) == [payload["id"]]
 
 
@@ -78,7 +74,7 @@ def test_missing_signature_is_refused_and_nothing_stored(
 
     assert response.status_code == 400
     assert response.json()["error"]["message"] == "missing signature header"
-    assert stored(bridge) == []
+    assert all_rows(bridge, StripeEvent) == []
 
 
 def test_wrong_secret_is_refused(client: TestClient, bridge: Context) -> None:
@@ -86,7 +82,7 @@ def test_wrong_secret_is_refused(client: TestClient, bridge: Context) -> None:
 
     assert response.status_code == 400
     assert response.json()["error"]["message"] == "signature does not match"
-    assert stored(bridge) == []
+    assert all_rows(bridge, StripeEvent) == []
 
 
 def test_tampered_body_is_refused(client: TestClient, bridge: Context) -> None:
@@ -98,7 +94,7 @@ def test_tampered_body_is_refused(client: TestClient, bridge: Context) -> None:
     )
 
     assert response.status_code == 400
-    assert stored(bridge) == []
+    assert all_rows(bridge, StripeEvent) == []
 
 
 def test_malformed_signature_header_is_refused(client: TestClient, bridge: Context) -> None:
@@ -110,7 +106,7 @@ def test_malformed_signature_header_is_refused(client: TestClient, bridge: Conte
 
     assert response.status_code == 400
     assert response.json()["error"]["message"] == "malformed signature header"
-    assert stored(bridge) == []
+    assert all_rows(bridge, StripeEvent) == []
 
 
 def test_signature_header_with_non_ascii_bytes_is_refused_not_a_server_error(
@@ -121,12 +117,14 @@ def test_signature_header_with_non_ascii_bytes_is_refused_not_a_server_error(
     header = f"t={int(time.time())},v1=f00990777\u00e0\u00a7\u00a7".encode()
 
     response = client.post(
-        "/webhooks/stripe", content=body, headers={"Stripe-Signature": header}  # type: ignore[dict-item]
+        "/webhooks/stripe",
+        content=body,
+        headers={"Stripe-Signature": header},  # type: ignore[dict-item]
     )
 
     assert response.status_code == 400
     assert response.json()["error"]["message"] == "malformed signature header"
-    assert stored(bridge) == []
+    assert all_rows(bridge, StripeEvent) == []
 
 
 def test_signature_at_the_tolerance_edge_is_accepted_and_one_second_later_refused(
@@ -145,26 +143,21 @@ def test_signature_at_the_tolerance_edge_is_accepted_and_one_second_later_refuse
     assert at_edge.status_code == 200
     assert too_late.status_code == 400
     assert too_late.json()["error"]["message"] == "timestamp outside the tolerance window"
-    assert [row.id for row in stored(bridge)] == [fresh["id"]]
+    assert [row.id for row in all_rows(bridge, StripeEvent)] == [fresh["id"]]
 
 
 def test_either_of_two_rolling_secrets_verifies(
     database_url: str, redis_namespace: str, bridge: Context
 ) -> None:
-    settings = make_settings(
+    with own_client(
         database_url, redis_namespace, STRIPE_WEBHOOK_SECRET=f"{SECRET}, {OTHER_SECRET}"
-    )
-    rolling = bootstrap(settings)
-    try:
-        with TestClient(create_app(rolling)) as client:
-            old = post_event(client, event("customer.created", CUSTOMER), secret=SECRET)
-            new = post_event(client, event("customer.created", CUSTOMER), secret=OTHER_SECRET)
-            other = post_event(client, event("customer.created", CUSTOMER), secret="whsec_third")
-    finally:
-        rolling.close()
+    ) as client:
+        old = post_event(client, event("customer.created", CUSTOMER), secret=SECRET)
+        new = post_event(client, event("customer.created", CUSTOMER), secret=OTHER_SECRET)
+        other = post_event(client, event("customer.created", CUSTOMER), secret="whsec_third")
 
     assert (old.status_code, new.status_code, other.status_code) == (200, 200, 400)
-    assert len(stored(bridge)) == 2
+    assert len(all_rows(bridge, StripeEvent)) == 2
 
 
 def test_body_that_is_not_json_is_refused(client: TestClient, bridge: Context) -> None:
@@ -174,7 +167,7 @@ def test_body_that_is_not_json_is_refused(client: TestClient, bridge: Context) -
 
     assert response.status_code == 400
     assert response.json()["error"]["message"] == "body is not valid JSON"
-    assert stored(bridge) == []
+    assert all_rows(bridge, StripeEvent) == []
 
 
 def test_json_that_is_not_a_stripe_event_is_refused(client: TestClient, bridge: Context) -> None:
@@ -182,7 +175,7 @@ def test_json_that_is_not_a_stripe_event_is_refused(client: TestClient, bridge: 
         response = client.post("/webhooks/stripe", content=body, headers=signed_headers(body))
         assert response.status_code == 400, body
         assert response.json()["error"]["code"] == "bad_request"
-    assert stored(bridge) == []
+    assert all_rows(bridge, StripeEvent) == []
 
 
 def test_body_over_one_mebibyte_is_refused_with_413(client: TestClient, bridge: Context) -> None:
@@ -192,7 +185,7 @@ def test_body_over_one_mebibyte_is_refused_with_413(client: TestClient, bridge: 
     response = client.post("/webhooks/stripe", content=body, headers=signed_headers(body))
 
     assert response.status_code == 413
-    assert stored(bridge) == []
+    assert all_rows(bridge, StripeEvent) == []
 
 
 def test_body_over_the_limit_without_content_length_is_refused(
@@ -207,19 +200,15 @@ def test_body_over_the_limit_without_content_length_is_refused(
     response = client.post("/webhooks/stripe", content=chunks(), headers=signed_headers(body))
 
     assert response.status_code == 413
-    assert stored(bridge) == []
+    assert all_rows(bridge, StripeEvent) == []
 
 
 def test_event_that_cannot_be_stored_is_answered_503(
     database_url: str, redis_namespace: str
 ) -> None:
     unreachable = database_url.rsplit("/", 1)[0] + "/sb_no_such_database"
-    broken = bootstrap(make_settings(unreachable, redis_namespace))
-    try:
-        with TestClient(create_app(broken)) as client:
-            response = post_event(client, event("customer.created", CUSTOMER))
-    finally:
-        broken.close()
+    with own_client(unreachable, redis_namespace) as client:
+        response = post_event(client, event("customer.created", CUSTOMER))
 
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "store_unavailable"
@@ -232,7 +221,7 @@ def test_event_of_the_other_mode_is_stored_then_ignored_with_the_reason(
     run_jobs(bridge)
 
     assert response.status_code == 200
-    [row] = stored(bridge)
+    [row] = all_rows(bridge, StripeEvent)
     assert row.status == "ignored"
     assert row.reason == "mode mismatch: live event, bridge is in test mode"
     with bridge.session_factory() as session:
@@ -240,16 +229,12 @@ def test_event_of_the_other_mode_is_stored_then_ignored_with_the_reason(
 
 
 def test_live_key_makes_test_events_the_mismatch(database_url: str, redis_namespace: str) -> None:
-    settings = make_settings(database_url, redis_namespace, STRIPE_API_KEY="sk_live_abc123")
-    live = bootstrap(settings)
-    try:
+    with own_bridge(database_url, redis_namespace, STRIPE_API_KEY="sk_live_abc123") as live:
         with TestClient(create_app(live)) as client:
             post_event(client, event("customer.created", CUSTOMER, livemode=False))
             post_event(client, event("customer.created", CUSTOMER, livemode=True))
         run_jobs(live)
-        rows = stored(live)
-    finally:
-        live.close()
+        rows = all_rows(live, StripeEvent)
 
     assert sorted((row.livemode, row.status) for row in rows) == [
         (False, "ignored"),
@@ -263,21 +248,16 @@ def test_unknown_event_type_is_stored_as_ignored_and_not_an_error(
     response = post_event(client, event("charge.refunded", {"id": "ch_1", "object": "charge"}))
 
     assert response.status_code == 200
-    [row] = stored(bridge)
+    [row] = all_rows(bridge, StripeEvent)
     assert (row.status, row.reason) == ("ignored", "unhandled event type charge.refunded")
     assert queued_jobs(bridge) == 0
 
 
 def test_no_configured_secret_refuses_everything(database_url: str, redis_namespace: str) -> None:
-    settings = make_settings(database_url, redis_namespace, STRIPE_WEBHOOK_SECRET=None)
-    unconfigured = bootstrap(settings)
-    try:
+    with own_bridge(database_url, redis_namespace, STRIPE_WEBHOOK_SECRET=None) as unconfigured:
         with TestClient(create_app(unconfigured)) as client:
             response = post_event(client, event("customer.created", CUSTOMER))
-        with unconfigured.session_factory() as session:
-            count = session.scalar(select(func.count()).select_from(StripeEvent))
-    finally:
-        unconfigured.close()
+        count = count_rows(unconfigured, StripeEvent)
 
     assert response.status_code == 400
     assert count == 0
@@ -290,5 +270,5 @@ def test_an_event_whose_created_overflows_the_inbox_is_refused_not_a_5xx(
 
     assert response.status_code == 400
     assert "created" in response.json()["error"]["message"]
-    assert stored(bridge) == []
+    assert all_rows(bridge, StripeEvent) == []
     assert post_event(client, event("customer.created", CUSTOMER)).status_code == 200

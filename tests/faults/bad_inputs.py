@@ -20,7 +20,7 @@ import orjson
 from hypothesis import strategies as st
 
 from stripe_bridge.inbox.signatures import sign
-from tests.conftest import FIXTURES, OTHER_SECRET, SECRET, VELES_SECRET
+from tests.support import FIXTURES, OTHER_SECRET, SECRET, VELES_SECRET
 
 STRIPE, VELES = "/webhooks/stripe", "/veles/events"
 MIB = 1024 * 1024

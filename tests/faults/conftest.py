@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, SECRET, SECRET_KEY, VELES_SECRET
 from tests.fake_stripe import FakeStripe
 from tests.faults.cluster import Cluster
+from tests.support import ADMIN_TOKEN, SECRET, SECRET_KEY, VELES_SECRET
 
 # Short cadences so a lost job is swept within seconds and a killed relay's row resumes soon.
 FAST = {

@@ -19,7 +19,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.conftest import event
+from tests.support import event
 
 SUB_STATUSES = ("trialing", "active", "past_due", "unpaid")
 

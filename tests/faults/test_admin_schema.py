@@ -40,7 +40,8 @@ from stripe_bridge.context import Context
 from stripe_bridge.models import FAILED, StripeEvent, utcnow
 from stripe_bridge.web.app import create_app
 from stripe_bridge.web.openapi import PREFIX, Undeclared, document
-from tests.conftest import (
+from tests.faults.figures import record, size
+from tests.support import (
     admin_headers,
     load_fixture,
     post_event,
@@ -48,7 +49,6 @@ from tests.conftest import (
     run_jobs,
     veles_event,
 )
-from tests.faults.figures import record, size
 
 pytestmark = [pytest.mark.faults]
 

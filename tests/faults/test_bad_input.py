@@ -30,9 +30,9 @@ from starlette.testclient import TestClient
 from stripe_bridge.context import Context
 from stripe_bridge.models import RECEIVED, Customer, StripeEvent, VelesCustomer, VelesEvent
 from stripe_bridge.web.app import create_app
-from tests.conftest import event, post_event, post_veles, veles_event
 from tests.faults.bad_inputs import Delivery, deliveries, hand_written
 from tests.faults.figures import FULL, record, size
+from tests.support import event, post_event, post_veles, veles_event
 
 pytestmark = [pytest.mark.faults]
 

@@ -22,11 +22,11 @@ from sqlalchemy.orm import Session
 
 from stripe_bridge.db import make_engine
 from stripe_bridge.models import Customer, Invoice, StripeEvent, Subscription
-from tests.conftest import SECRET
 from tests.faults import figures
 from tests.faults.cluster import Cluster, wait_for
 from tests.faults.sender import Delivery, Sender
 from tests.faults.stories import Story, Truth
+from tests.support import SECRET
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 

@@ -24,11 +24,11 @@ from sqlalchemy import func, select
 
 from stripe_bridge.db import make_engine
 from stripe_bridge.models import Customer, OutboxRow, Product
-from tests.conftest import ACCOUNT_ID, TEST_KEY, VELES_SECRET, veles_event
 from tests.fake_stripe import FakeStripe, RequestRecord
 from tests.faults import figures
 from tests.faults.cluster import Cluster, wait_for
 from tests.faults.sender import Delivery, Sender
+from tests.support import ACCOUNT_ID, TEST_KEY, VELES_SECRET, veles_event
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 

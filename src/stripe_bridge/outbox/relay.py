@@ -104,6 +104,7 @@ class Relay:
         self.options = options or relay_options(bridge)
         self.after_step = after_step
         self.wakeup = threading.Event()
+        self.listening = threading.Event()  # set while NOTIFY can wake it (PostgreSQL)
 
     def connected_key(self) -> str | None:
         with self.bridge.session_factory() as session:
@@ -229,14 +230,17 @@ class Relay:
             try:
                 with psycopg.connect(conninfo, autocommit=True) as listen:
                     listen.execute(f"LISTEN {CHANNEL}")
+                    self.listening.set()
                     while not stop.is_set():
                         for _ in listen.notifies(timeout=1.0, stop_after=1):
                             self.wakeup.set()
             except Exception as exc:
+                self.listening.clear()
                 log.warning(
                     "outbox listener lost its connection; polling meanwhile", error=repr(exc)
                 )
                 stop.wait(self.options.poll_interval)
+        self.listening.clear()
 
 
 def relay_options(bridge: Context) -> RelayOptions:
