@@ -17,8 +17,7 @@ from stripe_bridge.web import admin_api, admin_operations, admin_review
 from stripe_bridge.web.console import console
 from stripe_bridge.web.group_commit import GroupCommit
 from stripe_bridge.web.health import healthz, metrics, readyz
-from stripe_bridge.web.inbound import make_flush, stripe_webhook, veles_event
-from stripe_bridge.web.inbound_config import InboundConfig
+from stripe_bridge.web.inbound import InboundConfig, make_flush, stripe_webhook, veles_event
 from stripe_bridge.web.job_sender import JobSender
 from stripe_bridge.web.responses import bridge_error, http_error, unexpected_error
 
@@ -64,5 +63,5 @@ def create_app(bridge: Context) -> Starlette:
         lifespan=lifespan,
     )
     app.state.bridge = bridge
-    app.state.inbound = InboundConfig(bridge.session_factory, lambda: bridge.box, bridge.settings)
+    app.state.inbound = InboundConfig(bridge.session_factory, bridge.box, bridge.settings)
     return app

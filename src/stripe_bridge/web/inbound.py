@@ -1,21 +1,32 @@
 """The two signed endpoints: Stripe webhooks and Veles events. Each verifies, stores
-durably (group commit), enqueues one job, and answers; no business logic runs here."""
+durably (group commit), enqueues one job, and answers; no business logic runs here.
+
+The signing secrets and mode come from `InboundConfig`, the web process's cached view of the
+connection, so that the event loop never waits on the database for them (but the first time)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 from starlette.responses import Response
 
+from stripe_bridge.connection import MAX_WEBHOOK_SECRETS, get, status_of, webhook_secrets
 from stripe_bridge.context import Context
-from stripe_bridge.errors import BadRequest, BridgeError, PayloadTooLarge
+from stripe_bridge.errors import BadRequest, BridgeError, PayloadTooLarge, StoreUnavailable
 from stripe_bridge.inbox.parse import Incoming, classify, parse_event, parse_veles_event
 from stripe_bridge.inbox.signatures import verify
 from stripe_bridge.inbox.store import store
 from stripe_bridge.metrics import WEBHOOKS
 from stripe_bridge.models import RECEIVED, Inbox, StripeEvent
+from stripe_bridge.secrets_box import SecretBox
+from stripe_bridge.settings import Settings
 from stripe_bridge.web.group_commit import Flush
 from stripe_bridge.web.job_sender import JobSender
 from stripe_bridge.web.responses import JSON
@@ -121,3 +132,67 @@ async def veles_event(request: Request) -> bool:
     verify(body, request.headers.get("veles-signature"), secrets, bridge.settings.webhook_tolerance)
     incoming = parse_veles_event(body, bridge.veles_handlers)
     return bool(await state.veles_commit.submit(incoming))
+
+
+@dataclass(frozen=True)
+class InboundView:
+    """What the webhook door and the handlers need: secrets, mode, and whether to apply."""
+
+    secrets: tuple[str, ...]
+    mode: str
+    status: str
+
+
+def inbound_view(session: Session, box: SecretBox, settings: Settings) -> InboundView:
+    """The box opens only stored secrets: an inbound-only bridge (a signing secret in the
+    environment, no API key) needs no encryption key."""
+    row = get(session)
+    stored = webhook_secrets(row, box) if row and row.webhook_secrets_encrypted else ()
+    secrets = stored or settings.stripe_webhook_secrets[:MAX_WEBHOOK_SECRETS]
+    mode = row.mode if row is not None else settings.inbound_mode
+    return InboundView(secrets, mode, status_of(row))
+
+
+class InboundConfig:
+    """The web process's view of the connection: read on first use, then refreshed in a
+    thread at most every `ttl` seconds while requests keep using the last view (the event loop
+    never waits on the database for it, except for the very first read)."""
+
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        box: SecretBox,
+        settings: Settings,
+        ttl: float = 1.0,
+    ) -> None:
+        self._session_factory, self._box, self._settings, self._ttl = (
+            session_factory,
+            box,
+            settings,
+            ttl,
+        )
+        self._view: InboundView | None = None
+        self._read_at = 0.0
+        self._refreshing: asyncio.Future[InboundView] | None = None
+
+    def _read(self) -> InboundView:
+        try:
+            with self._session_factory() as session:
+                return inbound_view(session, self._box, self._settings)
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable("the database is unavailable") from exc
+
+    async def view(self) -> InboundView:
+        if self._view is not None and time.monotonic() - self._read_at <= self._ttl:
+            return self._view
+        if self._refreshing is None or self._refreshing.done():
+            loop = asyncio.get_running_loop()
+            self._refreshing = loop.run_in_executor(None, self._read)
+            self._refreshing.add_done_callback(self._store)
+        if self._view is not None:
+            return self._view  # stale by at most one refresh
+        return await asyncio.shield(self._refreshing)
+
+    def _store(self, future: asyncio.Future[InboundView]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            self._view, self._read_at = future.result(), time.monotonic()
