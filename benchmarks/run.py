@@ -40,6 +40,7 @@ from benchmarks.machine import describe, free_port
 from benchmarks.phases import ROOT, Bench, Server, apply_backlog, drive, profile_web, run_wrk
 
 BIN = sys.executable.rsplit("/", 1)[0]
+BRIDGE_CLI = f"{sys.executable} {Path(__file__).with_name('bridge_cli.py')}"
 BRIDGE = "stripe-bridge"
 
 
@@ -94,12 +95,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--servers", default="bare,naive", help="reference servers to measure (comma-separated)")
     add(
         "--web-cmd",
-        default=f"{BIN}/stripe-bridge web --host 127.0.0.1 --port {{port}}",
+        default=f"{BRIDGE_CLI} web --host 127.0.0.1 --port {{port}}",
         help="how to start the web role ({port}, {python}, {root} are replaced)",
     )
     add(
         "--worker-cmd",
-        default=f"{BIN}/stripe-bridge worker --threads {{threads}}",
+        default=f"{BRIDGE_CLI} worker --threads {{threads}}",
         help="how to start one worker ({threads}, {python}, {root} are replaced)",
     )
     add(
@@ -144,7 +145,7 @@ def snapshot(ref: str, into: Path) -> Path:
 def migrate(bench: Bench, database: str) -> None:
     env = {**bench.env(), "BRIDGE_DATABASE_URL": bench.url(database, "postgresql+psycopg")}
     done = subprocess.run(
-        [f"{BIN}/stripe-bridge", "migrate"],
+        [*BRIDGE_CLI.split(), "migrate"],
         env=env, cwd=bench.out, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     if done.returncode:
