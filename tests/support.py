@@ -29,6 +29,7 @@ from stripe_bridge.inbox.signatures import sign
 from stripe_bridge.inbox.store import store
 from stripe_bridge.jobs import EVENTS_QUEUE, VELES_QUEUE
 from stripe_bridge.models import StripeEvent
+from stripe_bridge.outbox.relay import Relay, RelayOptions, relay_options
 from stripe_bridge.settings import Settings
 from stripe_bridge.web.app import create_app
 
@@ -213,6 +214,21 @@ def admin_get(client: TestClient, path: str, **params: Any) -> Any:
 
 
 # --- the job queue ---------------------------------------------------------------------------
+
+
+def relay_for(
+    bridge: Context,
+    options: RelayOptions | None = None,
+    after_step: Callable[[str], None] | None = None,
+) -> Relay:
+    """The relay the `relay` role runs, on this bridge (its settings' options by default)."""
+    return Relay(
+        bridge.session_factory,
+        bridge.box,
+        bridge.gateway,
+        options or relay_options(bridge.settings),
+        after_step,
+    )
 
 
 def queued_jobs(bridge: Context) -> int:

@@ -12,11 +12,10 @@ from stripe_bridge.bootstrap import bootstrap
 from stripe_bridge.inbox.apply import apply_event
 from stripe_bridge.migrate import upgrade
 from stripe_bridge.models import OutboxRow, StripeEvent
-from stripe_bridge.outbox.relay import Relay
 from stripe_bridge.settings import Settings
 from stripe_bridge.sync import run_sync
 from tests.fake_stripe import FakeStripe
-from tests.support import TEST_KEY
+from tests.support import TEST_KEY, relay_for
 
 
 def test_sqlite_embedded_default_syncs_matches_and_pushes_an_order(
@@ -64,7 +63,7 @@ def test_sqlite_embedded_default_syncs_matches_and_pushes_an_order(
                 },
             )
 
-        assert Relay(bridge).drain() == 1
+        assert relay_for(bridge).drain() == 1
 
         [invoice] = fake_stripe.objects("invoice")
         assert (invoice["status"], invoice["amount_due"], invoice["metadata"]) == (

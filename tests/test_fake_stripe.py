@@ -15,6 +15,7 @@ import stripe
 
 from stripe_bridge.stripe_api import API_VERSION as PINNED_VERSION
 from tests.fake_stripe import FakeStripe, add_interval, decode_params, mask_key
+from tests.support import wait_until
 
 KEY = "sk_test_51BridgeFakeKey0000abcd"
 ROTATED_KEY = "rk_test_51BridgeRotated00001234"
@@ -352,8 +353,8 @@ def test_delay(fake: FakeStripe, client: stripe.StripeClient) -> None:
 
 def test_delay_when_answers_late_but_executes(fake: FakeStripe) -> None:
     # Given: creating a customer named "Slow" is answered after the client's timeout
-    fake.delay_when(lambda r: r.method == "POST" and r.params.get("name") == "Slow", 1.0)
-    http_client = stripe.RequestsClient(timeout=0.3)
+    fake.delay_when(lambda r: r.method == "POST" and r.params.get("name") == "Slow", 0.6)
+    http_client = stripe.RequestsClient(timeout=0.2)
     _http_clients.append(http_client)
     impatient = stripe.StripeClient(KEY, base_addresses={"api": fake.url},
                                     max_network_retries=0, http_client=http_client)
@@ -361,7 +362,8 @@ def test_delay_when_answers_late_but_executes(fake: FakeStripe) -> None:
     with pytest.raises(stripe.APIConnectionError):
         impatient.v1.customers.create(params={"name": "Slow"},
                                       options={"idempotency_key": "k-slow"})
-    time.sleep(1.0)
+    late = fake.requests[-1]
+    assert wait_until(lambda: late.status is not None, seconds=5)  # the late one is answered
     fake.reset_faults()
     again = impatient.v1.customers.create(params={"name": "Slow"},
                                           options={"idempotency_key": "k-slow"})

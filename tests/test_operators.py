@@ -18,7 +18,6 @@ from stripe_bridge.errors import PermanentError
 from stripe_bridge.event import Event
 from stripe_bridge.models import Customer, OutboxRow, StripeEvent, VelesEvent, VelesOrder
 from stripe_bridge.operators.maintenance import prune
-from stripe_bridge.outbox.relay import Relay
 from tests.fake_stripe import FakeStripe
 from tests.support import (
     admin_get,
@@ -29,6 +28,7 @@ from tests.support import (
     post_veles,
     queued_event_ids,
     queued_jobs,
+    relay_for,
     run_jobs,
     veles_event,
 )
@@ -77,7 +77,7 @@ def three_dead_letters(
     post_veles(client, orphan)
     post_veles(client, good)
     run_jobs(connected)
-    Relay(connected).drain()  # vp_1 has no Stripe product yet: the row is dead
+    relay_for(connected).drain()  # vp_1 has no Stripe product yet: the row is dead
     connected.handlers["customer.updated"] = real_handler  # "the bug is fixed"
     with connected.session_factory() as session:
         row_id = session.scalar(select(OutboxRow.id))
@@ -143,7 +143,7 @@ def test_each_dead_letter_replays_to_success_once(
         response = replay(client, f"{kind}:{key}")
         assert (response.status_code, response.json()) == (202, {"replayed": [f"{kind}:{key}"]})
     run_jobs(connected)
-    Relay(connected).drain()
+    relay_for(connected).drain()
 
     assert dead(client) == []
     with connected.session_factory() as session:
@@ -164,7 +164,7 @@ def test_each_dead_letter_replays_to_success_once(
     again = replay(client, f"outbox:{three_dead_letters['outbox']}")
     assert again.status_code == 404
     assert "not a dead letter (it is sent)" in again.json()["error"]["message"]
-    Relay(connected).drain()
+    relay_for(connected).drain()
     assert (
         len(
             [
@@ -253,7 +253,7 @@ def test_a_dead_outbox_row_blocks_its_contract_until_replayed(
     )
     run_jobs(connected)
 
-    Relay(connected).drain()
+    relay_for(connected).drain()
     statuses = [
         row["status"]
         for row in client.get("/admin/api/contracts/ctr_1", headers=admin_headers()).json()[
@@ -270,7 +270,7 @@ def test_a_dead_outbox_row_blocks_its_contract_until_replayed(
         "/admin/api/dead-letters/replay", json={"kind": "outbox"}, headers=admin_headers()
     )
     assert response.status_code == 202 and len(response.json()["replayed"]) == 1
-    Relay(connected).drain()
+    relay_for(connected).drain()
 
     contract = client.get("/admin/api/contracts/ctr_1", headers=admin_headers()).json()
     assert [row["status"] for row in contract["outbox"]] == ["sent", "sent"]

@@ -16,7 +16,6 @@ from stripe_bridge import connection, handlers, outbox
 from stripe_bridge.context import Context
 from stripe_bridge.event import Event
 from stripe_bridge.models import Customer, OutboxRow, StripeEvent, VelesEvent, VelesOrder
-from stripe_bridge.outbox.relay import Relay
 from stripe_bridge.sync import run_sync
 from stripe_bridge.uow import UnitOfWork
 from tests.fake_stripe import FakeStripe
@@ -28,6 +27,7 @@ from tests.support import (
     event,
     post_event,
     post_veles,
+    relay_for,
     run_jobs,
     veles_event,
     wait_until,
@@ -133,7 +133,7 @@ def test_an_order_with_three_lines_becomes_one_finalized_invoice(
 ) -> None:
     commit_order(client, bridge, order_event("ord_1"))
 
-    assert Relay(bridge).drain() == 1
+    assert relay_for(bridge).drain() == 1
 
     invoice = assert_one_complete_invoice(fake_stripe, "ord_1", world["acme"])
     products = [
@@ -165,7 +165,7 @@ def test_the_same_event_twice_makes_one_invoice(
     again = order_event("ord_1")  # the same order under another event id
     commit_order(client, bridge, again)
 
-    Relay(bridge).drain()
+    relay_for(bridge).drain()
 
     assert len(invoices_for(fake_stripe, "ord_1")) == 1
     assert len(all_rows(bridge, OutboxRow)) == 1
@@ -196,7 +196,7 @@ def test_a_relay_killed_after_any_step_resumes_into_one_invoice(
             raise SimulatedCrash(done)
 
     with pytest.raises(SimulatedCrash):
-        Relay(bridge, after_step=crash).drain()
+        relay_for(bridge, after_step=crash).drain()
     [row] = all_rows(bridge, OutboxRow)
     assert row.status == "in_flight"
     if after_window:
@@ -206,7 +206,7 @@ def test_a_relay_killed_after_any_step_resumes_into_one_invoice(
             update(OutboxRow).values(lease_until=datetime.now(UTC) - timedelta(seconds=1))
         )
 
-    assert Relay(bridge).drain() == 1
+    assert relay_for(bridge).drain() == 1
 
     assert_one_complete_invoice(fake_stripe, "ord_1", world["acme"])
     assert all_rows(bridge, OutboxRow)[0].status == "sent"
@@ -219,7 +219,7 @@ def test_500_and_429_are_retried_into_one_invoice(
     fake_stripe.fail_next(2, status=500, path="/v1/invoices")
     fake_stripe.fail_next(2, status=429, path="/v1/invoiceitems", headers={"Retry-After": "0"})
 
-    Relay(bridge).drain()
+    relay_for(bridge).drain()
 
     assert_one_complete_invoice(fake_stripe, "ord_1", world["acme"])
     assert [
@@ -233,7 +233,7 @@ def test_stripe_down_for_longer_leaves_the_row_to_retry_with_backoff(
     commit_order(client, bridge, order_event("ord_1"))
     fake_stripe.fail_next(5, status=503, path="/v1/invoices")
 
-    Relay(bridge).drain()
+    relay_for(bridge).drain()
 
     [row] = all_rows(bridge, OutboxRow)
     assert (row.status, row.attempts) == ("pending", 1)
@@ -241,7 +241,7 @@ def test_stripe_down_for_longer_leaves_the_row_to_retry_with_backoff(
     assert "Stripe unavailable" in row.last_error
     with bridge.session_factory.begin() as session:
         session.execute(update(OutboxRow).values(next_attempt_at=datetime.now(UTC)))
-    Relay(bridge).drain()
+    relay_for(bridge).drain()
     assert_one_complete_invoice(fake_stripe, "ord_1", world["acme"])
 
 
@@ -275,7 +275,7 @@ def test_a_400_makes_the_row_dead_and_later_rows_of_the_contract_wait(
     commit_order(client, bridge, order_event("ord_other"))
     fake_stripe.fail_next(1, status=400, path="/v1/subscriptions")
 
-    Relay(bridge).drain()
+    relay_for(bridge).drain()
 
     activate, amend, other = all_rows(bridge, OutboxRow)
     assert activate.status == "dead"
@@ -287,7 +287,7 @@ def test_a_400_makes_the_row_dead_and_later_rows_of_the_contract_wait(
         session.execute(
             update(OutboxRow).where(OutboxRow.id == activate.id).values(status="pending")
         )
-    Relay(bridge).drain()
+    relay_for(bridge).drain()
 
     assert [r.status for r in all_rows(bridge, OutboxRow)] == ["sent", "sent", "sent"]
     [subscription] = fake_stripe.objects("subscription")
@@ -307,7 +307,7 @@ def test_a_product_with_no_stripe_link_is_a_dead_letter_with_the_reason(
         ),
     )
 
-    Relay(bridge).drain()
+    relay_for(bridge).drain()
 
     [row] = all_rows(bridge, OutboxRow)
     assert row.status == "dead"
@@ -332,7 +332,7 @@ def test_two_relays_in_threads_over_200_orders_make_exactly_one_invoice_each(
             )
     done: list[int] = []
     threads = [
-        threading.Thread(target=lambda: done.append(Relay(bridge).drain())) for _ in range(2)
+        threading.Thread(target=lambda: done.append(relay_for(bridge).drain())) for _ in range(2)
     ]
     for thread in threads:
         thread.start()
@@ -364,7 +364,7 @@ def test_contract_activate_amend_cancel_shapes_the_subscription(
             ],
         ),
     )
-    Relay(bridge).drain()
+    relay_for(bridge).drain()
     [subscription] = fake_stripe.objects("subscription")
     assert subscription["metadata"] == {"veles_contract_id": "ctr_1"}
     assert sorted(
@@ -383,14 +383,14 @@ def test_contract_activate_amend_cancel_shapes_the_subscription(
             ],
         ),
     )
-    Relay(bridge).drain()
+    relay_for(bridge).drain()
     subscription = fake_stripe.get("subscription", subscription["id"])
     assert sorted(
         (i["price"]["product"], i["quantity"]) for i in subscription["items"]["data"]
     ) == sorted([(world["products"]["vp_seats"], 12), (world["products"]["vp_onboarding"], 1)])
 
     commit_order(client, bridge, contract_event("contract.cancelled", at_period_end=True))
-    Relay(bridge).drain()
+    relay_for(bridge).drain()
     subscription = fake_stripe.get("subscription", subscription["id"])
     assert (subscription["status"], subscription["cancel_at_period_end"]) == ("active", True)
     contract = client.get("/admin/api/contracts/ctr_1", headers=admin_headers()).json()
@@ -407,7 +407,7 @@ def test_cancelling_now_cancels_the_subscription_at_once(
     commit_order(client, bridge, contract_event("contract.activated"))
     commit_order(client, bridge, contract_event("contract.cancelled", at_period_end=False))
 
-    Relay(bridge).drain()
+    relay_for(bridge).drain()
 
     [subscription] = fake_stripe.objects("subscription")
     assert (subscription["status"], subscription["canceled_at"] is not None) == ("canceled", True)
@@ -428,7 +428,7 @@ def test_the_contract_start_date_is_honoured(
     start = (datetime.now(UTC) + timedelta(days=offset)).date()
     commit_order(client, bridge, contract_event("contract.activated", start_date=start.isoformat()))
 
-    Relay(bridge).drain()
+    relay_for(bridge).drain()
 
     [create] = [
         r for r in fake_stripe.requests if r.method == "POST" and r.path == "/v1/subscriptions"
@@ -447,7 +447,7 @@ def test_a_customer_with_no_stripe_link_gets_one_created_once(
 
     done: list[int] = []
     threads = [
-        threading.Thread(target=lambda: done.append(Relay(bridge).drain())) for _ in range(2)
+        threading.Thread(target=lambda: done.append(relay_for(bridge).drain())) for _ in range(2)
     ]
     for thread in threads:
         thread.start()
@@ -474,7 +474,7 @@ def test_payment_status_flows_back_onto_the_order(
     world: dict[str, Any], client: TestClient, bridge: Context, fake_stripe: FakeStripe
 ) -> None:
     commit_order(client, bridge, order_event("ord_1"))
-    Relay(bridge).drain()
+    relay_for(bridge).drain()
     invoice = invoices_for(fake_stripe, "ord_1")[0]
 
     def webhook(event_type: str, status: str, created: int) -> None:
@@ -497,7 +497,7 @@ def test_voided_and_uncollectible_invoices_show_on_the_order(
 ) -> None:
     commit_order(client, bridge, order_event("ord_1"))
     commit_order(client, bridge, order_event("ord_2"))
-    Relay(bridge).drain()
+    relay_for(bridge).drain()
     for order_id, event_type, status in (
         ("ord_1", "invoice.voided", "void"),
         ("ord_2", "invoice.marked_uncollectible", "uncollectible"),
@@ -555,13 +555,13 @@ def test_nothing_is_pushed_while_disconnected_and_everything_after_reconnecting(
     commit_order(client, bridge, order_event("ord_1"))
     before = len(fake_stripe.requests)
 
-    assert Relay(bridge).drain() == 0
+    assert relay_for(bridge).drain() == 0
     assert len(fake_stripe.requests) == before  # not one call to Stripe
     assert all_rows(bridge, OutboxRow)[0].status == "pending"
 
     with bridge.session_factory.begin() as session:
         connection.connect(session, bridge.box, bridge.gateway, TEST_KEY)
-    assert Relay(bridge).drain() == 1
+    assert relay_for(bridge).drain() == 1
     assert all_rows(bridge, OutboxRow)[0].status == "sent"
     assert_one_complete_invoice(fake_stripe, "ord_1", world["acme"])
 
@@ -666,7 +666,7 @@ def test_the_relay_is_woken_by_the_commit_not_the_poll(
 
     from stripe_bridge.outbox.relay import relay_options
 
-    relay = Relay(bridge, replace(relay_options(bridge), poll_interval=60.0))
+    relay = relay_for(bridge, replace(relay_options(bridge.settings), poll_interval=60.0))
     relay.wakeup = wakeup = WatchedWakeup()
     stop = threading.Event()
     thread = threading.Thread(target=relay.run, args=(stop, 1), daemon=True)

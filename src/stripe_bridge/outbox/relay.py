@@ -19,11 +19,10 @@ from datetime import timedelta
 
 import structlog
 from sqlalchemy import and_, exists, or_, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from stripe_bridge import connection
 from stripe_bridge.backoff import Backoff
-from stripe_bridge.context import Context
 from stripe_bridge.errors import PermanentError
 from stripe_bridge.failures import failure_values
 from stripe_bridge.metrics import OUTBOX
@@ -39,6 +38,9 @@ from stripe_bridge.models import (
 from stripe_bridge.outbox import invoices, subscriptions
 from stripe_bridge.outbox.push import Disconnected, Push, PushOptions
 from stripe_bridge.outbox.writer import CHANNEL
+from stripe_bridge.secrets_box import SecretBox
+from stripe_bridge.settings import Settings
+from stripe_bridge.stripe_api import StripeGateway
 
 log = structlog.get_logger(__name__)
 
@@ -96,26 +98,29 @@ def claim(session: Session, lease: timedelta) -> OutboxRow | None:
 class Relay:
     def __init__(
         self,
-        bridge: Context,
+        session_factory: sessionmaker[Session],
+        box: SecretBox,
+        gateway: Callable[[str], StripeGateway],
         options: RelayOptions | None = None,
         after_step: Callable[[str], None] | None = None,
     ) -> None:
-        self.bridge = bridge
-        self.options = options or relay_options(bridge)
+        """`after_step`: a test hook, called after each saved step (simulates a crash)."""
+        self.session_factory, self.box, self.gateway = session_factory, box, gateway
+        self.options = options or RelayOptions()
         self.after_step = after_step
         self.wakeup = threading.Event()
         self.listening = threading.Event()  # set while NOTIFY can wake it (PostgreSQL)
 
     def connected_key(self) -> str | None:
-        with self.bridge.session_factory() as session:
-            return connection.api_key(connection.get(session), self.bridge.box)
+        with self.session_factory() as session:
+            return connection.api_key(connection.get(session), self.box)
 
     def run_once(self) -> bool:
         """Claim and push one row; answers whether a row was taken."""
         api_key = self.connected_key()
         if api_key is None:
             return False
-        with self.bridge.session_factory.begin() as session:
+        with self.session_factory.begin() as session:
             row = claim(session, self.options.lease)
             if row is None:
                 return False
@@ -134,8 +139,8 @@ class Relay:
     def push(self, row: OutboxRow, api_key: str) -> None:
         bound = log.bind(outbox_id=row.id, veles_id=row.aggregate_id, outbox_kind=row.kind)
         push = Push(
-            self.bridge.session_factory,
-            self.bridge.gateway(api_key),
+            self.session_factory,
+            self.gateway(api_key),
             row,
             self.options.push,
             self.after_step,
@@ -190,7 +195,7 @@ class Relay:
             values["next_attempt_at"] = now + timedelta(seconds=retry_in)
         if attempts_back:
             values["attempts"] = OutboxRow.attempts - 1
-        with self.bridge.session_factory.begin() as session:
+        with self.session_factory.begin() as session:
             session.execute(update(OutboxRow).where(OutboxRow.id == row_id).values(**values))
 
     def run(self, stop: threading.Event, threads: int = 4) -> None:
@@ -220,7 +225,8 @@ class Relay:
             self.wakeup.clear()
 
     def _listen(self, stop: threading.Event) -> None:
-        engine = self.bridge.engine
+        with self.session_factory() as session:
+            engine = session.get_bind().engine
         if engine.dialect.name != "postgresql":
             return  # the poll is the only wake-up on SQLite
         import psycopg
@@ -243,8 +249,7 @@ class Relay:
         self.listening.clear()
 
 
-def relay_options(bridge: Context) -> RelayOptions:
-    settings = bridge.settings
+def relay_options(settings: Settings) -> RelayOptions:
     return RelayOptions(
         lease=timedelta(seconds=settings.relay_lease),
         backoff=Backoff(base=settings.relay_retry_base, cap=3600.0, floor=0.5),

@@ -78,11 +78,13 @@ def wait_for_signal() -> None:
 @contextmanager
 def relay(bridge: Context, threads: int | None = None) -> Iterator[threading.Event]:
     """The outbox relay on background threads (the `relay` role, and inside `serve`)."""
-    from stripe_bridge.outbox.relay import Relay
+    from stripe_bridge.outbox.relay import Relay, relay_options
 
     stop = threading.Event()
     thread = threading.Thread(
-        target=Relay(bridge).run,
+        target=Relay(
+            bridge.session_factory, bridge.box, bridge.gateway, relay_options(bridge.settings)
+        ).run,
         args=(stop, threads or bridge.settings.relay_threads),
         name="relay",
         daemon=True,
