@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import timedelta
 from functools import partial
 
@@ -14,6 +14,7 @@ import structlog
 
 from stripe_bridge.context import Context
 from stripe_bridge.inbox.sweeper import sweep_once
+from stripe_bridge.outbox.relay import Relay, relay_options
 from stripe_bridge.roles.scheduler import Scheduler
 
 log = structlog.get_logger(__name__)
@@ -49,17 +50,25 @@ def run_periodically(bridge: Context, stop: threading.Event) -> None:
 
 
 @contextmanager
-def periodic(bridge: Context, *, schedule_syncs: bool) -> Iterator[threading.Event]:
-    """The sweeper, and with `schedule_syncs` the sync cadence, on a background thread."""
+def _background(
+    name: str, run: Callable[[threading.Event], object], join_seconds: float
+) -> Iterator[threading.Event]:
+    """`run(stop)` on a daemon thread until the block ends: then `stop` is set and the thread
+    gets `join_seconds` to finish."""
     stop = threading.Event()
-    target = Scheduler(bridge).run if schedule_syncs else partial(run_periodically, bridge)
-    thread = threading.Thread(target=target, args=(stop,), name="periodic", daemon=True)
+    thread = threading.Thread(target=run, args=(stop,), name=name, daemon=True)
     thread.start()
     try:
         yield stop
     finally:
         stop.set()
-        thread.join(timeout=10)
+        thread.join(timeout=join_seconds)
+
+
+def periodic(bridge: Context, *, schedule_syncs: bool) -> AbstractContextManager[threading.Event]:
+    """The sweeper, and with `schedule_syncs` the sync cadence, on a background thread."""
+    run = Scheduler(bridge).run if schedule_syncs else partial(run_periodically, bridge)
+    return _background("periodic", run, join_seconds=10)
 
 
 def wait_for_signal() -> None:
@@ -75,23 +84,10 @@ def wait_for_signal() -> None:
     done.wait()
 
 
-@contextmanager
-def relay(bridge: Context, threads: int | None = None) -> Iterator[threading.Event]:
+def relay(bridge: Context, threads: int | None = None) -> AbstractContextManager[threading.Event]:
     """The outbox relay on background threads (the `relay` role, and inside `serve`)."""
-    from stripe_bridge.outbox.relay import Relay, relay_options
-
-    stop = threading.Event()
-    thread = threading.Thread(
-        target=Relay(
-            bridge.session_factory, bridge.box, bridge.gateway, relay_options(bridge.settings)
-        ).run,
-        args=(stop, threads or bridge.settings.relay_threads),
-        name="relay",
-        daemon=True,
+    pusher = Relay(
+        bridge.session_factory, bridge.box, bridge.gateway, relay_options(bridge.settings)
     )
-    thread.start()
-    try:
-        yield stop
-    finally:
-        stop.set()
-        thread.join(timeout=30)
+    count = threads or bridge.settings.relay_threads
+    return _background("relay", lambda stop: pusher.run(stop, count), join_seconds=30)
