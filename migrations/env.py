@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from stripe_bridge import models  # noqa: F401  (registers the tables on Base.metadata
+from stripe_bridge import models  # noqa: F401  (registers the tables on Base.metadata)
 from stripe_bridge.db import Base, make_engine
 
 config = context.config

@@ -17,6 +17,7 @@ from stripe_bridge.context import Context
 from stripe_bridge.models import Connection, Customer, StripeEvent
 from tests.fake_stripe import FakeStripe
 from tests.support import (
+    own_client,
     ACCOUNT_ID,
     LIVE_KEY,
     OTHER_ACCOUNT_KEY,
@@ -87,6 +88,22 @@ def test_a_malformed_key_is_refused_before_calling_stripe(
     response = put_connection(client, "pk_test_publishable")
 
     assert response.status_code == 400
+    assert fake_stripe.requests == []
+
+
+def test_without_an_encryption_key_connect_is_refused_before_calling_stripe(
+    database_url: str, redis_namespace: str, fake_stripe: FakeStripe
+) -> None:
+    """On PostgreSQL a key can only be stored encrypted: with no BRIDGE_SECRET_KEY the
+    connect fails with that reason, and Stripe is not asked about the key first."""
+    fake_stripe.add_account("sk_test_nokey")
+    with own_client(
+        database_url, redis_namespace, BRIDGE_SECRET_KEY=None, STRIPE_API_BASE=fake_stripe.url
+    ) as client:
+        response = put_connection(client, "sk_test_nokey")
+
+    assert response.status_code == 500, response.text
+    assert "BRIDGE_SECRET_KEY" in response.json()["error"]["message"]
     assert fake_stripe.requests == []
 
 

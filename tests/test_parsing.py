@@ -190,6 +190,7 @@ BODY = b'{"id": "evt_1"}'
         ("t=1,v1=", "malformed signature header"),  # an empty signature
         ("t=1;v1=abc", "malformed signature header"),  # not comma-separated
         ("t=1,v1=ü", "malformed signature header"),  # not ASCII
+        ("t=1, v1=abc", "malformed signature header"),  # read as the SDK does: no spaces
     ],
 )
 def test_a_malformed_signature_header_is_refused_for_its_shape(
@@ -203,6 +204,13 @@ def test_an_old_timestamp_is_refused_as_outside_the_window_even_when_signed() ->
     old = int(time.time()) - 301
     with pytest.raises(BadRequest, match=r"^timestamp outside the tolerance window$"):
         verify(BODY, sign(BODY, "whsec_a", old), ["whsec_a"], 300)
+
+
+def test_a_stale_header_of_another_secret_is_a_mismatch_not_a_stale_timestamp() -> None:
+    """Only a sender holding the secret learns that its timestamp is stale."""
+    old = int(time.time()) - 301
+    with pytest.raises(BadRequest, match=r"^signature does not match$"):
+        verify(BODY, sign(BODY, "whsec_other", old), ["whsec_a"], 300)
 
 
 def test_a_well_formed_header_of_another_secret_is_a_signature_mismatch() -> None:

@@ -9,7 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine
 
-from stripe_bridge import models  # noqa: F401  (registers the tables
+from stripe_bridge import models  # noqa: F401  (registers the tables)
 from stripe_bridge.db import Base, make_engine
 from stripe_bridge.migrate import current_revision, head_revision, upgrade
 

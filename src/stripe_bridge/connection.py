@@ -60,6 +60,7 @@ def connect(
     webhook_secret: str | None = None,
 ) -> Connection:
     """Connect (or reconnect) the account the key belongs to."""
+    box.check()  # no encryption key: say so before asking Stripe anything
     mode = _checked_mode(api_key)
     account = _verify(gateways, api_key)
     row = get(session, lock=True)
@@ -91,6 +92,7 @@ def update_key(
     webhook_secret: str | None = None,
 ) -> Connection:
     """A new key for the connected account: no reconnect, nothing lost."""
+    box.check()
     mode = _checked_mode(api_key)
     row = get(session, lock=True)
     if row is None or not is_connected(row):

@@ -30,6 +30,10 @@ class SecretBox:
             raise ConfigError("no encryption key: set BRIDGE_SECRET_KEY")
         return MultiFernet([Fernet(_fernet_key(key)) for key in keys])
 
+    def check(self) -> None:
+        """Read the keys now: ConfigError if there are none (before anything else is done)."""
+        self._fernet  # noqa: B018
+
     def seal(self, plaintext: str) -> bytes:
         return self._fernet.encrypt(plaintext.encode())
 

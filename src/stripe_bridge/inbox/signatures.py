@@ -15,9 +15,10 @@ from stripe_bridge.errors import BadRequest
 def verify(body: bytes, header: str | None, secrets: Sequence[str], tolerance: int) -> None:
     """Accept the body if any configured secret (two while rolling) signed it recently.
 
-    The header's shape and its timestamp are checked here, each with its own answer; the SDK
-    then compares the signatures (`WebhookSignature.verify_header`, its own timestamp check
-    off), so that its failure can only mean a signature that does not match."""
+    The header's shape is checked here, read as the SDK reads it (items split on commas, no
+    spaces); the SDK compares the signatures (`WebhookSignature.verify_header`, its own
+    timestamp check off), so that its failure can only mean a signature that does not match;
+    then the timestamp, with its own answer."""
     if not secrets:
         raise BadRequest("no signing secret is configured; refusing unverifiable events")
     timestamp = _timestamp(header)
@@ -25,16 +26,20 @@ def verify(body: bytes, header: str | None, secrets: Sequence[str], tolerance: i
         payload = body.decode("utf-8")
     except UnicodeDecodeError:
         raise BadRequest("body is not UTF-8") from None
+    assert header is not None  # _timestamp refused a missing header
+    if not any(_signed_by(payload, header, secret) for secret in secrets):
+        raise BadRequest("signature does not match")
+    # Only a sender holding the secret learns that its timestamp is stale.
     if timestamp < time.time() - tolerance:
         raise BadRequest("timestamp outside the tolerance window")
-    assert header is not None  # _timestamp refused a missing header
-    for secret in secrets:
-        try:
-            WebhookSignature.verify_header(payload, header, secret, tolerance=None)
-            return
-        except SignatureVerificationError:
-            continue
-    raise BadRequest("signature does not match")
+
+
+def _signed_by(payload: str, header: str, secret: str) -> bool:
+    try:
+        WebhookSignature.verify_header(payload, header, secret, tolerance=None)
+    except SignatureVerificationError:
+        return False
+    return True
 
 
 def _timestamp(header: str | None) -> int:
@@ -45,7 +50,7 @@ def _timestamp(header: str | None) -> int:
         raise BadRequest("malformed signature header")
     timestamps, signatures = [], 0
     for item in header.split(","):
-        key, sep, value = item.strip().partition("=")
+        key, sep, value = item.partition("=")
         if sep and key == "t" and value.isdigit():
             timestamps.append(int(value))
         elif sep and key == "v1" and value:

@@ -40,7 +40,7 @@ from stripe_bridge.outbox.push import Disconnected, Push, PushOptions
 from stripe_bridge.outbox.writer import CHANNEL
 from stripe_bridge.secrets_box import SecretBox
 from stripe_bridge.settings import Settings
-from stripe_bridge.stripe_api import StripeGateway
+from stripe_bridge.stripe_api import StripeGateway, StripeRejected
 
 log = structlog.get_logger(__name__)
 
@@ -55,7 +55,9 @@ PUSHES: dict[str, Callable[[Push], None]] = {
 
 def push_for(kind: str) -> Callable[[Push], None]:
     if kind not in PUSHES:
-        raise PermanentError(f"unknown outbox row kind {kind}")
+        raise StripeRejected(
+            f"unknown outbox row kind {kind}", stripe_code=None, param=None, status=None
+        )
     return PUSHES[kind]
 
 
