@@ -17,7 +17,6 @@ from stripe_bridge.context import Context
 from stripe_bridge.models import Connection, Customer, StripeEvent
 from tests.fake_stripe import FakeStripe
 from tests.support import (
-    own_client,
     ACCOUNT_ID,
     LIVE_KEY,
     OTHER_ACCOUNT_KEY,
@@ -29,6 +28,7 @@ from tests.support import (
     count_rows,
     event,
     own_bridge,
+    own_client,
     post_event,
     run_jobs,
 )
