@@ -33,7 +33,7 @@ from stripe_bridge.models import (
     VelesContract,
     VelesOrder,
 )
-from stripe_bridge.roles.threads import sweep
+from stripe_bridge.roles.scheduler import sweep
 from tests.faults.stories import Truth
 from tests.support import (
     EVENT_TYPES,

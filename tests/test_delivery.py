@@ -20,7 +20,7 @@ from stripe_bridge.context import Context
 from stripe_bridge.event import Event
 from stripe_bridge.inbox.apply import apply_event
 from stripe_bridge.models import Customer, StripeEvent, VelesEvent, utcnow
-from stripe_bridge.roles.threads import sweep
+from stripe_bridge.roles.scheduler import sweep
 from stripe_bridge.web.app import create_app
 from tests.support import (
     all_rows,

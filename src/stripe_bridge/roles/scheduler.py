@@ -25,6 +25,12 @@ TICK_SECONDS = 30
 PRUNE_EVERY = timedelta(hours=1)
 
 
+def sweep(bridge: Context) -> int:
+    """One sweep with the configured grace (the worker's loop, the scheduler, tests)."""
+    grace = timedelta(seconds=bridge.settings.sweep_grace)
+    return sweep_once(bridge.session_factory, bridge.jobs, grace)
+
+
 class Scheduler:
     def __init__(self, bridge: Context) -> None:
         self.bridge = bridge
@@ -57,8 +63,7 @@ class Scheduler:
         now = utcnow()
         sweep_every = timedelta(seconds=self.bridge.settings.sweep_interval)
         if self._last_sweep is None or now - self._last_sweep >= sweep_every:
-            grace = timedelta(seconds=self.bridge.settings.sweep_grace)
-            sweep_once(self.bridge.session_factory, self.bridge.jobs, grace)
+            sweep(self.bridge)
             self._last_sweep = now
         if self._last_prune is None or now - self._last_prune >= PRUNE_EVERY:
             prune(self.bridge)

@@ -6,16 +6,14 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from datetime import timedelta
 from functools import partial
 
 import dramatiq
 import structlog
 
 from stripe_bridge.context import Context
-from stripe_bridge.inbox.sweeper import sweep_once
 from stripe_bridge.outbox.relay import Relay, relay_options
-from stripe_bridge.roles.scheduler import Scheduler
+from stripe_bridge.roles.scheduler import Scheduler, sweep
 
 log = structlog.get_logger(__name__)
 
@@ -31,12 +29,6 @@ def worker(bridge: Context, threads: int | None = None) -> Iterator[dramatiq.Wor
         yield instance
     finally:
         instance.stop()
-
-
-def sweep(bridge: Context) -> int:
-    """One sweep with the configured grace (the worker's loop, the scheduler, tests)."""
-    grace = timedelta(seconds=bridge.settings.sweep_grace)
-    return sweep_once(bridge.session_factory, bridge.jobs, grace)
 
 
 def run_periodically(bridge: Context, stop: threading.Event) -> None:
