@@ -186,8 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = cast(Settings, SimpleNamespace(redis_url=REDIS_URL, redis_namespace=namespace))
     broker = build_broker(settings)  # what production builds: RedisBroker + CurrentMessage
     assert isinstance(broker, RedisBroker)
-    settings_for_actors = SimpleNamespace(settings=SimpleNamespace(event_max_attempts=8))
-    declare_actors(broker, cast(Any, settings_for_actors))  # declared only: never run here
+    context = SimpleNamespace(broker=broker, settings=SimpleNamespace(event_max_attempts=8))
+    declare_actors(cast(Any, context))  # declared only: never run here
     apply_stripe_events = broker.get_actor("apply_stripe_events")
     apply_veles_event = broker.get_actor("apply_veles_event")
     client: redis.Redis = broker.client

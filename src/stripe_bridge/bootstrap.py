@@ -40,5 +40,5 @@ def bootstrap(settings: Settings, *, broker: dramatiq.Broker | None = None) -> C
         claims=dict(handlers.CLAIMS),
         veles_handlers={**handlers.VELES_HANDLERS, **outbox.VELES_HANDLERS},
     )
-    declare_actors(broker, context)
+    declare_actors(context)
     return context

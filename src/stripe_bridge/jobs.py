@@ -100,9 +100,10 @@ RETRY_OPTIONS = {
 }
 
 
-def declare_actors(broker: dramatiq.Broker, context: Context) -> None:
-    """The three jobs, on `broker`: a batch of stored Stripe events, one Veles event, a sync."""
-    max_attempts = context.settings.event_max_attempts
+def declare_actors(context: Context) -> None:
+    """The three jobs, on the context's broker: a batch of stored Stripe events, one Veles
+    event, a sync."""
+    broker, max_attempts = context.broker, context.settings.event_max_attempts
 
     def accept(session: Session, event: Event) -> str | None:
         return refusal_now(session, context.settings, event)
