@@ -15,7 +15,7 @@ from pathlib import Path
 
 import orjson
 
-from stripe_bridge.inbox.signatures import sign
+from stripe_bridge.inbox.door import sign
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "events"
 

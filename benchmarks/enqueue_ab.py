@@ -122,7 +122,7 @@ class StoreTimer:
     def __init__(self, url: str) -> None:
         from stripe_bridge.db import make_engine, make_session_factory
         from stripe_bridge.handlers import STRIPE_HANDLERS as REGISTRY
-        from stripe_bridge.inbox.parse import classify, parse_event
+        from stripe_bridge.inbox.door import classify, parse_event
 
         self.engine = make_engine(url, pool_size=2)
         self.session_factory = make_session_factory(engine=self.engine)
@@ -142,7 +142,7 @@ class StoreTimer:
 
     def veles_batch(self, size: int) -> list[Any]:
         from stripe_bridge.handlers import VELES_HANDLERS as VELES_REGISTRY
-        from stripe_bridge.inbox.parse import parse_veles_event
+        from stripe_bridge.inbox.door import parse_veles_event
 
         out = []
         for _ in range(size):

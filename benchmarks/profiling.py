@@ -26,7 +26,7 @@ CATEGORIES = (  # (substring of a frame's file path, label); first match from th
     ("/stripe/", "Stripe SDK (verify_header)"),
     ("/structlog/", "logging"),
     ("/logging/", "logging"),
-    ("/stripe_bridge/web/group_commit", "bridge: group commit"),
+    ("/stripe_bridge/inbox/store", "bridge: group commit"),
     ("/stripe_bridge/handlers/", "bridge: handlers"),
     ("/stripe_bridge/", "bridge: other"),
     ("/benchmarks/", "reference server"),

@@ -24,8 +24,7 @@ from starlette.testclient import TestClient
 from stripe_bridge.bootstrap import bootstrap
 from stripe_bridge.context import Context
 from stripe_bridge.db import Base
-from stripe_bridge.inbox.parse import classify, parse_event
-from stripe_bridge.inbox.signatures import sign
+from stripe_bridge.inbox.door import classify, parse_event, sign
 from stripe_bridge.inbox.store import store
 from stripe_bridge.jobs import EVENTS_QUEUE, VELES_QUEUE
 from stripe_bridge.models import StripeEvent

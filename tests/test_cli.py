@@ -433,7 +433,7 @@ def test_a_replay_on_the_embedded_default_applies_its_jobs_before_it_exits(
     operator replays it from a second shell, the event is applied before the command exits
     (there is no broker to hand the job to) and the command says so."""
     from stripe_bridge.bootstrap import bootstrap
-    from stripe_bridge.inbox.parse import parse_event
+    from stripe_bridge.inbox.door import parse_event
     from stripe_bridge.inbox.store import store
     from stripe_bridge.models import Customer, StripeEvent
 

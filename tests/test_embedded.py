@@ -84,7 +84,7 @@ def test_sqlite_applies_a_stored_event_like_postgresql(tmp_path: Path) -> None:
         upgrade(bridge.engine)
         import orjson
 
-        from stripe_bridge.inbox.parse import parse_event
+        from stripe_bridge.inbox.door import parse_event
         from stripe_bridge.inbox.store import store
 
         body = orjson.dumps(

@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import Sequence
 
 from stripe_bridge.errors import StoreUnavailable
-from stripe_bridge.inbox.parse import Incoming
-from stripe_bridge.web.group_commit import GroupCommit
+from stripe_bridge.inbox.door import Incoming
+from stripe_bridge.inbox.store import GroupCommit
 
 
 def incoming(event_id: str) -> Incoming:
@@ -60,4 +60,3 @@ def test_when_the_database_is_down_every_delivery_of_the_batch_is_refused() -> N
             await group.stop()
 
     assert all(isinstance(answer, StoreUnavailable) for answer in asyncio.run(scenario()))
-

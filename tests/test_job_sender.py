@@ -9,8 +9,8 @@ from starlette.testclient import TestClient
 
 from stripe_bridge.context import Context
 from stripe_bridge.errors import ConfigError
+from stripe_bridge.inbox.store import JobSender
 from stripe_bridge.web.app import create_app
-from stripe_bridge.web.job_sender import JobSender
 from tests.support import (
     admin_headers,
     event,

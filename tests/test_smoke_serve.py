@@ -20,7 +20,7 @@ import httpx
 import orjson
 import pytest
 
-from stripe_bridge.inbox.signatures import sign
+from stripe_bridge.inbox.door import sign
 from tests.support import free_port, load_fixture
 
 pytestmark = pytest.mark.slow

@@ -22,7 +22,7 @@ from stripe_bridge.errors import PermanentError
 from stripe_bridge.event import Event
 from stripe_bridge.inbox.apply import apply_event
 from stripe_bridge.inbox.batch import apply_events, chunks
-from stripe_bridge.inbox.parse import decode_veles_event
+from stripe_bridge.inbox.door import decode_veles_event
 from stripe_bridge.models import Inbox, StripeEvent, VelesEvent
 from stripe_bridge.settings import Settings
 from stripe_bridge.sync import run_sync

@@ -98,5 +98,14 @@ from tests.fake_stripe.params import ApiError, Params, decode_params
 from tests.fake_stripe.records import API_VERSION, RequestRecord, add_interval, mask_key, new_id
 from tests.fake_stripe.server import FakeStripe
 
-__all__ = ["API_VERSION", "ApiError", "FakeStripe", "Params", "RequestRecord", "add_interval",
-           "decode_params", "mask_key", "new_id"]
+__all__ = [
+    "API_VERSION",
+    "ApiError",
+    "FakeStripe",
+    "Params",
+    "RequestRecord",
+    "add_interval",
+    "decode_params",
+    "mask_key",
+    "new_id",
+]

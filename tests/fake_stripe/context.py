@@ -53,12 +53,14 @@ class Store:
         self.seq += 1
         self.order[obj["id"]] = self.seq
         acct.objects[kind][obj["id"]] = obj
-        self.undo.append(lambda: (acct.objects[kind].pop(obj["id"], None),
-                                  self.order.pop(obj["id"], None)))
+        self.undo.append(
+            lambda: (acct.objects[kind].pop(obj["id"], None), self.order.pop(obj["id"], None))
+        )
         return obj
 
-    def find(self, acct: Account, kind: str, object_id: str | None, param: str = "id",
-             status: int = 404) -> Obj:
+    def find(
+        self, acct: Account, kind: str, object_id: str | None, param: str = "id", status: int = 404
+    ) -> Obj:
         """A stored object, to read or change (its state is kept for a rollback)."""
         obj = acct.objects[kind].get(object_id or "")
         if obj is None or object_id in acct.deleted:
@@ -75,17 +77,30 @@ class Store:
     def all(self, acct: Account, kind: str) -> list[Obj]:
         return [o for i, o in acct.objects[kind].items() if i not in acct.deleted]
 
-    def emit(self, acct: Account, ctx: Ctx | None, event_type: str, obj: Obj,
-             previous: Obj | None = None) -> None:
+    def emit(
+        self, acct: Account, ctx: Ctx | None, event_type: str, obj: Obj, previous: Obj | None = None
+    ) -> None:
         data: Obj = {"object": visible(obj)}
         if previous:
             data["previous_attributes"] = copy.deepcopy(previous)
-        self.put(acct, "event", {
-            "id": new_id("evt"), "object": "event", "api_version": API_VERSION,
-            "created": self.now(), "data": data, "livemode": acct.livemode,
-            "pending_webhooks": 0, "type": event_type,
-            "request": {"id": ctx.request_id if ctx else None,
-                        "idempotency_key": ctx.idempotency_key if ctx else None}})
+        self.put(
+            acct,
+            "event",
+            {
+                "id": new_id("evt"),
+                "object": "event",
+                "api_version": API_VERSION,
+                "created": self.now(),
+                "data": data,
+                "livemode": acct.livemode,
+                "pending_webhooks": 0,
+                "type": event_type,
+                "request": {
+                    "id": ctx.request_id if ctx else None,
+                    "idempotency_key": ctx.idempotency_key if ctx else None,
+                },
+            },
+        )
 
     def expanded(self, acct: Account, obj: Obj, paths: list[str]) -> Obj:
         """A copy of ``obj`` with ``expand[]`` paths (``customer``, ``items.data.price.product``)
@@ -136,8 +151,7 @@ class Ctx:
     def put(self, kind: str, obj: Obj) -> Obj:
         return self.store.put(self.account, kind, obj)
 
-    def find(self, kind: str, object_id: str | None, param: str = "id",
-             status: int = 404) -> Obj:
+    def find(self, kind: str, object_id: str | None, param: str = "id", status: int = 404) -> Obj:
         return self.store.find(self.account, kind, object_id, param, status)
 
     def ref(self, kind: str, params: Params, key: str) -> Obj | None:
@@ -167,31 +181,40 @@ class Ctx:
     def answer(self, obj: Obj) -> Obj:
         return self.store.expanded(self.account, obj, self.params.strings("expand"))
 
-    def page(self, items: list[Obj], url: str, allowed: tuple[str, ...],
-             newest_first: bool = True) -> Obj:
+    def page(
+        self, items: list[Obj], url: str, allowed: tuple[str, ...], newest_first: bool = True
+    ) -> Obj:
         """One page of ``items`` (already filtered) in list order; cursors by sort position."""
         params, store = self.params, self.store
         params.only(*LIST_PARAMS, *allowed)
         limit = params.integer("limit", minimum=1, maximum=100) or 10
         after, before = params.text("starting_after"), params.text("ending_before")
         if after and before:
-            raise invalid("You may only specify one of these parameters: ending_before, "
-                          "starting_after.", "ending_before", "parameters_exclusive")
+            raise invalid(
+                "You may only specify one of these parameters: ending_before, starting_after.",
+                "ending_before",
+                "parameters_exclusive",
+            )
         when = created_filter(params)
         sign = -1 if newest_first else 1
 
         def key(object_id: str, created: int) -> tuple[int, int]:
             return (sign * created if newest_first else 0, sign * store.order[object_id])
 
-        ordered = sorted((o for o in items if when(o.get("created", 0))),
-                         key=lambda o: key(o["id"], o.get("created", 0)))
+        ordered = sorted(
+            (o for o in items if when(o.get("created", 0))),
+            key=lambda o: key(o["id"], o.get("created", 0)),
+        )
         cursor = after or before
         if cursor:
             known = store.cursor_created(self.account, cursor, items)
             if known is None:
-                raise ApiError(400, f"No such {kind_of_id(cursor) or 'object'}: '{cursor}'",
-                               code="resource_missing",
-                               param="starting_after" if after else "ending_before")
+                raise ApiError(
+                    400,
+                    f"No such {kind_of_id(cursor) or 'object'}: '{cursor}'",
+                    code="resource_missing",
+                    param="starting_after" if after else "ending_before",
+                )
             mark = key(cursor, known)
             if after:
                 ordered = [o for o in ordered if key(o["id"], o.get("created", 0)) > mark]

@@ -10,11 +10,30 @@ from tests.fake_stripe.records import Obj
 from tests.fake_stripe.shapes import new_customer
 from tests.fake_stripe.subscriptions import cancel_subscription
 
-CUSTOMER_PARAMS = ("address", "balance", "cash_balance", "description", "email", "expand",
-                   "invoice_prefix", "invoice_settings", "metadata", "name",
-                   "next_invoice_sequence", "payment_method", "phone", "preferred_locales",
-                   "shipping", "source", "tax", "tax_exempt", "tax_id_data", "test_clock",
-                   "validate", "default_source")
+CUSTOMER_PARAMS = (
+    "address",
+    "balance",
+    "cash_balance",
+    "description",
+    "email",
+    "expand",
+    "invoice_prefix",
+    "invoice_settings",
+    "metadata",
+    "name",
+    "next_invoice_sequence",
+    "payment_method",
+    "phone",
+    "preferred_locales",
+    "shipping",
+    "source",
+    "tax",
+    "tax_exempt",
+    "tax_id_data",
+    "test_clock",
+    "validate",
+    "default_source",
+)
 
 
 def _apply(obj: Obj, p: Params) -> None:
@@ -69,8 +88,7 @@ def delete(ctx: Ctx) -> Obj:
     ctx.params.only()
     obj = ctx.find("customer", ctx.args["id"])
     for sub in ctx.all("subscription"):
-        if sub["customer"] == obj["id"] and sub["status"] not in ("canceled",
-                                                                  "incomplete_expired"):
+        if sub["customer"] == obj["id"] and sub["status"] not in ("canceled", "incomplete_expired"):
             cancel_subscription(ctx, sub)
     ctx.account.deleted.add(obj["id"])
     ctx.emit("customer.deleted", obj)
@@ -79,8 +97,7 @@ def delete(ctx: Ctx) -> Obj:
 
 def list_customers(ctx: Ctx) -> Obj:
     email = ctx.params.text("email")
-    items = [o for o in ctx.all("customer")
-             if email is None or o["email"] == email]
+    items = [o for o in ctx.all("customer") if email is None or o["email"] == email]
     return ctx.page(items, "/v1/customers", ("email", "test_clock"))
 
 

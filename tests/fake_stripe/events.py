@@ -16,13 +16,19 @@ def list_events(ctx: Ctx) -> Obj:
     p = ctx.params
     single, types = p.text("type"), p.strings("types")
     if single and types:
-        raise invalid("You may only specify one of these parameters: type, types.",
-                      "types", "parameters_exclusive")
+        raise invalid(
+            "You may only specify one of these parameters: type, types.",
+            "types",
+            "parameters_exclusive",
+        )
     if len(types) > 20:
         raise invalid("types can contain at most 20 entries.", "types")
-    items = [e for e in ctx.all("event")
-             if (not types or e["type"] in types)
-             and (single is None or fnmatch.fnmatchcase(e["type"], single))]
+    items = [
+        e
+        for e in ctx.all("event")
+        if (not types or e["type"] in types)
+        and (single is None or fnmatch.fnmatchcase(e["type"], single))
+    ]
     return ctx.page(items, "/v1/events", ("delivery_success", "type", "types"))
 
 

@@ -14,12 +14,18 @@ from tests.fake_stripe.params import ApiError
 from tests.fake_stripe.records import RequestRecord
 
 _FAULT_BODIES = {
-    429: ("invalid_request_error", "rate_limit",
-          "Request rate limit exceeded. Learn more about rate limits here "
-          "https://stripe.com/docs/rate-limits."),
-    409: ("invalid_request_error", "lock_timeout",
-          "This object cannot be accessed right now because another API request or Stripe "
-          "process is currently accessing it."),
+    429: (
+        "invalid_request_error",
+        "rate_limit",
+        "Request rate limit exceeded. Learn more about rate limits here "
+        "https://stripe.com/docs/rate-limits.",
+    ),
+    409: (
+        "invalid_request_error",
+        "lock_timeout",
+        "This object cannot be accessed right now because another API request or Stripe "
+        "process is currently accessing it.",
+    ),
 }
 
 
@@ -36,17 +42,27 @@ class Fault:
     drop: bool = False
 
     def matches(self, record: RequestRecord) -> bool:
-        return ((self.path is None or fnmatch.fnmatchcase(record.path, self.path))
-                and (self.method is None or self.method.upper() == record.method)
-                and (self.predicate is None or self.predicate(record)))
+        return (
+            (self.path is None or fnmatch.fnmatchcase(record.path, self.path))
+            and (self.method is None or self.method.upper() == record.method)
+            and (self.predicate is None or self.predicate(record))
+        )
 
 
 def fault_error(fault: Fault) -> ApiError:
-    kind, code, message = _FAULT_BODIES.get(fault.status, (
-        "api_error", None, "An unknown error occurred" if fault.status < 502
-        else "The server is temporarily unavailable. Please retry."))
-    return ApiError(fault.status, message, kind=kind, code=code, stored=False,
-                    headers=fault.headers)
+    kind, code, message = _FAULT_BODIES.get(
+        fault.status,
+        (
+            "api_error",
+            None,
+            "An unknown error occurred"
+            if fault.status < 502
+            else "The server is temporarily unavailable. Please retry.",
+        ),
+    )
+    return ApiError(
+        fault.status, message, kind=kind, code=code, stored=False, headers=fault.headers
+    )
 
 
 class Faults:
@@ -58,8 +74,9 @@ class Faults:
         self.delay_rules: list[tuple[Callable[[RequestRecord], bool], float]] = []
 
     def delays_for(self, record: RequestRecord) -> list[float]:
-        delays = [s for p, s in self.delays.items()
-                  if p is None or fnmatch.fnmatchcase(record.path, p)]
+        delays = [
+            s for p, s in self.delays.items() if p is None or fnmatch.fnmatchcase(record.path, p)
+        ]
         return delays + [s for predicate, s in self.delay_rules if predicate(record)]
 
     def take(self, record: RequestRecord) -> Fault | None:

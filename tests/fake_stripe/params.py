@@ -15,7 +15,7 @@ def decode_params(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
     root: dict[str, Any] = {}
     for key, value in pairs:
         head = key.split("[", 1)[0]
-        parts = [head, *re.findall(r"\[([^\]]*)\]", key[len(head):])]
+        parts = [head, *re.findall(r"\[([^\]]*)\]", key[len(head) :])]
         node = root
         for part in parts[:-1]:
             part = part or str(len(node))
@@ -39,12 +39,25 @@ def _listify(node: Any, key: str) -> Any:
 class ApiError(Exception):
     """An error answer. ``stored`` says whether idempotency keeps it (the endpoint had begun)."""
 
-    def __init__(self, status: int, message: str, *, kind: str = "invalid_request_error",
-                 code: str | None = None, param: str | None = None, stored: bool = True,
-                 headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        kind: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+        stored: bool = True,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.kind, self.code, self.param = (
-            status, message, kind, code, param)
+            status,
+            message,
+            kind,
+            code,
+            param,
+        )
         self.stored, self.headers = stored, dict(headers or {})
 
     def body(self) -> Obj:
@@ -81,23 +94,32 @@ class Params:
     def only(self, *allowed: str) -> None:
         for key in self.data:
             if key not in allowed:
-                raise invalid(f"Received unknown parameter: {self.name(key)}",
-                              self.name(key), "parameter_unknown")
+                raise invalid(
+                    f"Received unknown parameter: {self.name(key)}",
+                    self.name(key),
+                    "parameter_unknown",
+                )
 
     def text(self, key: str, *, required: bool = False) -> str | None:
         value = self.data.get(key)
         if value is None:
             if required:
-                raise invalid(f"Missing required param: {self.name(key)}.", self.name(key),
-                              "parameter_missing")
+                raise invalid(
+                    f"Missing required param: {self.name(key)}.",
+                    self.name(key),
+                    "parameter_missing",
+                )
             return None
         if not isinstance(value, str):
             raise invalid(f"Invalid string: {value!r}", self.name(key))
         if value == "" and required:
-            raise invalid(f"You passed an empty string for '{self.name(key)}'. We assume empty "
-                          f"values are an attempt to unset a parameter; however "
-                          f"'{self.name(key)}' cannot be unset.", self.name(key),
-                          "parameter_invalid_empty")
+            raise invalid(
+                f"You passed an empty string for '{self.name(key)}'. We assume empty "
+                f"values are an attempt to unset a parameter; however "
+                f"'{self.name(key)}' cannot be unset.",
+                self.name(key),
+                "parameter_invalid_empty",
+            )
         return value
 
     def required(self, key: str) -> str:
@@ -109,22 +131,35 @@ class Params:
         """A string that an empty value unsets (check ``key in params`` first)."""
         return self.text(key) or None
 
-    def integer(self, key: str, *, required: bool = False, minimum: int | None = None,
-                maximum: int | None = None) -> int | None:
+    def integer(
+        self,
+        key: str,
+        *,
+        required: bool = False,
+        minimum: int | None = None,
+        maximum: int | None = None,
+    ) -> int | None:
         value = self.text(key, required=required)
         if value is None:
             return None
         try:
             number = int(value)
         except ValueError:
-            raise invalid(f"Invalid integer: {value}", self.name(key),
-                          "parameter_invalid_integer") from None
+            raise invalid(
+                f"Invalid integer: {value}", self.name(key), "parameter_invalid_integer"
+            ) from None
         if minimum is not None and number < minimum:
-            raise invalid(f"This value must be greater than or equal to {minimum}.",
-                          self.name(key), "parameter_invalid_integer")
+            raise invalid(
+                f"This value must be greater than or equal to {minimum}.",
+                self.name(key),
+                "parameter_invalid_integer",
+            )
         if maximum is not None and number > maximum:
-            raise invalid(f"This value must be less than or equal to {maximum}.",
-                          self.name(key), "parameter_invalid_integer")
+            raise invalid(
+                f"This value must be less than or equal to {maximum}.",
+                self.name(key),
+                "parameter_invalid_integer",
+            )
         return number
 
     def decimal(self, key: str) -> Decimal | None:
@@ -145,16 +180,20 @@ class Params:
     def choice(self, key: str, options: tuple[str, ...], *, required: bool = False) -> str | None:
         value = self.text(key, required=required)
         if value is not None and value not in options:
-            raise invalid(f"Invalid {self.name(key)}: must be one of {', '.join(options)}",
-                          self.name(key))
+            raise invalid(
+                f"Invalid {self.name(key)}: must be one of {', '.join(options)}", self.name(key)
+            )
         return value
 
     def sub(self, key: str, *, required: bool = False) -> Params | None:
         value = self.data.get(key)
         if value is None or value == "":
             if required:
-                raise invalid(f"Missing required param: {self.name(key)}.", self.name(key),
-                              "parameter_missing")
+                raise invalid(
+                    f"Missing required param: {self.name(key)}.",
+                    self.name(key),
+                    "parameter_missing",
+                )
             return None
         if not isinstance(value, dict):
             raise invalid(f"Invalid object: {self.name(key)}", self.name(key))
@@ -205,6 +244,9 @@ def created_filter(params: Params, key: str = "created") -> Callable[[int], bool
         return lambda ts: True
     bounds.only("gt", "gte", "lt", "lte")
     gt, gte, lt, lte = (bounds.integer(k) for k in ("gt", "gte", "lt", "lte"))
-    return lambda ts: ((gt is None or ts > gt) and (gte is None or ts >= gte)
-                       and (lt is None or ts < lt) and (lte is None or ts <= lte))
-
+    return lambda ts: (
+        (gt is None or ts > gt)
+        and (gte is None or ts >= gte)
+        and (lt is None or ts < lt)
+        and (lte is None or ts <= lte)
+    )

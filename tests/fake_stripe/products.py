@@ -10,9 +10,24 @@ from tests.fake_stripe.prices import price_from_data
 from tests.fake_stripe.records import Obj
 from tests.fake_stripe.shapes import new_product
 
-PRODUCT_PARAMS = ("active", "default_price_data", "description", "expand", "id", "images",
-                  "marketing_features", "metadata", "name", "package_dimensions", "shippable",
-                  "statement_descriptor", "tax_code", "unit_label", "url", "default_price")
+PRODUCT_PARAMS = (
+    "active",
+    "default_price_data",
+    "description",
+    "expand",
+    "id",
+    "images",
+    "marketing_features",
+    "metadata",
+    "name",
+    "package_dimensions",
+    "shippable",
+    "statement_descriptor",
+    "tax_code",
+    "unit_label",
+    "url",
+    "default_price",
+)
 
 
 def _apply(ctx: Ctx, obj: Obj, p: Params) -> None:
@@ -43,8 +58,9 @@ def create(ctx: Ctx) -> Obj:
     if "id" in p:
         obj["id"] = p.required("id")
         if obj["id"] in ctx.account.objects["product"]:
-            raise ApiError(400, "Product already exists.", code="resource_already_exists",
-                           param="id")
+            raise ApiError(
+                400, "Product already exists.", code="resource_already_exists", param="id"
+            )
     _apply(ctx, obj, p)
     ctx.put("product", obj)
     ctx.emit("product.created", obj)
@@ -72,8 +88,11 @@ def update(ctx: Ctx) -> Obj:
 
 def list_products(ctx: Ctx) -> Obj:
     active, ids = ctx.params.boolean("active"), ctx.params.strings("ids")
-    items = [o for o in ctx.all("product")
-             if (active is None or o["active"] == active) and (not ids or o["id"] in ids)]
+    items = [
+        o
+        for o in ctx.all("product")
+        if (active is None or o["active"] == active) and (not ids or o["id"] in ids)
+    ]
     return ctx.page(items, "/v1/products", ("active", "ids", "shippable", "url"))
 
 

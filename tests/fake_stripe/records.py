@@ -16,8 +16,15 @@ from stripe_bridge.stripe_api import API_VERSION as API_VERSION  # the client's 
 IDEMPOTENCY_WINDOW = 24 * 3600
 IDEMPOTENT_METHODS = ("POST", "DELETE")
 KINDS = ("customer", "product", "price", "invoiceitem", "invoice", "subscription", "event")
-ID_PREFIX = {"customer": "cus", "product": "prod", "price": "price", "invoiceitem": "ii",
-             "invoice": "in", "subscription": "sub", "event": "evt"}
+ID_PREFIX = {
+    "customer": "cus",
+    "product": "prod",
+    "price": "price",
+    "invoiceitem": "ii",
+    "invoice": "in",
+    "subscription": "sub",
+    "event": "evt",
+}
 _ALPHABET = string.ascii_letters + string.digits
 Obj = dict[str, Any]
 
@@ -54,8 +61,7 @@ def event_name(kind: str, action: str) -> str:
 
 def list_object(data: list[Obj], url: str) -> Obj:
     """A list embedded in an object (``lines``, ``items``): all of it, in insertion order."""
-    return {"object": "list", "data": data, "has_more": False, "total_count": len(data),
-            "url": url}
+    return {"object": "list", "data": data, "has_more": False, "total_count": len(data), "url": url}
 
 
 def add_interval(ts: int, interval: str, count: int) -> int:
@@ -65,8 +71,9 @@ def add_interval(ts: int, interval: str, count: int) -> int:
     else:
         months = moment.month - 1 + count * (12 if interval == "year" else 1)
         year, month = moment.year + months // 12, months % 12 + 1
-        moment = moment.replace(year=year, month=month,
-                                day=min(moment.day, calendar.monthrange(year, month)[1]))
+        moment = moment.replace(
+            year=year, month=month, day=min(moment.day, calendar.monthrange(year, month)[1])
+        )
     return int(moment.timestamp())
 
 
@@ -84,8 +91,9 @@ def previous_attributes(old: Obj, new: Obj) -> Obj:
         if before == value or key.startswith("_"):
             continue
         if key == "metadata":
-            changed[key] = {k: before.get(k) for k in {*before, *value}
-                            if before.get(k) != value.get(k)}
+            changed[key] = {
+                k: before.get(k) for k in {*before, *value} if before.get(k) != value.get(k)
+            }
         elif isinstance(before, dict) and before.get("object") == "list":
             changed[key] = {"data": before["data"]}
         else:

@@ -63,9 +63,12 @@ class FakeStripe:
         if self._server is None:
             self._server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(self))
             self._server.daemon_threads = True
-            self._thread = threading.Thread(target=self._server.serve_forever,
-                                            kwargs={"poll_interval": 0.05},
-                                            name="fake-stripe", daemon=True)
+            self._thread = threading.Thread(
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name="fake-stripe",
+                daemon=True,
+            )
             self._thread.start()
             self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         return self.url
@@ -82,16 +85,26 @@ class FakeStripe:
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     # ------------------------------------------------------------ accounts and keys
 
-    def add_account(self, api_key: str, account_id: str | None = None,
-                    display_name: str = "Fake Stripe Test Account",
-                    business_name: str | None = None, *, country: str = "US",
-                    default_currency: str = "usd") -> Obj:
+    def add_account(
+        self,
+        api_key: str,
+        account_id: str | None = None,
+        display_name: str = "Fake Stripe Test Account",
+        business_name: str | None = None,
+        *,
+        country: str = "US",
+        default_currency: str = "usd",
+    ) -> Obj:
         """Register a key. A known ``account_id`` adds the key to it (key rotation)."""
         livemode = re.match(r"^(sk|rk)_(live|test)_", api_key)
         if livemode is None:
@@ -101,8 +114,14 @@ class FakeStripe:
             account = self._accounts.get(account_id)
             if account is None:
                 account = self._accounts[account_id] = Account(
-                    account_id, display_name, business_name, livemode.group(2) == "live",
-                    self._store.now(), country, default_currency)
+                    account_id,
+                    display_name,
+                    business_name,
+                    livemode.group(2) == "live",
+                    self._store.now(),
+                    country,
+                    default_currency,
+                )
             elif account.livemode != (livemode.group(2) == "live"):
                 raise ValueError("a live and a test key cannot share an account here")
             self._keys[api_key] = account_id
@@ -116,8 +135,14 @@ class FakeStripe:
 
     # ------------------------------------------------------------ faults
 
-    def fail_next(self, count: int = 1, status: int = 500, path: str | None = None,
-                  method: str | None = None, headers: Mapping[str, str] | None = None) -> None:
+    def fail_next(
+        self,
+        count: int = 1,
+        status: int = 500,
+        path: str | None = None,
+        method: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         """The next ``count`` matching requests fail with ``status`` before touching any state.
 
         ``path`` is an exact path or an fnmatch pattern (``/v1/customers*``).
@@ -125,15 +150,19 @@ class FakeStripe:
         with self._lock:
             self._faults.rules.append(Fault(status, count, path, method, dict(headers or {})))
 
-    def fail_when(self, predicate: Callable[[RequestRecord], bool], status: int = 500,
-                  headers: Mapping[str, str] | None = None) -> None:
+    def fail_when(
+        self,
+        predicate: Callable[[RequestRecord], bool],
+        status: int = 500,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         """Every request for which ``predicate(record)`` holds fails, until reset_faults()."""
         with self._lock:
-            self._faults.rules.append(Fault(status, None, headers=dict(headers or {}),
-                                       predicate=predicate))
+            self._faults.rules.append(
+                Fault(status, None, headers=dict(headers or {}), predicate=predicate)
+            )
 
-    def drop_next(self, count: int = 1, path: str | None = None,
-                  method: str | None = None) -> None:
+    def drop_next(self, count: int = 1, path: str | None = None, method: str | None = None) -> None:
         """Run the next ``count`` matching requests, then close the connection unanswered
         (the lost-response case: the state changed and the idempotency key holds the result)."""
         with self._lock:
@@ -169,9 +198,13 @@ class FakeStripe:
         """Copies of the live objects of ``kind`` (oldest first), of one account or all."""
         kind = kind_name(kind)
         with self._lock:
-            found = [obj for acct in self._accounts.values()
-                     if account is None or acct.id == account
-                     for oid, obj in acct.objects[kind].items() if oid not in acct.deleted]
+            found = [
+                obj
+                for acct in self._accounts.values()
+                if account is None or acct.id == account
+                for oid, obj in acct.objects[kind].items()
+                if oid not in acct.deleted
+            ]
             return [visible(o) for o in sorted(found, key=lambda o: self._store.order[o["id"]])]
 
     def get(self, kind: str, object_id: str) -> Obj:
@@ -183,8 +216,9 @@ class FakeStripe:
                     return self._store.public(acct, kind, object_id)
         raise KeyError(object_id)
 
-    def seed(self, kind: str, *, account: str | None = None, emit_event: bool = False,
-             **fields: Any) -> Obj:
+    def seed(
+        self, kind: str, *, account: str | None = None, emit_event: bool = False, **fields: Any
+    ) -> Obj:
         """Store an object directly (no request, no validation); ``fields`` override defaults,
         e.g. ``seed("customer", email="a@b.c", created=1700000000)``."""
         kind = kind_name(kind)
@@ -196,8 +230,9 @@ class FakeStripe:
             obj = SKELETONS[kind](acct, now)
             obj.update(copy.deepcopy(fields))
             if kind == "subscription" and isinstance(obj["items"], list):
-                obj["items"] = list_object(obj["items"], f"/v1/subscription_items?subscription="
-                                                         f"{obj['id']}")
+                obj["items"] = list_object(
+                    obj["items"], f"/v1/subscription_items?subscription={obj['id']}"
+                )
             self._store.put(acct, kind, obj)
             if emit_event and kind != "event":
                 self._store.emit(acct, None, event_name(kind, "created"), obj)
@@ -222,8 +257,9 @@ class FakeStripe:
 
     # ------------------------------------------------------------ request handling
 
-    def handle(self, method: str, raw_path: str, headers: Mapping[str, str],
-               body: bytes) -> tuple[int, dict[str, str], Obj] | None:
+    def handle(
+        self, method: str, raw_path: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], Obj] | None:
         """Answer one HTTP request: (status, headers, json body), or None to drop it."""
         headers = {k.lower(): v for k, v in headers.items()}
         split = urlsplit(raw_path)
@@ -231,8 +267,15 @@ class FakeStripe:
         if body:
             pairs += parse_qsl(body.decode("utf-8"), keep_blank_values=True)
         idempotency_key = headers.get("idempotency-key") if method in IDEMPOTENT_METHODS else None
-        record = RequestRecord(method, split.path, decode_params(pairs), idempotency_key,
-                               api_key(headers), headers, new_id("req", 14))
+        record = RequestRecord(
+            method,
+            split.path,
+            decode_params(pairs),
+            idempotency_key,
+            api_key(headers),
+            headers,
+            new_id("req", 14),
+        )
         with self._lock:
             self._requests.append(record)
         answer_headers = {"Request-Id": record.request_id, "Stripe-Version": API_VERSION}
@@ -259,12 +302,20 @@ class FakeStripe:
         key = record.api_key
         with self._lock:
             if not key:
-                raise ApiError(401, "You did not provide an API key. You need to provide your "
-                               "API key in the Authorization header, using Bearer auth (e.g. "
-                               "'Authorization: Bearer YOUR_SECRET_KEY').", stored=False)
+                raise ApiError(
+                    401,
+                    "You did not provide an API key. You need to provide your "
+                    "API key in the Authorization header, using Bearer auth (e.g. "
+                    "'Authorization: Bearer YOUR_SECRET_KEY').",
+                    stored=False,
+                )
             if key in self._revoked:
-                raise ApiError(401, f"Expired API Key provided: {mask_key(key)}",
-                               code="api_key_expired", stored=False)
+                raise ApiError(
+                    401,
+                    f"Expired API Key provided: {mask_key(key)}",
+                    code="api_key_expired",
+                    stored=False,
+                )
             if key not in self._keys:
                 raise ApiError(401, f"Invalid API Key provided: {mask_key(key)}", stored=False)
             account = self._accounts[self._keys[key]]

@@ -14,47 +14,98 @@ from tests.fake_stripe.prices import price_from_data
 from tests.fake_stripe.records import Obj, add_interval, list_object, new_id
 from tests.fake_stripe.shapes import new_subscription, plan_for
 
-SUBSCRIPTION_PARAMS = ("add_invoice_items", "application_fee_percent", "automatic_tax",
-                       "backdate_start_date", "billing_cycle_anchor",
-                       "billing_cycle_anchor_config", "billing_mode", "billing_thresholds",
-                       "cancel_at", "cancel_at_period_end", "cancellation_details",
-                       "collection_method", "currency", "customer", "days_until_due",
-                       "default_payment_method", "default_source", "default_tax_rates",
-                       "description", "discounts", "expand", "invoice_settings", "items",
-                       "metadata", "off_session", "on_behalf_of", "pause_collection",
-                       "payment_behavior", "payment_settings", "pending_invoice_item_interval",
-                       "proration_behavior", "proration_date", "transfer_data", "trial_end",
-                       "trial_from_plan", "trial_period_days", "trial_settings")
+SUBSCRIPTION_PARAMS = (
+    "add_invoice_items",
+    "application_fee_percent",
+    "automatic_tax",
+    "backdate_start_date",
+    "billing_cycle_anchor",
+    "billing_cycle_anchor_config",
+    "billing_mode",
+    "billing_thresholds",
+    "cancel_at",
+    "cancel_at_period_end",
+    "cancellation_details",
+    "collection_method",
+    "currency",
+    "customer",
+    "days_until_due",
+    "default_payment_method",
+    "default_source",
+    "default_tax_rates",
+    "description",
+    "discounts",
+    "expand",
+    "invoice_settings",
+    "items",
+    "metadata",
+    "off_session",
+    "on_behalf_of",
+    "pause_collection",
+    "payment_behavior",
+    "payment_settings",
+    "pending_invoice_item_interval",
+    "proration_behavior",
+    "proration_date",
+    "transfer_data",
+    "trial_end",
+    "trial_from_plan",
+    "trial_period_days",
+    "trial_settings",
+)
 
 
 def item_price(ctx: Ctx, item: Params) -> Obj:
     if "price" in item and "price_data" in item:
-        raise invalid(f"You may only specify one of these parameters: "
-                      f"{item.name('price')}, {item.name('price_data')}.",
-                      item.name("price"), "parameters_exclusive")
+        raise invalid(
+            f"You may only specify one of these parameters: "
+            f"{item.name('price')}, {item.name('price_data')}.",
+            item.name("price"),
+            "parameters_exclusive",
+        )
     price_data = item.sub("price_data")
     if price_data is not None:
-        price_data.only("currency", "product", "recurring", "tax_behavior", "unit_amount",
-                        "unit_amount_decimal")
+        price_data.only(
+            "currency", "product", "recurring", "tax_behavior", "unit_amount", "unit_amount_decimal"
+        )
         return price_from_data(ctx, price_data, True)
     price = ctx.need("price", item, "price")
     if price["type"] != "recurring":
-        raise invalid("The price specified is set to `type=one_time` but this field only "
-                      "accepts prices with `type=recurring`.", item.name("price"))
+        raise invalid(
+            "The price specified is set to `type=one_time` but this field only "
+            "accepts prices with `type=recurring`.",
+            item.name("price"),
+        )
     return price
 
 
 def new_item(ctx: Ctx, sub: Obj, item: Params) -> Obj:
-    item.only("billing_thresholds", "discounts", "metadata", "plan", "price", "price_data",
-              "quantity", "tax_rates")
+    item.only(
+        "billing_thresholds",
+        "discounts",
+        "metadata",
+        "plan",
+        "price",
+        "price_data",
+        "quantity",
+        "tax_rates",
+    )
     quantity = item.integer("quantity", minimum=0)
     price = item_price(ctx, item)
-    obj = {"id": new_id("si", 14), "object": "subscription_item", "billing_thresholds": None,
-           "created": ctx.now(), "current_trial": None, "discounts": [],
-           "metadata": item.metadata(),
-           "plan": plan_for(price), "price": copy.deepcopy(price),
-           "quantity": 1 if quantity is None else quantity, "subscription": sub["id"],
-           "tax_rates": []}
+    obj = {
+        "id": new_id("si", 14),
+        "object": "subscription_item",
+        "billing_thresholds": None,
+        "created": ctx.now(),
+        "current_trial": None,
+        "discounts": [],
+        "metadata": item.metadata(),
+        "plan": plan_for(price),
+        "price": copy.deepcopy(price),
+        "quantity": 1 if quantity is None else quantity,
+        "subscription": sub["id"],
+        "tax_rates": [],
+    }
     set_period(ctx, sub, obj)
     return obj
 
@@ -67,21 +118,24 @@ def set_period(ctx: Ctx, sub: Obj, item: Obj) -> None:
         item["current_period_start"], item["current_period_end"] = start, anchor
         return
     step = 0
-    while add_interval(anchor, recurring["interval"],
-                       (step + 1) * recurring["interval_count"]) <= now:
+    while (
+        add_interval(anchor, recurring["interval"], (step + 1) * recurring["interval_count"]) <= now
+    ):
         step += 1
     begin = add_interval(anchor, recurring["interval"], step * recurring["interval_count"])
     item["current_period_start"] = begin
-    item["current_period_end"] = add_interval(begin, recurring["interval"],
-                                              recurring["interval_count"])
+    item["current_period_end"] = add_interval(
+        begin, recurring["interval"], recurring["interval_count"]
+    )
 
 
 def apply_cancel_flags(ctx: Ctx, sub: Obj, p: Params) -> None:
     if "cancel_at_period_end" in p:
         at_end = bool(p.boolean("cancel_at_period_end"))
         sub["cancel_at_period_end"] = at_end
-        sub["cancel_at"] = (max(i["current_period_end"] for i in sub["items"]["data"])
-                            if at_end else None)
+        sub["cancel_at"] = (
+            max(i["current_period_end"] for i in sub["items"]["data"]) if at_end else None
+        )
         sub["canceled_at"] = ctx.now() if at_end else None
         sub["cancellation_details"]["reason"] = "cancellation_requested" if at_end else None
     if "cancel_at" in p and not sub["cancel_at_period_end"]:
@@ -104,19 +158,23 @@ def create(ctx: Ctx) -> Obj:
     if backdate is not None and backdate > now:
         raise invalid("backdate_start_date must be in the past.", "backdate_start_date")
     if anchor is not None and anchor < (now - 300 if backdate is None else backdate):
-        raise invalid("billing_cycle_anchor cannot be in the past.",
-                      "billing_cycle_anchor")
+        raise invalid("billing_cycle_anchor cannot be in the past.", "billing_cycle_anchor")
     customer = ctx.need("customer", p, "customer")
     start = backdate if backdate is not None else now
     obj = new_subscription(ctx.account, now, customer["id"])
     trial_end = now + 86400 * trial_days if trial_days else None
-    obj.update(start_date=start, billing_cycle_anchor=anchor or trial_end or start,
-               collection_method=method or "charge_automatically",
-               days_until_due=p.integer("days_until_due"),
-               description=p.text("description") or None, metadata=p.metadata(),
-               default_payment_method=p.text("default_payment_method") or None,
-               status="trialing" if trial_end else "active",
-               trial_start=now if trial_end else None, trial_end=trial_end)
+    obj.update(
+        start_date=start,
+        billing_cycle_anchor=anchor or trial_end or start,
+        collection_method=method or "charge_automatically",
+        days_until_due=p.integer("days_until_due"),
+        description=p.text("description") or None,
+        metadata=p.metadata(),
+        default_payment_method=p.text("default_payment_method") or None,
+        status="trialing" if trial_end else "active",
+        trial_start=now if trial_end else None,
+        trial_end=trial_end,
+    )
     data = [new_item(ctx, obj, item) for item in items]
     obj["items"] = list_object(data, f"/v1/subscription_items?subscription={obj['id']}")
     obj["currency"] = data[0]["price"]["currency"]
@@ -133,13 +191,18 @@ def retrieve(ctx: Ctx) -> Obj:
 
 def update(ctx: Ctx) -> Obj:
     p = ctx.params
-    p.only(*(k for k in SUBSCRIPTION_PARAMS if k not in ("customer", "currency",
-                                                         "backdate_start_date")))
+    p.only(
+        *(
+            k
+            for k in SUBSCRIPTION_PARAMS
+            if k not in ("customer", "currency", "backdate_start_date")
+        )
+    )
     obj = ctx.find("subscription", ctx.args["id"])
-    if obj["status"] == "canceled" and set(p.data) - {"metadata", "cancellation_details",
-                                                      "expand"}:
-        raise invalid("A canceled subscription can only update its cancellation_details "
-                      "and metadata.")
+    if obj["status"] == "canceled" and set(p.data) - {"metadata", "cancellation_details", "expand"}:
+        raise invalid(
+            "A canceled subscription can only update its cancellation_details and metadata."
+        )
     p.choice("proration_behavior", ("always_invoice", "create_prorations", "none"))
     before = copy.deepcopy(obj)
     data = copy.deepcopy(obj["items"]["data"])
@@ -153,8 +216,9 @@ def update(ctx: Ctx) -> Obj:
     if "default_payment_method" in p:
         obj["default_payment_method"] = p.nullable("default_payment_method")
     if "collection_method" in p:
-        obj["collection_method"] = p.choice("collection_method",
-                                            ("charge_automatically", "send_invoice"))
+        obj["collection_method"] = p.choice(
+            "collection_method", ("charge_automatically", "send_invoice")
+        )
     if "days_until_due" in p:
         obj["days_until_due"] = p.integer("days_until_due")
     apply_cancel_flags(ctx, obj, p)
@@ -168,10 +232,25 @@ def update_items(ctx: Ctx, sub: Obj, data: list[Obj], item: Params) -> list[Obj]
         return [*data, new_item(ctx, sub, item)]
     current = next((i for i in data if i["id"] == item_id), None)
     if current is None:
-        raise ApiError(400, f"No such subscription item: '{item_id}'",
-                       code="resource_missing", param=item.name("id"))
-    item.only("billing_thresholds", "clear_usage", "deleted", "discounts", "id", "metadata",
-              "plan", "price", "price_data", "quantity", "tax_rates")
+        raise ApiError(
+            400,
+            f"No such subscription item: '{item_id}'",
+            code="resource_missing",
+            param=item.name("id"),
+        )
+    item.only(
+        "billing_thresholds",
+        "clear_usage",
+        "deleted",
+        "discounts",
+        "id",
+        "metadata",
+        "plan",
+        "price",
+        "price_data",
+        "quantity",
+        "tax_rates",
+    )
     if item.boolean("deleted"):
         return [i for i in data if i["id"] != item_id]
     if "price" in item or "price_data" in item:
@@ -199,8 +278,9 @@ def cancel(ctx: Ctx) -> Obj:
     details = p.sub("cancellation_details")
     if details is not None:
         details.only("comment", "feedback")
-        obj["cancellation_details"].update(comment=details.text("comment") or None,
-                                           feedback=details.text("feedback") or None)
+        obj["cancellation_details"].update(
+            comment=details.text("comment") or None, feedback=details.text("feedback") or None
+        )
     cancel_subscription(ctx, obj)
     return ctx.answer(obj)
 
@@ -208,9 +288,21 @@ def cancel(ctx: Ctx) -> Obj:
 def list_subscriptions(ctx: Ctx) -> Obj:
     p = ctx.params
     customer, price = p.text("customer"), p.text("price")
-    status = p.choice("status", ("active", "all", "canceled", "ended", "incomplete",
-                                 "incomplete_expired", "past_due", "paused", "trialing",
-                                 "unpaid"))
+    status = p.choice(
+        "status",
+        (
+            "active",
+            "all",
+            "canceled",
+            "ended",
+            "incomplete",
+            "incomplete_expired",
+            "past_due",
+            "paused",
+            "trialing",
+            "unpaid",
+        ),
+    )
     ended = ("canceled", "incomplete_expired")
 
     def wanted(sub: Obj) -> bool:
@@ -220,13 +312,27 @@ def list_subscriptions(ctx: Ctx) -> Obj:
             return sub["status"] in ended
         return status == "all" or sub["status"] == status
 
-    items = [o for o in ctx.all("subscription")
-             if wanted(o) and (customer is None or o["customer"] == customer)
-             and (price is None or any(i["price"]["id"] == price
-                                       for i in o["items"]["data"]))]
-    return ctx.page(items, "/v1/subscriptions",
-                    ("automatic_tax", "collection_method", "current_period_end",
-                     "current_period_start", "customer", "price", "status", "test_clock"))
+    items = [
+        o
+        for o in ctx.all("subscription")
+        if wanted(o)
+        and (customer is None or o["customer"] == customer)
+        and (price is None or any(i["price"]["id"] == price for i in o["items"]["data"]))
+    ]
+    return ctx.page(
+        items,
+        "/v1/subscriptions",
+        (
+            "automatic_tax",
+            "collection_method",
+            "current_period_end",
+            "current_period_start",
+            "customer",
+            "price",
+            "status",
+            "test_clock",
+        ),
+    )
 
 
 ROUTES = [

@@ -38,8 +38,11 @@ def make_handler(fake: FakeStripe) -> type[BaseHTTPRequestHandler]:
             try:
                 answer = fake.handle(method, self.path, dict(self.headers.items()), body)
             except Exception as error:  # a bug in the fake or a test's predicate: say so
-                answer = (500, {}, ApiError(500, f"fake_stripe error: {error!r}",
-                                            kind="api_error").body())
+                answer = (
+                    500,
+                    {},
+                    ApiError(500, f"fake_stripe error: {error!r}", kind="api_error").body(),
+                )
             if answer is None:
                 self.close_connection = True
                 return
@@ -47,8 +50,11 @@ def make_handler(fake: FakeStripe) -> type[BaseHTTPRequestHandler]:
             data = json.dumps(payload, indent=2).encode()
             try:
                 self.send_response(status)
-                for name, value in {**headers, "Content-Type": "application/json",
-                                    "Content-Length": str(len(data))}.items():
+                for name, value in {
+                    **headers,
+                    "Content-Type": "application/json",
+                    "Content-Length": str(len(data)),
+                }.items():
                     self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(data)

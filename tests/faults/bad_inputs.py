@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from hypothesis import strategies as st
 
-from stripe_bridge.inbox.signatures import sign
+from stripe_bridge.inbox.door import sign
 from tests.support import FIXTURES, OTHER_SECRET, SECRET, VELES_SECRET
 
 STRIPE, VELES = "/webhooks/stripe", "/veles/events"
@@ -143,9 +143,12 @@ def stripe_fixture(path_index: int) -> dict[str, Any]:
 
 
 def veles_event(event_type: str) -> dict[str, Any]:
-    return {"id": ID, "type": event_type, "created": 1_790_000_000, "data": copy.deepcopy(
-        VELES_DATA[event_type]
-    )}
+    return {
+        "id": ID,
+        "type": event_type,
+        "created": 1_790_000_000,
+        "data": copy.deepcopy(VELES_DATA[event_type]),
+    }
 
 
 def good(path: str) -> dict[str, Any]:
@@ -195,8 +198,12 @@ def hand_written() -> list[Delivery]:
             Delivery("empty signature", path, event, signature=""),
             Delivery("garbled signature", path, event, signature="t=abc,v1=zz"),
             Delivery("signature without v1", path, event, signature=f"t={int(time.time())}"),
-            Delivery("non-ASCII signature", path, event,
-                     signature=f"t={int(time.time())},v1=f00990777\u00e0\u00a7\u00a7"),
+            Delivery(
+                "non-ASCII signature",
+                path,
+                event,
+                signature=f"t={int(time.time())},v1=f00990777\u00e0\u00a7\u00a7",
+            ),
             Delivery("expired signature", path, event, age=301),
             Delivery("signature from the future", path, event, age=-3600),
             Delivery("wrong secret", path, event, secret=other + "-wrong"),
@@ -219,8 +226,9 @@ def hand_written() -> list[Delivery]:
             Delivery("bad Content-Length", path, event, headers={"Content-Length": "12x"}),
         ]
         for key in ("id", "type", "data", "created"):
-            cases.append(Delivery(f"missing {key}", path, {k: v for k, v in event.items()
-                                                           if k != key}))
+            cases.append(
+                Delivery(f"missing {key}", path, {k: v for k, v in event.items() if k != key})
+            )
         for value in HUGE:
             cases.append(Delivery(f"event created {value}", path, {**event, "created": value}))
         cases.append(Delivery("unknown type", path, {**event, "type": "quote.exploded"}))
@@ -228,12 +236,25 @@ def hand_written() -> list[Delivery]:
         doc = stripe_fixture(index)
         for key in ("created", "id"):
             for value in (2**70, 2**63, None, "x" * 100_000):
-                cases.append(Delivery(f"{fixture.stem}: object {key} {str(value)[:12]}", STRIPE,
-                                      replaced(doc, ("data", "object", key), value)))
-        cases.append(Delivery(f"{fixture.stem}: null object", STRIPE,
-                              replaced(doc, ("data", "object"), None)))
-        cases.append(Delivery(f"{fixture.stem}: account too long", STRIPE,
-                              {**doc, "account": "acct_" + "z" * 1000}))
+                cases.append(
+                    Delivery(
+                        f"{fixture.stem}: object {key} {str(value)[:12]}",
+                        STRIPE,
+                        replaced(doc, ("data", "object", key), value),
+                    )
+                )
+        cases.append(
+            Delivery(
+                f"{fixture.stem}: null object", STRIPE, replaced(doc, ("data", "object"), None)
+            )
+        )
+        cases.append(
+            Delivery(
+                f"{fixture.stem}: account too long",
+                STRIPE,
+                {**doc, "account": "acct_" + "z" * 1000},
+            )
+        )
     for event_type in VELES_DATA:
         doc = veles_event(event_type)
         for key in ("id", "customer_id", "lines", "quantity"):
@@ -241,16 +262,25 @@ def hand_written() -> list[Delivery]:
                 where = ("data", "lines", 0, key) if key == "quantity" else ("data", key)
                 if key in ("lines", "quantity", "customer_id") and "lines" not in doc["data"]:
                     continue
-                cases.append(Delivery(f"veles {event_type}: {key} {str(value)[:12]}", VELES,
-                                      replaced(doc, where, value)))
+                cases.append(
+                    Delivery(
+                        f"veles {event_type}: {key} {str(value)[:12]}",
+                        VELES,
+                        replaced(doc, where, value),
+                    )
+                )
     return cases
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=40),
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(st.text(max_size=12), children, max_size=5),
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=40),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=12), children, max_size=5)
+    ),
     max_leaves=20,
 )
 absurd = st.sampled_from(ABSURD) | json_values

@@ -38,8 +38,12 @@ def free_port() -> int:
         return port
 
 
-def wait_for(what: str, seconds: float, attempt: Callable[[], T | None],
-             tails: Callable[[], str] = lambda: "") -> T:
+def wait_for(
+    what: str,
+    seconds: float,
+    attempt: Callable[[], T | None],
+    tails: Callable[[], str] = lambda: "",
+) -> T:
     """`attempt()` until it answers something other than None; AssertionError after `seconds`."""
     deadline = time.monotonic() + seconds
     while True:
@@ -91,29 +95,75 @@ class Postgres:
             shutil.chown(self.dir.parent, PG_USER)
             for path in (self.dir, self.socket_dir):
                 shutil.chown(path, PG_USER, PG_USER)
-        self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "-U", PG_USER,
-                  "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C.UTF-8", seconds=60)
+        self._run(
+            str(PG_BIN / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            PG_USER,
+            "--auth=trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+            seconds=60,
+        )
 
     def _options(self) -> str:
-        return (f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 "
-                "-c fsync=on -c max_connections=200 -c shared_buffers=64MB")
+        return (
+            f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 "
+            "-c fsync=on -c max_connections=200 -c shared_buffers=64MB"
+        )
 
     def start(self) -> None:
-        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
-                  "-o", self._options(), "-w", "-t", str(START_SECONDS), "start")
+        self._run(
+            str(PG_BIN / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-o",
+            self._options(),
+            "-w",
+            "-t",
+            str(START_SECONDS),
+            "start",
+        )
 
     def restart_immediate(self) -> None:
         """What a crash and a quick recovery look like to the roles: every connection drops."""
-        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
-                  "-o", self._options(), "-m", "immediate", "-w", "-t", str(START_SECONDS),
-                  "restart")
+        self._run(
+            str(PG_BIN / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-o",
+            self._options(),
+            "-m",
+            "immediate",
+            "-w",
+            "-t",
+            str(START_SECONDS),
+            "restart",
+        )
 
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
             subprocess.run(
-                _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate",
-                             "-w", "-t", str(STOP_SECONDS), "stop"),
-                capture_output=True, timeout=STOP_SECONDS + 5,
+                _as_postgres(
+                    str(PG_BIN / "pg_ctl"),
+                    "-D",
+                    str(self.data),
+                    "-m",
+                    "immediate",
+                    "-w",
+                    "-t",
+                    str(STOP_SECONDS),
+                    "stop",
+                ),
+                capture_output=True,
+                timeout=STOP_SECONDS + 5,
             )
 
     def create_database(self) -> None:
@@ -134,9 +184,22 @@ class Redis:
         self.dir.mkdir(exist_ok=True)
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                 "--save", "", "--appendonly", "no", "--dir", str(self.dir)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                [
+                    "redis-server",
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(self.dir),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         import redis
@@ -173,8 +236,13 @@ class Roles:
     def run(self, *argv: str, seconds: float = 60) -> str:
         """A one-shot command (`migrate`, `sync products`); its output, or AssertionError."""
         result = subprocess.run(
-            [str(self.script), *argv], env=self.env, cwd=self.root, capture_output=True,
-            text=True, timeout=seconds, stdin=subprocess.DEVNULL,
+            [str(self.script), *argv],
+            env=self.env,
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=seconds,
+            stdin=subprocess.DEVNULL,
         )
         if result.returncode != 0:
             raise AssertionError(
@@ -192,8 +260,12 @@ class Roles:
             log.write(f"=== started {time.strftime('%H:%M:%S')}\n".encode())
             log.flush()
             process = subprocess.Popen(
-                [str(self.script), *argv], env=self.env, cwd=self.root,
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                [str(self.script), *argv],
+                env=self.env,
+                cwd=self.root,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         self.processes[name] = process

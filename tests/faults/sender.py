@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from stripe_bridge.inbox.signatures import sign
+from stripe_bridge.inbox.door import sign
 
 CONCURRENCY = 16
 MAX_TRIES = 40

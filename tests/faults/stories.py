@@ -66,11 +66,24 @@ class Truth:
             now += self.rng.choice((0, 0, 1, 2))
         return times
 
-    def _event(self, story: Story, event_type: str, obj: dict[str, Any], created: int,
-               previous: dict[str, Any] | None = None) -> None:
+    def _event(
+        self,
+        story: Story,
+        event_type: str,
+        obj: dict[str, Any],
+        created: int,
+        previous: dict[str, Any] | None = None,
+    ) -> None:
         self._seq += 1
-        story.events.append(event(event_type, copy.deepcopy(obj), created=created,
-                                  event_id=f"evt_F{self._seq:07d}", previous_attributes=previous))
+        story.events.append(
+            event(
+                event_type,
+                copy.deepcopy(obj),
+                created=created,
+                event_id=f"evt_F{self._seq:07d}",
+                previous_attributes=previous,
+            )
+        )
         story.final = copy.deepcopy(obj)
 
     # ------------------------------------------------------------ stories
@@ -80,15 +93,22 @@ class Truth:
         updates = self.rng.randint(1, 3)
         delete = self.rng.random() < 0.3
         times = self._times(1 + updates + delete)
-        obj = {"id": story.object_id, "object": "customer", "name": f"Customer {n} v0",
-               "email": f"billing-v0@c{n}.example", "metadata": {}, "created": times[0],
-               "livemode": False}
+        obj = {
+            "id": story.object_id,
+            "object": "customer",
+            "name": f"Customer {n} v0",
+            "email": f"billing-v0@c{n}.example",
+            "metadata": {},
+            "created": times[0],
+            "livemode": False,
+        }
         self._event(story, "customer.created", obj, times[0])
         for version in range(1, updates + 1):
             key = self.rng.choice(("name", "email"))
             before = obj[key]
-            obj[key] = (f"Customer {n} v{version}" if key == "name"
-                        else f"billing-v{version}@c{n}.example")
+            obj[key] = (
+                f"Customer {n} v{version}" if key == "name" else f"billing-v{version}@c{n}.example"
+            )
             self._event(story, "customer.updated", obj, times[version], {key: before})
         if delete:
             story.deleted = True
@@ -100,13 +120,25 @@ class Truth:
         changes = self.rng.randint(1, 3)
         delete = self.rng.random() < 0.3
         times = self._times(1 + changes + delete)
-        item = {"id": f"si_F{n:06d}", "object": "subscription_item", "quantity": 1,
-                "price": {"id": "price_Ffault", "object": "price", "product": "prod_Ffault"},
-                "current_period_start": times[0], "current_period_end": times[0] + 2_592_000}
-        obj = {"id": story.object_id, "object": "subscription", "customer": f"cus_F{n:06d}",
-               "status": "trialing", "cancel_at_period_end": False, "metadata": {},
-               "items": {"object": "list", "data": [item]}, "created": times[0],
-               "livemode": False}
+        item = {
+            "id": f"si_F{n:06d}",
+            "object": "subscription_item",
+            "quantity": 1,
+            "price": {"id": "price_Ffault", "object": "price", "product": "prod_Ffault"},
+            "current_period_start": times[0],
+            "current_period_end": times[0] + 2_592_000,
+        }
+        obj = {
+            "id": story.object_id,
+            "object": "subscription",
+            "customer": f"cus_F{n:06d}",
+            "status": "trialing",
+            "cancel_at_period_end": False,
+            "metadata": {},
+            "items": {"object": "list", "data": [item]},
+            "created": times[0],
+            "livemode": False,
+        }
         self._event(story, "customer.subscription.created", obj, times[0])
         for step in range(1, changes + 1):
             options = ["quantity"]
@@ -136,10 +168,20 @@ class Truth:
         edit, pay = self.rng.random() < 0.4, self.rng.random() < 0.6
         times = self._times(2 + edit + pay)
         amount = 1000 + n
-        obj = {"id": story.object_id, "object": "invoice", "customer": f"cus_F{n:06d}",
-               "status": "draft", "amount_due": amount, "amount_paid": 0, "currency": "usd",
-               "number": None, "metadata": {}, "created": times[0], "livemode": False,
-               "status_transitions": {"paid_at": None}}
+        obj = {
+            "id": story.object_id,
+            "object": "invoice",
+            "customer": f"cus_F{n:06d}",
+            "status": "draft",
+            "amount_due": amount,
+            "amount_paid": 0,
+            "currency": "usd",
+            "number": None,
+            "metadata": {},
+            "created": times[0],
+            "livemode": False,
+            "status_transitions": {"paid_at": None},
+        }
         self._event(story, "invoice.created", obj, times[0])
         at = 1
         if edit:
@@ -151,7 +193,11 @@ class Truth:
         if pay:
             obj["status"], obj["amount_paid"] = "paid", obj["amount_due"]
             obj["status_transitions"] = {"paid_at": times[at + 1]}
-            self._event(story, "invoice.paid", obj, times[at + 1],
-                        {"status": "open", "amount_paid": 0,
-                         "status_transitions": {"paid_at": None}})
+            self._event(
+                story,
+                "invoice.paid",
+                obj,
+                times[at + 1],
+                {"status": "open", "amount_paid": 0, "status_transitions": {"paid_at": None}},
+            )
         return story

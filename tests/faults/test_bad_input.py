@@ -184,12 +184,24 @@ def test_bad_input_gets_clear_answers_and_changes_nothing(door_client: TestClien
 
     # and afterwards the service is healthy and applies a good event of each kind
     health = [client.get(path).status_code for path in ("/healthz", "/readyz")]
-    good = event("customer.created", {"id": "cus_after_bad_input", "object": "customer",
-                                      "name": "Still Works Ltd", "email": "ok@works.example"})
+    good = event(
+        "customer.created",
+        {
+            "id": "cus_after_bad_input",
+            "object": "customer",
+            "name": "Still Works Ltd",
+            "email": "ok@works.example",
+        },
+    )
     good_answers = [post_event(client, good).status_code]
-    good_answers.append(post_veles(client, veles_event(
-        "customer.upserted", {"id": "vc_after_bad_input", "name": "Still Works Ltd"})
-    ).status_code)
+    good_answers.append(
+        post_veles(
+            client,
+            veles_event(
+                "customer.upserted", {"id": "vc_after_bad_input", "name": "Still Works Ltd"}
+            ),
+        ).status_code
+    )
     settle(bridge, SETTLE_SECONDS)
     with bridge.session_factory() as session:
         applied = (

@@ -50,8 +50,12 @@ def faults(cluster: Cluster) -> list[tuple[float, str, Callable[[], None]]]:
     ]
 
 
-def run_faults(timeline: list[tuple[float, str, Callable[[], None]]], started: float,
-               log: list[str], errors: list[BaseException]) -> None:
+def run_faults(
+    timeline: list[tuple[float, str, Callable[[], None]]],
+    started: float,
+    log: list[str],
+    errors: list[BaseException],
+) -> None:
     try:
         for at, what, action in timeline:
             time.sleep(max(0.0, started + at - time.monotonic()))
@@ -68,10 +72,18 @@ def mirror_of(story: Story, row: Any) -> dict[str, Any] | None:
     if story.kind == "customer":
         return {"name": row.name, "email": row.email, "deleted": row.deleted}
     if story.kind == "subscription":
-        return {"status": row.status, "quantity": [i["quantity"] for i in row.items or []],
-                "cancel_at_period_end": row.cancel_at_period_end, "deleted": row.deleted}
-    return {"status": row.status, "amount_due": row.amount_due, "amount_paid": row.amount_paid,
-            "number": row.number}
+        return {
+            "status": row.status,
+            "quantity": [i["quantity"] for i in row.items or []],
+            "cancel_at_period_end": row.cancel_at_period_end,
+            "deleted": row.deleted,
+        }
+    return {
+        "status": row.status,
+        "amount_due": row.amount_due,
+        "amount_paid": row.amount_paid,
+        "number": row.number,
+    }
 
 
 def truth_of(story: Story) -> dict[str, Any]:
@@ -79,11 +91,18 @@ def truth_of(story: Story) -> dict[str, Any]:
     if story.kind == "customer":
         return {"name": obj["name"], "email": obj["email"], "deleted": story.deleted}
     if story.kind == "subscription":
-        return {"status": obj["status"],
-                "quantity": [i["quantity"] for i in obj["items"]["data"]],
-                "cancel_at_period_end": obj["cancel_at_period_end"], "deleted": story.deleted}
-    return {"status": obj["status"], "amount_due": obj["amount_due"],
-            "amount_paid": obj["amount_paid"], "number": obj["number"]}
+        return {
+            "status": obj["status"],
+            "quantity": [i["quantity"] for i in obj["items"]["data"]],
+            "cancel_at_period_end": obj["cancel_at_period_end"],
+            "deleted": story.deleted,
+        }
+    return {
+        "status": obj["status"],
+        "amount_due": obj["amount_due"],
+        "amount_paid": obj["amount_paid"],
+        "number": obj["number"],
+    }
 
 
 @pytest.mark.timeout(figures.size(300, 1500))
@@ -119,26 +138,28 @@ def test_every_event_applied_once_in_order_through_kills_and_outages(
     # Then: the inbox drains (bounded), every role still running
     engine = make_engine(cluster.pg.url, pool_size=1)
     try:
+
         def drained() -> tuple[int, int] | None:
             with engine.connect() as db:
                 stored = db.scalar(select(func.count()).select_from(StripeEvent))
-                waiting = db.scalar(
-                    select(func.count()).where(StripeEvent.status == "received")
-                )
+                waiting = db.scalar(select(func.count()).where(StripeEvent.status == "received"))
             return (stored, waiting) if waiting == 0 else None
 
         wait_for("drained inbox", DRAIN_SECONDS, drained, cluster.tails)
         drain_seconds = time.monotonic() - delivered_at
         with Session(engine) as db:
             statuses = dict(
-                db.execute(select(StripeEvent.status, func.count()).group_by(StripeEvent.status))
-                .all()
+                db.execute(
+                    select(StripeEvent.status, func.count()).group_by(StripeEvent.status)
+                ).all()
             )
             stored_ids = set(db.scalars(select(StripeEvent.id)))
             rows = {
                 kind: {row.id: row for row in db.scalars(select(model))}
                 for kind, model in (
-                    ("customer", Customer), ("subscription", Subscription), ("invoice", Invoice)
+                    ("customer", Customer),
+                    ("subscription", Subscription),
+                    ("invoice", Invoice),
                 )
             }
     finally:
@@ -147,8 +168,7 @@ def test_every_event_applied_once_in_order_through_kills_and_outages(
     expected_ids = {e["id"] for e in truth.events}
     lost = expected_ids - stored_ids
     wrong = {
-        story.object_id: (mirror_of(story, rows[story.kind].get(story.object_id)),
-                          truth_of(story))
+        story.object_id: (mirror_of(story, rows[story.kind].get(story.object_id)), truth_of(story))
         for story in truth.stories
         if mirror_of(story, rows[story.kind].get(story.object_id)) != truth_of(story)
     }

@@ -65,8 +65,9 @@ def stripe_faults(fake: FakeStripe, rng: random.Random) -> None:
     fake.fail_when(write(0.10 / 0.80), status=429, headers={"Retry-After": "1"})
 
 
-def kill_relay(cluster: Cluster, at: list[float], started: float, log: list[str],
-               errors: list[BaseException]) -> None:
+def kill_relay(
+    cluster: Cluster, at: list[float], started: float, log: list[str], errors: list[BaseException]
+) -> None:
     try:
         for moment in at:
             time.sleep(max(0.0, started + moment - time.monotonic()))
@@ -84,20 +85,37 @@ def world(rng: random.Random, products: dict[str, str]) -> dict[str, Any]:
     orders, contracts = {}, {}
     for n in range(ORDERS):
         lines = [
-            {"product_id": vp, "description": f"line {k}", "quantity": rng.randint(1, 20),
-             "unit_amount": rng.randint(100, 10_000)}
+            {
+                "product_id": vp,
+                "description": f"line {k}",
+                "quantity": rng.randint(1, 20),
+                "unit_amount": rng.randint(100, 10_000),
+            }
             for k, vp in enumerate(rng.sample(sorted(products), rng.randint(1, 4)))
         ]
-        orders[f"ord_{n:04d}"] = {"id": f"ord_{n:04d}", "customer_id": customers[n % CUSTOMERS],
-                                  "currency": "usd", "lines": lines}
+        orders[f"ord_{n:04d}"] = {
+            "id": f"ord_{n:04d}",
+            "customer_id": customers[n % CUSTOMERS],
+            "currency": "usd",
+            "lines": lines,
+        }
     today = datetime.now(UTC).date().isoformat()
     for n in range(CONTRACTS):
-        lines = [{"product_id": vp, "quantity": rng.randint(1, 50),
-                  "unit_amount": rng.randint(500, 5_000)}
-                 for vp in rng.sample(sorted(products), rng.randint(1, 2))]
+        lines = [
+            {
+                "product_id": vp,
+                "quantity": rng.randint(1, 50),
+                "unit_amount": rng.randint(500, 5_000),
+            }
+            for vp in rng.sample(sorted(products), rng.randint(1, 2))
+        ]
         contracts[f"con_{n:04d}"] = {
-            "id": f"con_{n:04d}", "customer_id": customers[(n * 7) % CUSTOMERS],
-            "currency": "usd", "interval": "month", "start_date": today, "lines": lines,
+            "id": f"con_{n:04d}",
+            "customer_id": customers[(n * 7) % CUSTOMERS],
+            "currency": "usd",
+            "interval": "month",
+            "start_date": today,
+            "lines": lines,
         }
     return {"customers": customers, "orders": orders, "contracts": contracts}
 
@@ -117,20 +135,31 @@ def test_orders_and_contracts_reach_stripe_exactly_once_through_faults_and_relay
     }
     state = world(rng, products)
     stripe_customer = {
-        vc: fake_stripe.seed("customer", account=ACCOUNT_ID, name=f"Company {vc}",
-                             email=f"ap@{vc}.example")["id"]
+        vc: fake_stripe.seed(
+            "customer", account=ACCOUNT_ID, name=f"Company {vc}", email=f"ap@{vc}.example"
+        )["id"]
         for vc in state["customers"][::2]
     }
     cluster.start_roles()
-    deliver(cluster, [
-        *(veles_delivery("product.upserted", {"id": vp, "name": f"Fault product {vp[3:]}"})
-          for vp in products),
-        *(veles_delivery("customer.upserted",
-                         {"id": vc, "name": f"Company {vc}", "email": f"ap@{vc}.example"})
-          for vc in state["customers"]),
-    ])
+    deliver(
+        cluster,
+        [
+            *(
+                veles_delivery("product.upserted", {"id": vp, "name": f"Fault product {vp[3:]}"})
+                for vp in products
+            ),
+            *(
+                veles_delivery(
+                    "customer.upserted",
+                    {"id": vc, "name": f"Company {vc}", "email": f"ap@{vc}.example"},
+                )
+                for vc in state["customers"]
+            ),
+        ],
+    )
     engine = make_engine(cluster.pg.url, pool_size=1)
     try:
+
         def linked() -> bool | None:
             with engine.connect() as db:
                 p = db.scalar(select(func.count()).where(Product.veles_product_id.is_not(None)))
@@ -145,11 +174,14 @@ def test_orders_and_contracts_reach_stripe_exactly_once_through_faults_and_relay
         errors: list[BaseException] = []
         started = time.monotonic()
         kills = sorted(rng.uniform(2, SPREAD_SECONDS + 5) for _ in range(RELAY_KILLS))
-        killer = threading.Thread(target=kill_relay, args=(cluster, kills, started, log, errors),
-                                  daemon=True)
+        killer = threading.Thread(
+            target=kill_relay, args=(cluster, kills, started, log, errors), daemon=True
+        )
         killer.start()
-        events = [*(veles_delivery("order.committed", o) for o in state["orders"].values()),
-                  *(veles_delivery("contract.activated", c) for c in state["contracts"].values())]
+        events = [
+            *(veles_delivery("order.committed", o) for o in state["orders"].values()),
+            *(veles_delivery("contract.activated", c) for c in state["contracts"].values()),
+        ]
         rng.shuffle(events)
         deliver(cluster, events, SPREAD_SECONDS)
         killer.join(timeout=60)
@@ -160,10 +192,16 @@ def test_orders_and_contracts_reach_stripe_exactly_once_through_faults_and_relay
 
         def settled() -> Counter[str] | None:
             with engine.connect() as db:
-                counts = Counter(dict(db.execute(
-                    select(OutboxRow.status, func.count()).group_by(OutboxRow.status)).all()))
+                counts = Counter(
+                    dict(
+                        db.execute(
+                            select(OutboxRow.status, func.count()).group_by(OutboxRow.status)
+                        ).all()
+                    )
+                )
             done = sum(counts.values()) == expected_rows and counts["sent"] + counts["dead"] == (
-                expected_rows)
+                expected_rows
+            )
             return counts if done else None
 
         rows = wait_for("outbox settled", SETTLE_SECONDS, settled, cluster.tails)
@@ -173,10 +211,12 @@ def test_orders_and_contracts_reach_stripe_exactly_once_through_faults_and_relay
 
     invoices = [i for i in fake_stripe.objects("invoice") if i["metadata"].get("veles_order_id")]
     items = fake_stripe.objects("invoiceitem")
-    subscriptions = [s for s in fake_stripe.objects("subscription")
-                     if s["metadata"].get("veles_contract_id")]
-    created_customers = Counter(c["metadata"].get("veles_customer_id")
-                                for c in fake_stripe.objects("customer"))
+    subscriptions = [
+        s for s in fake_stripe.objects("subscription") if s["metadata"].get("veles_contract_id")
+    ]
+    created_customers = Counter(
+        c["metadata"].get("veles_customer_id") for c in fake_stripe.objects("customer")
+    )
     created_customers.pop(None, None)
     per_order = Counter(i["metadata"]["veles_order_id"] for i in invoices)
     per_contract = Counter(s["metadata"]["veles_contract_id"] for s in subscriptions)
@@ -188,19 +228,31 @@ def test_orders_and_contracts_reach_stripe_exactly_once_through_faults_and_relay
     wrong: list[str] = []
     for invoice in invoices:
         order = state["orders"][invoice["metadata"]["veles_order_id"]]
-        got = sorted((i["pricing"]["price_details"]["product"], i["quantity"], i["amount"])
-                     for i in items if i["invoice"] == invoice["id"])
-        want = sorted((products[line["product_id"]], line["quantity"],
-                       line["quantity"] * line["unit_amount"]) for line in order["lines"])
+        got = sorted(
+            (i["pricing"]["price_details"]["product"], i["quantity"], i["amount"])
+            for i in items
+            if i["invoice"] == invoice["id"]
+        )
+        want = sorted(
+            (products[line["product_id"]], line["quantity"], line["quantity"] * line["unit_amount"])
+            for line in order["lines"]
+        )
         if (got, invoice["status"], invoice["customer"]) != (
-                want, "open", customer_of[order["customer_id"]]):
+            want,
+            "open",
+            customer_of[order["customer_id"]],
+        ):
             wrong.append(f"{order['id']}: {got} {invoice['status']} vs {want}")
     for sub in subscriptions:
         contract = state["contracts"][sub["metadata"]["veles_contract_id"]]
-        got = sorted((i["price"]["product"], i["quantity"], i["price"]["unit_amount"])
-                     for i in sub["items"]["data"])
-        want = sorted((products[line["product_id"]], line["quantity"], line["unit_amount"])
-                      for line in contract["lines"])
+        got = sorted(
+            (i["price"]["product"], i["quantity"], i["price"]["unit_amount"])
+            for i in sub["items"]["data"]
+        )
+        want = sorted(
+            (products[line["product_id"]], line["quantity"], line["unit_amount"])
+            for line in contract["lines"]
+        )
         if (got, sub["customer"]) != (want, customer_of[contract["customer_id"]]):
             wrong.append(f"{contract['id']}: {got} vs {want}")
     invoice_ids = {i["id"] for i in invoices}
@@ -225,7 +277,8 @@ def test_orders_and_contracts_reach_stripe_exactly_once_through_faults_and_relay
     assert rows["dead"] == 0, f"{rows['dead']} dead outbox rows\n{cluster.tails()}"
     assert per_order == Counter(dict.fromkeys(state["orders"], 1)), "not one invoice per order"
     assert per_contract == Counter(dict.fromkeys(state["contracts"], 1)), (
-        "not one subscription per contract")
+        "not one subscription per contract"
+    )
     assert not wrong, f"{len(wrong)} invoices/subscriptions differ, e.g. {wrong[:3]}"
     assert not stray, f"{len(stray)} stray invoice items"
     assert created_customers == Counter(dict.fromkeys(new_customers, 1)), created_customers

@@ -1,11 +1,16 @@
-"""What every handler shares: the event as handlers see it, row locking, field helpers."""
+"""What every handler shares: the event as handlers see it, row locking (and a batch's claimed
+rows written back together), field helpers."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+
+from sqlalchemy import bindparam, inspect, update
+from sqlalchemy.orm import Session
 
 from stripe_bridge.db import claim_row_statement, claim_rows_statement
 from stripe_bridge.errors import PermanentError
@@ -68,6 +73,44 @@ def claim_rows(uow: UnitOfWork, model: type[M], object_ids: Iterable[str]) -> No
 
 # The range a unix timestamp or an amount may take: what Python's datetime and a 64-bit
 # column hold. Anything outside comes from a malformed payload and can never be applied.
+_WRITE_STATEMENTS: dict[type[Any], tuple[Any, list[tuple[str, str]]]] = {}
+
+
+def _write_statement(model: type[Any]) -> tuple[Any, list[tuple[str, str]]]:
+    """`UPDATE <table> SET <every column> WHERE id = …` for executemany, and the (attribute,
+    parameter) pairs that fill it from a row."""
+    if model not in _WRITE_STATEMENTS:
+        table = model.__table__
+        pairs: list[tuple[str, str]] = []
+        values: dict[str, Any] = {}
+        for attr in inspect(model).column_attrs:
+            column = attr.columns[0]
+            if column.name != "id":
+                pairs.append((attr.key, f"v_{column.name}"))
+                values[column.name] = bindparam(f"v_{column.name}", type_=column.type)
+        statement = update(table).where(table.c.id == bindparam("v_id")).values(values)
+        _WRITE_STATEMENTS[model] = (statement, pairs)
+    return _WRITE_STATEMENTS[model]
+
+
+def write_mirrors(session: Session, claimed: Iterable[Versioned]) -> None:
+    """The mirror rows the handlers changed, written with one executemany per table (the ORM's
+    flush would send one UPDATE per distinct set of changed columns), then let go by the
+    session so that its flush does not write them again."""
+    changed: dict[type[Any], list[Any]] = defaultdict(list)
+    for row in claimed:
+        if inspect(row).modified:
+            changed[type(row)].append(row)
+    for model, rows in changed.items():
+        statement, pairs = _write_statement(model)
+        params = [
+            {"v_id": row.id, **{param: getattr(row, key) for key, param in pairs}} for row in rows
+        ]
+        session.execute(statement, params)
+        for row in rows:
+            session.expunge(row)
+
+
 MAX_UNIX_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z
 INT64 = 2**63
 

@@ -1,13 +1,13 @@
 """Stored Stripe events applied in batches: one job and one transaction for many events.
 
-The web sends one job per batch of new events (`web/job_sender.py`), the sweeper and replays
-likewise, at most `BATCH_SIZE` ids a job. A batch job applies its events with the same handlers
-and the same stale guard as one event at a time (`apply.handle`), but takes every lock and
-reads every shared record once: the inbox rows (`FOR UPDATE SKIP LOCKED`: a row another job
-holds is that job's to apply), then what `preload.prepare` puts in the batch's unit of work
-(each mirror table's rows in one statement in sorted order, the Veles orders and contracts the
-events may update, the matching locks and the Veles customers and products they may match).
-The changed mirror rows go out as one executemany per table (`preload.write_mirrors`).
+The web sends one job per batch of new events (`inbox/store.py` `JobSender`), the sweeper
+and replays likewise, at most `BATCH_SIZE` ids a job. A batch job applies its events with the
+same handlers and the same stale guard as one event at a time (`apply.handle`), but takes every
+lock and reads every shared record once: the inbox rows (`FOR UPDATE SKIP LOCKED`: a row another
+job holds is that job's to apply), then what `prepare` puts in the batch's unit of work (each
+mirror table's rows in one statement in sorted order, the Veles orders and contracts the events
+may update, the matching locks and the Veles customers and products they may match). The
+changed mirror rows go out as one executemany per table (`handlers/base.py` `write_mirrors`).
 
 If anything in the batch fails, the whole transaction rolls back and its events are applied
 one at a time (`apply.apply_event`), so that one bad event is marked failed on its own and the
@@ -29,15 +29,21 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from stripe_bridge.event import Event
 from stripe_bridge.failures import describe
-from stripe_bridge.handlers.base import Claim, Handler
+from stripe_bridge.handlers.base import Claim, Handler, claim_rows, write_mirrors
+from stripe_bridge.handlers.orders import preload_links
 from stripe_bridge.inbox.apply import MAX_ATTEMPTS, apply_event, handle
-from stripe_bridge.inbox.preload import prepare, write_mirrors
+from stripe_bridge.matching.linking import matching_lock, preload_pools
+from stripe_bridge.matching.rules import Keys, derive_domain, normalise_product_name
 from stripe_bridge.metrics import EVENTS, HANDLER_SECONDS
 from stripe_bridge.models import (
     IGNORED,
     PROCESSED,
     RECEIVED,
+    Customer,
+    Invoice,
+    Product,
     StripeEvent,
+    Subscription,
     utcnow,
 )
 from stripe_bridge.uow import UnitOfWork
@@ -167,6 +173,58 @@ def _handle_all(
                 applied[event.id] = (event.type, handle(uow, handlers, event, None))
         if uow.rows:
             write_mirrors(uow.session, uow.rows.values())
+
+
+def prepare(uow: UnitOfWork, claims: Mapping[str, Claim], events: list[Event]) -> None:
+    """Lock and load what `events` need, in the order the one-event path takes it: matching
+    locks, then each table's rows (tables in name order, rows in id order), then the Veles
+    records they may match or update."""
+    by_model: dict[type[Any], list[Event]] = defaultdict(list)
+    locks: set[str] = set()
+    for event in events:
+        claim = claims[event.type]
+        by_model[claim.model].append(event)
+        if claim.matching_lock:
+            locks.add(claim.matching_lock)
+    for name in sorted(locks - uow.locks):
+        matching_lock(uow.session, name)
+    uow.locks |= locks
+    for model in sorted(by_model, key=lambda model: str(model.__tablename__)):
+        claim_rows(uow, model, [event.object["id"] for event in by_model[model]])
+
+    def veles_id(event: Event, key: str) -> str | None:
+        metadata = event.object.get("metadata")
+        value = metadata.get(key) if isinstance(metadata, Mapping) else None
+        return value if isinstance(value, str) else None
+
+    if Customer in by_model or Product in by_model:
+        uow.pools = preload_pools(
+            uow.session,
+            customers=[
+                Keys.of(
+                    event.object.get("name"),
+                    event.object.get("email"),
+                    derive_domain(event.object.get("email"), event.object.get("metadata")),
+                )
+                for event in by_model.get(Customer, ())
+            ],
+            product_names=[
+                normalise_product_name(event.object.get("name"))
+                for event in by_model.get(Product, ())
+            ],
+        )
+    if Invoice in by_model or Subscription in by_model:
+        preload_links(
+            uow,
+            invoices=[
+                (event.object["id"], veles_id(event, "veles_order_id"))
+                for event in by_model.get(Invoice, ())
+            ],
+            subscriptions=[
+                (event.object["id"], veles_id(event, "veles_contract_id"))
+                for event in by_model.get(Subscription, ())
+            ],
+        )
 
 
 def _record(session: Session, ids: list[str], status: str, reason: str | None) -> None:

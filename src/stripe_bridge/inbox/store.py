@@ -1,9 +1,26 @@
-"""The inbox tables: storing verified events (a batch in the caller's transaction), the
-sweeper's queries, and counts."""
+"""Into the inbox: deliveries stored durably before they are answered, and their jobs sent.
+
+- Group commit (`GroupCommit`): each request parks its event and awaits a future; one writer
+  thread stores everything parked since its last flush in a single transaction (`store`: one
+  `INSERT … ON CONFLICT DO NOTHING`), then resolves every future. Under load the batches grow by
+  themselves; at rest a batch is one event.
+- Jobs across group commits (`JobSender`): a group commit stores whatever arrived together,
+  often a handful of events; a worker applies a batch of a hundred for a fraction of the cost
+  per event of a batch of five. So the sender collects the new ids and sends them `linger`
+  seconds after the first one waits, or at once when a full batch waits, in one Redis round
+  trip. The ids wait only in memory, like a job the broker has not acknowledged yet: if the
+  process dies before sending them, they are still `received` in the inbox and the sweeper
+  sends them after its grace period. Stopping the sender sends whatever waits.
+- The sweeper's queries (`due_for_sweep`, `mark_enqueued`) and the counts by status."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import structlog
@@ -11,13 +28,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from stripe_bridge.db import insert_ignoring_conflicts
-from stripe_bridge.inbox.parse import Incoming
-from stripe_bridge.models import (
-    RECEIVED,
-    Inbox,
-    StripeEvent,
-    utcnow,
-)
+from stripe_bridge.errors import StoreUnavailable
+from stripe_bridge.failures import is_permanent
+from stripe_bridge.inbox.batch import BATCH_SIZE
+from stripe_bridge.inbox.door import Incoming
+from stripe_bridge.models import RECEIVED, Inbox, StripeEvent, utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -82,3 +97,134 @@ def unmark_enqueued(session: Session, inbox: Inbox, ids: Iterable[str]) -> None:
 def counts_by_status(session: Session, inbox: Inbox = StripeEvent) -> dict[str, int]:
     query = select(inbox.status, func.count()).group_by(inbox.status)
     return {status: count for status, count in session.execute(query).all()}
+
+
+Flush = Callable[[Sequence[Incoming]], set[str]]
+
+
+class GroupCommit:
+    def __init__(self, flush: Flush, *, max_batch: int = 500) -> None:
+        self._flush = flush
+        self._max_batch = max_batch
+        self._pending: list[tuple[Incoming, asyncio.Future[bool]]] = []
+        self._wakeup = asyncio.Event()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="inbox-writer")
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, item: Incoming) -> bool:
+        """Store `item` durably; answers True when it was already stored (a duplicate)."""
+        if self._task is None or self._task.done():
+            raise StoreUnavailable("the inbox writer is not running")
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        self._wakeup.set()
+        return await asyncio.shield(future)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="inbox-writer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._drain()
+        self._executor.shutdown(wait=True)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            await self._drain()
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            batch = self._pending[: self._max_batch]
+            del self._pending[: self._max_batch]
+            unique: dict[str, Incoming] = {}
+            for item, _ in batch:
+                unique.setdefault(item.id, item)
+            inserted, failed = await self._store(loop, list(unique.values()))
+            for item, future in batch:
+                if future.done():
+                    continue
+                if item.id in failed:
+                    future.set_exception(StoreUnavailable("the event could not be stored"))
+                    continue
+                first = unique.get(item.id) is item
+                future.set_result(not (first and item.id in inserted))
+
+    async def _store(
+        self, loop: asyncio.AbstractEventLoop, items: list[Incoming]
+    ) -> tuple[set[str], set[str]]:
+        """Flush `items` together; when the database refuses a value, each alone, so that one
+        event it refuses fails only its own delivery (an unreachable database fails them all at
+        once). Answers (ids inserted, ids that failed)."""
+        try:
+            return await loop.run_in_executor(self._executor, self._flush, items), set()
+        except Exception as exc:
+            log.error("could not store events", count=len(items), error=type(exc).__name__)
+            if len(items) == 1 or not is_permanent(exc):  # e.g. the database is unreachable
+                return set(), {item.id for item in items}
+        inserted: set[str] = set()
+        failed: set[str] = set()
+        for item in items:
+            new, bad = await self._store(loop, [item])
+            inserted |= new
+            failed |= bad
+        return inserted, failed
+
+
+class JobSender:
+    def __init__(
+        self, send: Callable[[list[str]], object], *, linger: float, size: int = BATCH_SIZE
+    ) -> None:
+        self._send, self._linger, self._size = send, linger, size
+        self._pending: list[str] = []
+        self._first_at = 0.0
+        self._stopping = False
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="job-sender", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def add(self, event_ids: Iterable[str]) -> None:
+        event_ids = list(event_ids)
+        if not event_ids:
+            return
+        with self._changed:
+            if not self._pending:
+                self._first_at = time.monotonic()
+            self._pending.extend(event_ids)
+            self._changed.notify()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Send what waits, then stop the thread."""
+        with self._changed:
+            self._stopping = True
+            self._changed.notify()
+        self._thread.join(timeout)
+
+    def _next_batch(self) -> list[str] | None:
+        """Wait until something is due (or stopping with nothing left: None)."""
+        with self._changed:
+            while True:
+                if self._pending:
+                    due = self._first_at + self._linger - time.monotonic()
+                    if due <= 0 or len(self._pending) >= self._size or self._stopping:
+                        batch, self._pending = self._pending, []
+                        return batch
+                    self._changed.wait(due)
+                elif self._stopping:
+                    return None
+                else:
+                    self._changed.wait()
+
+    def _run(self) -> None:
+        while (batch := self._next_batch()) is not None:
+            try:
+                self._send(batch)
+            except Exception as exc:  # the sweeper sends them later; the thread must live on
+                log.error("could not send jobs", events=len(batch), error=type(exc).__name__)

@@ -18,7 +18,7 @@ from sqlalchemy import delete
 from stripe_bridge import connection
 from stripe_bridge.context import Context
 from stripe_bridge.errors import BadRequest
-from stripe_bridge.inbox.parse import Incoming, classify, parse_event
+from stripe_bridge.inbox.door import Incoming, classify, parse_event
 from stripe_bridge.inbox.store import store
 from stripe_bridge.models import (
     DISCARDED,

@@ -12,13 +12,12 @@ from starlette.routing import Mount, Route
 
 from stripe_bridge.context import Context
 from stripe_bridge.errors import BridgeError
+from stripe_bridge.inbox.store import GroupCommit, JobSender
 from stripe_bridge.models import VelesEvent
 from stripe_bridge.web import admin_api, admin_operations, admin_review
 from stripe_bridge.web.console import console
-from stripe_bridge.web.group_commit import GroupCommit
 from stripe_bridge.web.health import healthz, metrics, readyz
 from stripe_bridge.web.inbound import InboundConfig, make_flush, stripe_webhook, veles_event
-from stripe_bridge.web.job_sender import JobSender
 from stripe_bridge.web.responses import bridge_error, http_error, unexpected_error
 
 

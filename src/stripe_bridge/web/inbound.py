@@ -20,15 +20,12 @@ from starlette.responses import Response
 from stripe_bridge.connection import MAX_WEBHOOK_SECRETS, get, status_of, webhook_secrets
 from stripe_bridge.context import Context
 from stripe_bridge.errors import BadRequest, BridgeError, PayloadTooLarge, StoreUnavailable
-from stripe_bridge.inbox.parse import Incoming, classify, parse_event, parse_veles_event
-from stripe_bridge.inbox.signatures import verify
-from stripe_bridge.inbox.store import store
+from stripe_bridge.inbox.door import Incoming, classify, parse_event, parse_veles_event, verify
+from stripe_bridge.inbox.store import Flush, JobSender, store
 from stripe_bridge.metrics import WEBHOOKS
 from stripe_bridge.models import RECEIVED, Inbox, StripeEvent
 from stripe_bridge.secrets_box import SecretBox
 from stripe_bridge.settings import Settings
-from stripe_bridge.web.group_commit import Flush
-from stripe_bridge.web.job_sender import JobSender
 from stripe_bridge.web.responses import JSON
 
 log = structlog.get_logger(__name__)

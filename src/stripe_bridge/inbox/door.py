@@ -1,25 +1,80 @@
-"""The two doors' parsing: a verified body becomes what the inbox stores (`Incoming`), or a
-BadRequest naming what is wrong. Stripe events (`parse_event`) and Veles' own events
-(`parse_veles_event`: `{"id", "type", "created", "data": {...}}`, signed like Stripe's webhooks
-with `BRIDGE_VELES_SECRET` in the `Veles-Signature` header)."""
+"""The inbox's door: a delivery's signature verified, its body parsed into what the inbox stores
+(`Incoming`), or a BadRequest naming what is wrong.
+
+Signatures (`t=…,v1=…`, HMAC-SHA256 over "{t}.{body}") are Stripe's, and Veles' own with
+`BRIDGE_VELES_SECRET` in the `Veles-Signature` header. Bodies are Stripe events (`parse_event`)
+and Veles events (`parse_veles_event`: `{"id", "type", "created", "data": {...}}`)."""
 
 from __future__ import annotations
 
-from collections.abc import Container, Mapping
+import hashlib
+import hmac
+import time
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
 import orjson
-import structlog
+from stripe import SignatureVerificationError, WebhookSignature
 
 from stripe_bridge.errors import BadRequest, PermanentError
 from stripe_bridge.event import Event
-from stripe_bridge.models import (
-    IGNORED,
-    RECEIVED,
-)
+from stripe_bridge.models import IGNORED, RECEIVED
 
-log = structlog.get_logger(__name__)
+
+def verify(body: bytes, header: str | None, secrets: Sequence[str], tolerance: int) -> None:
+    """Accept the body if any configured secret (two while rolling) signed it recently.
+
+    The header's shape is checked here, read as the SDK reads it (items split on commas, no
+    spaces); the SDK compares the signatures (`WebhookSignature.verify_header`, its own
+    timestamp check off), so that its failure can only mean a signature that does not match;
+    then the timestamp, with its own answer."""
+    if not secrets:
+        raise BadRequest("no signing secret is configured; refusing unverifiable events")
+    timestamp = _timestamp(header)
+    try:
+        payload = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("body is not UTF-8") from None
+    assert header is not None  # _timestamp refused a missing header
+    if not any(_signed_by(payload, header, secret) for secret in secrets):
+        raise BadRequest("signature does not match")
+    # Only a sender holding the secret learns that its timestamp is stale.
+    if timestamp < time.time() - tolerance:
+        raise BadRequest("timestamp outside the tolerance window")
+
+
+def _signed_by(payload: str, header: str, secret: str) -> bool:
+    try:
+        WebhookSignature.verify_header(payload, header, secret, tolerance=None)
+    except SignatureVerificationError:
+        return False
+    return True
+
+
+def _timestamp(header: str | None) -> int:
+    """`t=<unix seconds>` of a header that also carries at least one `v1=` signature."""
+    if not header:
+        raise BadRequest("missing signature header")
+    if not header.isascii():  # the SDK's compare_digest raises TypeError on such a value
+        raise BadRequest("malformed signature header")
+    timestamps, signatures = [], 0
+    for item in header.split(","):
+        key, sep, value = item.partition("=")
+        if sep and key == "t" and value.isdigit():
+            timestamps.append(int(value))
+        elif sep and key == "v1" and value:
+            signatures += 1
+    if len(timestamps) != 1 or not signatures:
+        raise BadRequest("malformed signature header")
+    return timestamps[0]
+
+
+def sign(body: bytes, secret: str, timestamp: int) -> str:
+    """A header value as the sender computes it (tests, benchmarks, the Veles client)."""
+    signed = f"{timestamp}.".encode() + body
+    signature = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={signature}"
 
 
 @dataclass(slots=True)
