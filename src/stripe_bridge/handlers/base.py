@@ -71,8 +71,6 @@ def claim_rows(uow: UnitOfWork, model: type[M], object_ids: Iterable[str]) -> No
         claimed[(model, row.id)] = row
 
 
-# The range a unix timestamp or an amount may take: what Python's datetime and a 64-bit
-# column hold. Anything outside comes from a malformed payload and can never be applied.
 _WRITE_STATEMENTS: dict[type[Any], tuple[Any, list[tuple[str, str]]]] = {}
 
 
@@ -111,6 +109,8 @@ def write_mirrors(session: Session, claimed: Iterable[Versioned]) -> None:
             session.expunge(row)
 
 
+# The range a unix timestamp or an amount may take: what Python's datetime and a 64-bit
+# column hold. Anything outside comes from a malformed payload and can never be applied.
 MAX_UNIX_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z
 INT64 = 2**63
 
