@@ -171,7 +171,7 @@ def connected(bridge: Context) -> Context:
     from stripe_bridge import connection
 
     with bridge.session_factory.begin() as session:
-        connection.connect(session, bridge.box, bridge.gateway, TEST_KEY)
+        connection.connect(session, bridge.box, bridge.gateway, "default", TEST_KEY)
     return bridge
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import dramatiq
 import orjson
-from sqlalchemy import Engine, exists, func, select, text
+from sqlalchemy import Engine, delete, exists, func, select, text
 from starlette.testclient import TestClient
 
 from stripe_bridge.bootstrap import bootstrap
@@ -27,7 +27,7 @@ from stripe_bridge.db import Base
 from stripe_bridge.inbox.door import classify, parse_event, sign
 from stripe_bridge.inbox.store import store
 from stripe_bridge.jobs import EVENTS_QUEUE, VELES_QUEUE
-from stripe_bridge.models import StripeEvent
+from stripe_bridge.models import DEFAULT_WORKSPACE, StripeEvent, Workspace
 from stripe_bridge.outbox.relay import Relay, RelayOptions, relay_options
 from stripe_bridge.settings import Settings
 from stripe_bridge.web.app import create_app
@@ -243,7 +243,7 @@ def queued_event_ids(bridge: Context) -> list[str]:
     ids: list[str] = []
     for message_id in client.lrange(queue, 0, -1):
         message = dramatiq.Message.decode(client.hget(f"{queue}.msgs", message_id))
-        [argument] = message.args
+        argument = message.args[0]  # (ids, workspace_id)
         ids.extend(argument if isinstance(argument, list) else [argument])
     return ids
 
@@ -282,7 +282,7 @@ def store_events(bridge: Context, payloads: Sequence[dict[str, Any]]) -> list[st
 def row_of(bridge: Context, model: type[Any], object_id: str) -> Any:
     """The committed row of `model` with this id, or None."""
     with bridge.session_factory() as session:
-        return session.get(model, object_id)
+        return session.get(model, ("default", object_id))
 
 
 def mirror_row(bridge: Context, model: type[Any], object_id: str) -> Any:
@@ -315,8 +315,10 @@ def statuses(bridge: Context) -> dict[str, str]:
 
 def empty_tables(engine: Engine) -> None:
     """TRUNCATE every table that holds a row. TRUNCATE costs about as much for an empty table
-    as for a full one, and a test writes to a few tables only."""
-    tables = Base.metadata.sorted_tables
+    as for a full one, and a test writes to a few tables only. The `default` workspace, which
+    the migration creates, stays."""
+    workspaces = Workspace.__table__
+    tables = [table for table in Base.metadata.sorted_tables if table is not workspaces]
     with engine.begin() as connection:
         filled = connection.execute(
             select(*(exists().select_from(table).label(table.name) for table in tables))
@@ -324,3 +326,4 @@ def empty_tables(engine: Engine) -> None:
         names = [table.name for table, has_rows in zip(tables, filled, strict=True) if has_rows]
         if names:
             connection.execute(text(f"TRUNCATE {', '.join(names)} CASCADE"))
+        connection.execute(delete(workspaces).where(workspaces.c.id != DEFAULT_WORKSPACE))

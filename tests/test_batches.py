@@ -103,7 +103,7 @@ def recording(bridge: Context) -> Iterator[Recorder]:
 
 def apply_in_one_job(bridge: Context, ids: Sequence[str]) -> Recorder:
     """Send `ids` as one batch job through the real actor, run it, and answer what it did."""
-    bridge.jobs.send_events(ids)
+    bridge.jobs.send_events("default", ids)
     assert queued_jobs(bridge) == 1
     with recording(bridge) as recorder:
         run_jobs(bridge)
@@ -435,7 +435,7 @@ def test_many_events_of_one_object_in_one_batch_end_as_one_by_one(
     assert single_row.src_event_id == singles[last - 1]["id"]
 
     # the same batch sent again (a redelivered job) changes nothing
-    bridge.jobs.send_events(ids)
+    bridge.jobs.send_events("default", ids)
     run_jobs(bridge)
     assert {row.attempts for row in inbox(bridge).values()} == {1}
     assert columns(row_of(bridge, model, "obj_batched")) == columns(batch_row)
@@ -594,7 +594,7 @@ def test_an_event_locked_elsewhere_is_skipped_then_applied_when_sent_again(
     assert row_of(bridge, Customer, "cus_good1") is None
     assert row_of(bridge, Customer, "cus_good2").name == "Good 2"
 
-    bridge.jobs.send_events([held])  # sent again once the other transaction is over
+    bridge.jobs.send_events("default", [held])  # sent again once the other transaction is over
     run_jobs(bridge)
 
     assert set(statuses(bridge).values()) == {"processed"}
@@ -650,7 +650,7 @@ def test_an_event_of_the_other_mode_in_a_batch_is_ignored_and_the_others_applied
 
 def test_a_batch_while_disconnected_is_ignored_entirely(connected: Context) -> None:
     with connected.session_factory.begin() as session:
-        connection.disconnect(session)
+        connection.disconnect(session, "default")
     ids = store_events(connected, [good_customer(n) for n in range(3)])
 
     apply_in_one_job(connected, ids)
@@ -1088,7 +1088,7 @@ def test_an_order_linked_by_an_earlier_event_of_the_batch_gets_the_later_events_
 
     assert done.commits == 1
     with bridge.session_factory() as session:
-        order = session.get(VelesOrder, "ord_meta")
+        order = session.get(VelesOrder, ("default", "ord_meta"))
         assert order is not None
         assert (order.stripe_invoice_id, order.invoice_status, order.payment_status) == (
             "in_relinked",
@@ -1133,7 +1133,7 @@ def test_generated_stories_shuffled_into_concurrent_batches_end_in_their_last_sn
     # When: they are applied by batch jobs of random sizes, several at once
     while ids:
         size = rng.randint(1, 40)
-        bridge.jobs.send_events(ids[:size])
+        bridge.jobs.send_events("default", ids[:size])
         ids = ids[size:]
     run_jobs(bridge)
 

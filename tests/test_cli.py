@@ -442,7 +442,7 @@ def test_a_replay_on_the_embedded_default_applies_its_jobs_before_it_exits(
     payload = event("customer.created", {"id": "cus_R", "object": "customer", "name": "Replayed"})
     with bootstrap(Settings.from_env()) as bridge, bridge.session_factory.begin() as session:
         store(session, StripeEvent, [parse_event(orjson.dumps(payload))])
-        row = session.get(StripeEvent, payload["id"])
+        row = session.get(StripeEvent, ("default", payload["id"]))
         assert row is not None
         row.status, row.last_error = "failed", "RuntimeError: a bug, since fixed"
 
@@ -452,9 +452,9 @@ def test_a_replay_on_the_embedded_default_applies_its_jobs_before_it_exits(
     assert "replayed 1 dead letter(s)" in out
     assert "applied 1 queued event(s) in this process" in err
     with bootstrap(Settings.from_env()) as bridge, bridge.session_factory() as session:
-        stored = session.get(StripeEvent, payload["id"])
+        stored = session.get(StripeEvent, ("default", payload["id"]))
         assert stored is not None and stored.status == "processed"
-        customer = session.get(Customer, "cus_R")
+        customer = session.get(Customer, ("default", "cus_R"))
         assert customer is not None and customer.name == "Replayed"
 
 

@@ -79,7 +79,7 @@ def test_a_key_stripe_rejects_is_refused_with_its_message_and_nothing_stored(
     assert "Invalid API Key" in message
     assert "NobodyKnows" not in message
     with bridge.session_factory() as session:
-        assert session.get(Connection, 1) is None
+        assert session.get(Connection, "default") is None
 
 
 def test_a_malformed_key_is_refused_before_calling_stripe(
@@ -194,15 +194,15 @@ def test_disconnect_ignores_events_refuses_sync_keeps_data_and_reconnect_resumes
 
     assert sync.status_code == 409
     with bridge.session_factory() as session:
-        ignored = session.get(StripeEvent, late["id"])
+        ignored = session.get(StripeEvent, ("default", late["id"]))
         assert (ignored.status, ignored.reason) == ("ignored", "disconnected")
-        assert session.get(Customer, "cus_1").name == "Before"
+        assert session.get(Customer, ("default", "cus_1")).name == "Before"
 
     assert put_connection(client, TEST_KEY).json()["status"] == "connected"
     post_event(client, customer_event(name="After", created=300))
     run_jobs(bridge)
     with bridge.session_factory() as session:
-        assert session.get(Customer, "cus_1").name == "After"
+        assert session.get(Customer, ("default", "cus_1")).name == "After"
 
 
 def test_an_event_queued_before_disconnect_is_not_applied_after_it(
@@ -216,9 +216,9 @@ def test_an_event_queued_before_disconnect_is_not_applied_after_it(
     run_jobs(bridge)
 
     with bridge.session_factory() as session:
-        row = session.get(StripeEvent, queued["id"])
+        row = session.get(StripeEvent, ("default", queued["id"]))
         assert (row.status, row.reason) == ("ignored", "disconnected")
-        assert session.get(Customer, "cus_1") is None
+        assert session.get(Customer, ("default", "cus_1")) is None
 
 
 def test_connecting_another_account_is_refused_once_data_belongs_to_one(client: TestClient) -> None:
@@ -283,7 +283,7 @@ def test_environment_key_bootstraps_the_connection_and_respects_a_disconnect(
     ) as bridge:
         connect_from_settings(bridge.session_factory, bridge.box, bridge.gateway, bridge.settings)
         with bridge.session_factory() as session:
-            row = session.get(Connection, 1)
+            row = session.get(Connection, "default")
             assert (row.status, row.account_id, row.api_key_last4) == (
                 "connected",
                 ACCOUNT_ID,
@@ -292,16 +292,16 @@ def test_environment_key_bootstraps_the_connection_and_respects_a_disconnect(
         from stripe_bridge import connection
 
         with bridge.session_factory.begin() as session:
-            assert connection.webhook_secrets(session.get(Connection, 1), bridge.box) == (
+            assert connection.webhook_secrets(session.get(Connection, "default"), bridge.box) == (
                 "whsec_env_one",
                 "whsec_env_two",
             )
-            connection.disconnect(session)
+            connection.disconnect(session, "default")
         connect_from_settings(
             bridge.session_factory, bridge.box, bridge.gateway, bridge.settings
         )  # e.g. a restart with the key still in the environment
         with bridge.session_factory() as session:
-            assert session.get(Connection, 1).status == "disconnected"
+            assert session.get(Connection, "default").status == "disconnected"
 
 
 def test_no_secret_reaches_the_logs(

@@ -108,7 +108,7 @@ def test_broker_down_during_delivery_is_answered_and_swept_later(
     [row] = all_rows(bridge, StripeEvent)
     assert row.status == "processed"
     with bridge.session_factory() as session:
-        assert session.get(Customer, "cus_C") is not None
+        assert session.get(Customer, ("default", "cus_C")) is not None
 
 
 def test_sweeper_leaves_fresh_events_to_their_own_job(client: TestClient, bridge: Context) -> None:
@@ -152,14 +152,14 @@ def test_the_sweeper_marks_its_events_before_their_job_can_run(
     with own_bridge(database_url, redis_namespace, BRIDGE_SWEEP_GRACE="0") as sweeper:
         real_enqueue = sweeper.jobs.send_events
 
-        def enqueue_and_look(ids: Any, inbox: Any = StripeEvent) -> list[str]:
+        def enqueue_and_look(workspace_id: str, ids: Any, inbox: Any = StripeEvent) -> list[str]:
             with bridge.engine.connect() as other:  # what a worker would see at this moment
                 seen.extend(
                     other.execute(
                         select(StripeEvent.id, StripeEvent.enqueued_at).with_for_update(nowait=True)
                     ).all()
                 )
-            return real_enqueue(ids, inbox)
+            return real_enqueue(workspace_id, ids, inbox)
 
         sweeper.jobs.send_events = enqueue_and_look  # type: ignore[method-assign]
         assert sweep(sweeper) == 1
@@ -183,7 +183,7 @@ def test_malformed_object_fails_permanently_and_is_not_retried(
     assert "unix timestamp" in (row.last_error or "")
     assert queued_jobs(bridge) == 0
     with bridge.session_factory() as session:
-        assert session.get(Customer, "cus_C") is None  # nothing half-written
+        assert session.get(Customer, ("default", "cus_C")) is None  # nothing half-written
 
 
 def test_transient_failure_is_retried_with_backoff_then_applied(
@@ -221,9 +221,13 @@ def test_transient_failure_on_the_last_attempt_marks_the_event_failed(
     post_event(client, payload)
 
     with pytest.raises(OperationalError):
-        apply_event(bridge.session_factory, bridge.handlers, payload["id"], max_attempts=2)
+        apply_event(
+            bridge.session_factory, bridge.handlers, "default", payload["id"], max_attempts=2
+        )
     assert all_rows(bridge, StripeEvent)[0].status == "received"
-    status = apply_event(bridge.session_factory, bridge.handlers, payload["id"], max_attempts=2)
+    status = apply_event(
+        bridge.session_factory, bridge.handlers, "default", payload["id"], max_attempts=2
+    )
 
     [row] = all_rows(bridge, StripeEvent)
     assert status == row.status == "failed"
@@ -320,7 +324,7 @@ def test_an_event_failing_transiently_is_a_dead_letter_after_its_attempts_even_w
     run_jobs(bridge, timeout_ms=10_000)
 
     with bridge.session_factory() as session:
-        row = session.get(inbox, payload["id"])
+        row = session.get(inbox, ("default", payload["id"]))
     assert row is not None
     assert (row.status, row.attempts) == ("failed", limit)
     assert "database went away" in (row.last_error or "")

@@ -33,7 +33,7 @@ def test_sqlite_embedded_default_syncs_matches_and_pushes_an_order(
         assert settings.is_sqlite and isinstance(bridge.broker, StubBroker)
         upgrade(bridge.engine)
         with bridge.session_factory.begin() as session:
-            connection.connect(session, bridge.box, bridge.gateway, TEST_KEY)
+            connection.connect(session, bridge.box, bridge.gateway, "default", TEST_KEY)
         assert (tmp_path / "var" / "secret.key").exists()  # generated once for the embedded default
         fake_stripe.seed("product", name="Seats")
         fake_stripe.seed("customer", name="Acme", email="ap@acme.example")
@@ -43,18 +43,20 @@ def test_sqlite_embedded_default_syncs_matches_and_pushes_an_order(
 
         with bridge.session_factory.begin() as session:
             bridge.veles_handlers["product.upserted"](
-                Event("v1", "product.upserted", 1, False, None, data, None), UnitOfWork(session)
+                Event("v1", "product.upserted", 1, False, None, data, None),
+                UnitOfWork(session, "default"),
             )
             customer = {"id": "v_acme", "name": "Acme", "email": "ap@acme.example"}
             bridge.veles_handlers["customer.upserted"](
                 Event("v2", "customer.upserted", 1, False, None, customer, None),
-                UnitOfWork(session),
+                UnitOfWork(session, "default"),
             )
-        assert run_sync(bridge, "products").status == "completed"
-        assert run_sync(bridge, "customers").status == "completed"
+        assert run_sync(bridge, "default", "products").status == "completed"
+        assert run_sync(bridge, "default", "customers").status == "completed"
         with bridge.session_factory.begin() as session:
             outbox.record_order(
                 session,
+                "default",
                 {
                     "id": "ord_1",
                     "customer_id": "v_acme",
@@ -72,7 +74,7 @@ def test_sqlite_embedded_default_syncs_matches_and_pushes_an_order(
             {"veles_order_id": "ord_1"},
         )
         with bridge.session_factory() as session:
-            assert session.get(OutboxRow, 1).status == "sent"
+            assert session.get(OutboxRow, ("default", 1)).status == "sent"
     finally:
         bridge.close()
 
@@ -97,10 +99,12 @@ def test_sqlite_applies_a_stored_event_like_postgresql(tmp_path: Path) -> None:
             }
         )
         with bridge.session_factory.begin() as session:
-            assert store(session, StripeEvent, [parse_event(body)]) == {"evt_1"}
+            assert store(session, StripeEvent, [parse_event(body)]) == {("default", "evt_1")}
             assert store(session, StripeEvent, [parse_event(body)]) == set()
 
-        status = apply_event(bridge.session_factory, bridge.handlers, "evt_1", max_attempts=1)
+        status = apply_event(
+            bridge.session_factory, bridge.handlers, "default", "evt_1", max_attempts=1
+        )
 
         assert status == "processed"
     finally:

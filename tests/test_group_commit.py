@@ -19,11 +19,11 @@ def test_an_event_the_database_refuses_fails_only_its_own_delivery() -> None:
     # overflows BIGINT, and every delivery parked in the same batch was answered 503 with it
     flushed: list[list[str]] = []
 
-    def flush(batch: Sequence[Incoming]) -> set[str]:
+    def flush(batch: Sequence[Incoming]) -> set[tuple[str, str]]:
         flushed.append([item.id for item in batch])
         if any(item.id == "evt_poison" for item in batch):
             raise ValueError("bigint out of range")
-        return {item.id for item in batch}
+        return {item.key for item in batch}
 
     async def scenario() -> list[bool | BaseException]:
         group = GroupCommit(flush)

@@ -28,19 +28,25 @@ class Recorder:
 
     def __init__(self, fail_first: int = 0) -> None:
         self.batches: list[list[str]] = []
+        self.workspaces: list[str] = []
         self.fail_first = fail_first
         self.called = threading.Event()
         self.returned = threading.Event()  # the first call is over (recorded, or raised)
 
-    def __call__(self, ids: list[str]) -> None:
+    def __call__(self, workspace_id: str, ids: list[str]) -> None:
         self.called.set()
         try:
             if self.fail_first > 0:
                 self.fail_first -= 1
                 raise ConnectionError("broker down")
             self.batches.append(ids)
+            self.workspaces.append(workspace_id)
         finally:
             self.returned.set()
+
+
+def keys(*ids: str, workspace_id: str = "default") -> list[tuple[str, str]]:
+    return [(workspace_id, event_id) for event_id in ids]
 
 
 def test_ids_added_close_together_go_out_as_one_batch_after_the_linger() -> None:
@@ -48,8 +54,8 @@ def test_ids_added_close_together_go_out_as_one_batch_after_the_linger() -> None
     sender = JobSender(send, linger=0.3)
     sender.start()
     try:
-        sender.add(["evt_1", "evt_2"])
-        sender.add(["evt_3"])
+        sender.add(keys("evt_1", "evt_2"))
+        sender.add(keys("evt_3"))
         assert not send.called.wait(0.05)  # still lingering, 50 ms into its 300
         assert send.batches == []
         assert send.called.wait(5)
@@ -64,8 +70,8 @@ def test_a_full_batch_is_sent_at_once_without_waiting_for_the_linger() -> None:
     sender = JobSender(send, linger=60, size=3)
     sender.start()
     try:
-        sender.add(["evt_1", "evt_2"])
-        sender.add(["evt_3", "evt_4"])
+        sender.add(keys("evt_1", "evt_2"))
+        sender.add(keys("evt_3", "evt_4"))
         assert send.called.wait(5)
     finally:
         sender.stop()
@@ -76,7 +82,7 @@ def test_stopping_sends_whatever_waits() -> None:
     send = Recorder()
     sender = JobSender(send, linger=60)
     sender.start()
-    sender.add(["evt_1"])
+    sender.add(keys("evt_1"))
 
     sender.stop()
 
@@ -88,13 +94,28 @@ def test_a_failed_send_is_logged_and_later_batches_still_go_out() -> None:
     sender = JobSender(send, linger=0.01)
     sender.start()
     try:
-        sender.add(["evt_lost"])  # stays `received` in the inbox: the sweeper's to send
+        sender.add(keys("evt_lost"))  # stays `received` in the inbox: the sweeper's to send
         assert send.called.wait(5)
         assert send.returned.wait(5)  # the failure is over before the next batch waits
-        sender.add(["evt_next"])
+        sender.add(keys("evt_next"))
     finally:
         sender.stop()
     assert send.batches == [["evt_next"]]
+
+
+def test_each_workspace_gets_jobs_of_its_own_events() -> None:
+    send = Recorder()
+    sender = JobSender(send, linger=60)
+    sender.start()
+    sender.add(keys("evt_1", workspace_id="acme"))
+    sender.add(keys("evt_2", workspace_id="globex") + keys("evt_3", workspace_id="acme"))
+
+    sender.stop()
+
+    assert sorted(zip(send.workspaces, send.batches, strict=True)) == [
+        ("acme", ["evt_1", "evt_3"]),
+        ("globex", ["evt_2"]),
+    ]
 
 
 def test_deliveries_of_several_group_commits_share_one_job(

@@ -244,7 +244,7 @@ def test_the_same_event_applied_twice_leaves_the_same_state(
         payload["id"],
     )
     with bridge.session_factory() as session:
-        assert session.get(StripeEvent, payload["id"]).attempts == 1
+        assert session.get(StripeEvent, ("default", payload["id"])).attempts == 1
 
 
 # Three updates of one object in one second (Stripe's `created` has whole seconds): the third's
@@ -315,7 +315,7 @@ def test_three_updates_in_one_second_end_in_the_latest_state_in_any_order(
             run_jobs(bridge)
     if mode == "one_batch":
         bridge.broker.flush_all()  # the per-delivery jobs: replaced by one job for them all
-        bridge.jobs.send_events([payload["id"] for payload in deliveries])
+        bridge.jobs.send_events("default", [payload["id"] for payload in deliveries])
     run_jobs(bridge)
 
     # Then: the mirror holds the third update's snapshot, stamped with it

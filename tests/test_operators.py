@@ -136,7 +136,7 @@ def test_each_dead_letter_replays_to_success_once(
     run_jobs(connected)
     from stripe_bridge.sync import run_sync
 
-    run_sync(connected, "products")  # the product now name-matches vp_1
+    run_sync(connected, "default", "products")  # the product now name-matches vp_1
 
     for kind in ("event", "veles", "outbox"):
         key = three_dead_letters[kind]
@@ -147,11 +147,15 @@ def test_each_dead_letter_replays_to_success_once(
 
     assert dead(client) == []
     with connected.session_factory() as session:
-        assert session.get(StripeEvent, three_dead_letters["event"]).status == "processed"
-        assert session.get(Customer, three_dead_letters["customer"]).name == "Acme"
-        assert session.get(VelesEvent, three_dead_letters["veles"]).status == "processed"
-        assert session.get(VelesOrder, "ord_orphan") is not None
-        row = session.get(OutboxRow, three_dead_letters["outbox"])
+        assert (
+            session.get(StripeEvent, ("default", three_dead_letters["event"])).status == "processed"
+        )
+        assert session.get(Customer, ("default", three_dead_letters["customer"])).name == "Acme"
+        assert (
+            session.get(VelesEvent, ("default", three_dead_letters["veles"])).status == "processed"
+        )
+        assert session.get(VelesOrder, ("default", "ord_orphan")) is not None
+        row = session.get(OutboxRow, ("default", three_dead_letters["outbox"]))
         assert (row.status, row.replays) == ("sent", 1)
     invoices = [
         i for i in fake_stripe.objects("invoice") if i["metadata"]["veles_order_id"] == "ord_1"
@@ -212,8 +216,8 @@ def test_a_superseded_event_replays_without_overwriting_newer_state(
     run_jobs(connected)
 
     with connected.session_factory() as session:
-        assert session.get(StripeEvent, older["id"]).status == "processed"
-        assert session.get(Customer, "cus_1").name == "New Name"
+        assert session.get(StripeEvent, ("default", older["id"])).status == "processed"
+        assert session.get(Customer, ("default", "cus_1")).name == "New Name"
 
 
 def test_a_dead_outbox_row_blocks_its_contract_until_replayed(
@@ -265,7 +269,7 @@ def test_a_dead_outbox_row_blocks_its_contract_until_replayed(
     fake_stripe.seed("product", name="Seats")
     from stripe_bridge.sync import run_sync
 
-    run_sync(connected, "products")
+    run_sync(connected, "default", "products")
     response = client.post(
         "/admin/api/dead-letters/replay", json={"kind": "outbox"}, headers=admin_headers()
     )
@@ -285,11 +289,11 @@ def test_discard_records_the_reason_and_removes_the_letter(
     with connected.session_factory.begin() as session:
         from stripe_bridge.operators import deadletters
 
-        deadletters.discard(session, ref, "order was deleted in Veles")
+        deadletters.discard(session, "default", ref, "order was deleted in Veles")
 
     assert ref not in [letter["id"] for letter in dead(client)]
     with connected.session_factory() as session:
-        row = session.get(VelesEvent, three_dead_letters["veles"])
+        row = session.get(VelesEvent, ("default", three_dead_letters["veles"]))
         assert (row.status, row.discard_reason) == ("discarded", "order was deleted in Veles")
     assert replay(client, ref).status_code == 404
 
@@ -332,7 +336,7 @@ def test_recover_fills_a_gap_in_the_inbox_from_the_events_api(
     assert code == 0
     assert json.loads(out) == {"listed": 2, "stored": 1, "already_had": 1}
     with connected.session_factory() as session:
-        assert session.get(Customer, missed["id"]).name == "Never Delivered"
+        assert session.get(Customer, ("default", missed["id"])).name == "Never Delivered"
     code, out, _ = cli(
         "recover", "--since", (datetime.now(UTC) - timedelta(days=1)).date().isoformat(), "--json"
     )

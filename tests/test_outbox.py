@@ -75,8 +75,8 @@ def world(connected: Context, client: TestClient, fake_stripe: FakeStripe) -> di
         ),
     )
     run_jobs(connected)
-    run_sync(connected, "products")
-    run_sync(connected, "customers")
+    run_sync(connected, "default", "products")
+    run_sync(connected, "default", "customers")
     fake_stripe.reset_faults()
     return {"products": {k: v["id"] for k, v in stripe_products.items()}, "acme": acme["id"]}
 
@@ -170,7 +170,7 @@ def test_the_same_event_twice_makes_one_invoice(
     assert len(invoices_for(fake_stripe, "ord_1")) == 1
     assert len(all_rows(bridge, OutboxRow)) == 1
     with bridge.session_factory() as session:
-        failed = session.get(VelesEvent, again["id"])
+        failed = session.get(VelesEvent, ("default", again["id"]))
         assert (failed.status, failed.last_error.split(": ", 1)[-1]) == (
             "failed",
             "order ord_1 is already committed",
@@ -323,6 +323,7 @@ def test_two_relays_in_threads_over_200_orders_make_exactly_one_invoice_each(
         for n in range(200):
             outbox.record_order(
                 session,
+                "default",
                 {
                     "id": f"ord_{n:03}",
                     "customer_id": "v_acme",
@@ -462,7 +463,7 @@ def test_a_customer_with_no_stripe_link_gets_one_created_once(
     assert len(created) == 1
     assert {i["customer"] for i in fake_stripe.objects("invoice")} == {created[0]["id"]}
     with bridge.session_factory() as session:
-        link = session.get(Customer, created[0]["id"])
+        link = session.get(Customer, ("default", created[0]["id"]))
         assert (link.veles_customer_id, link.match_status, link.match_manual) == (
             "v_new",
             "matched",
@@ -551,7 +552,7 @@ def test_nothing_is_pushed_while_disconnected_and_everything_after_reconnecting(
     world: dict[str, Any], client: TestClient, bridge: Context, fake_stripe: FakeStripe
 ) -> None:
     with bridge.session_factory.begin() as session:
-        connection.disconnect(session)
+        connection.disconnect(session, "default")
     commit_order(client, bridge, order_event("ord_1"))
     before = len(fake_stripe.requests)
 
@@ -560,7 +561,7 @@ def test_nothing_is_pushed_while_disconnected_and_everything_after_reconnecting(
     assert all_rows(bridge, OutboxRow)[0].status == "pending"
 
     with bridge.session_factory.begin() as session:
-        connection.connect(session, bridge.box, bridge.gateway, TEST_KEY)
+        connection.connect(session, bridge.box, bridge.gateway, "default", TEST_KEY)
     assert relay_for(bridge).drain() == 1
     assert all_rows(bridge, OutboxRow)[0].status == "sent"
     assert_one_complete_invoice(fake_stripe, "ord_1", world["acme"])
@@ -594,10 +595,10 @@ def test_an_order_that_cannot_be_valid_fails_with_the_reason_and_writes_nothing(
     commit_order(client, bridge, payload)
 
     with bridge.session_factory() as session:
-        failed = session.get(VelesEvent, payload["id"])
+        failed = session.get(VelesEvent, ("default", payload["id"]))
         assert failed.status == "failed"
         assert reason in failed.last_error
-        assert session.get(VelesOrder, "ord_bad") is None
+        assert session.get(VelesOrder, ("default", "ord_bad")) is None
         assert session.scalar(select(func.count()).select_from(OutboxRow)) == 0
 
 
@@ -623,21 +624,23 @@ def test_the_python_api_writes_in_the_callers_transaction(
         "lines": [{"product_id": "vp_seats", "quantity": 1, "unit_amount": 1}],
     }
     with bridge.session_factory() as session:
-        outbox.record_order(session, data, dedupe_key="caller-1")
+        outbox.record_order(session, "default", data, dedupe_key="caller-1")
         session.rollback()  # the caller's business change failed: nothing stays
     assert all_rows(bridge, OutboxRow) == []
 
     with bridge.session_factory.begin() as session:
-        row = outbox.record_order(session, data, dedupe_key="caller-1")
+        row = outbox.record_order(session, "default", data, dedupe_key="caller-1")
         assert row is not None and row.payload["currency"] == "eur"
     with bridge.session_factory.begin() as session:
-        assert outbox.record_order(session, data, dedupe_key="caller-1") is None  # a duplicate
+        assert (
+            outbox.record_order(session, "default", data, dedupe_key="caller-1") is None
+        )  # a duplicate
     assert len(all_rows(bridge, OutboxRow)) == 1
 
 
 def test_a_contract_with_two_lines_of_one_product_is_refused(db_session: Session) -> None:
     # Given: the Veles customer and product the contract names (their handlers, on the session)
-    uow = UnitOfWork(db_session)
+    uow = UnitOfWork(db_session, "default")
     for veles_id, event_type, data in (
         ("vev_customer", "customer.upserted", {"id": "v_acme", "name": "Acme"}),
         ("vev_product", "product.upserted", {"id": "vp_seats", "name": "Seats"}),
@@ -656,7 +659,7 @@ def test_a_contract_with_two_lines_of_one_product_is_refused(db_session: Session
     }
 
     with pytest.raises(outbox.InvalidChange, match="one line per product"):
-        outbox.record_contract_activated(db_session, data)
+        outbox.record_contract_activated(db_session, "default", data)
 
 
 def test_the_relay_is_woken_by_the_commit_not_the_poll(
@@ -677,6 +680,7 @@ def test_the_relay_is_woken_by_the_commit_not_the_poll(
         with bridge.session_factory.begin() as session:
             outbox.record_order(
                 session,
+                "default",
                 {
                     "id": "ord_woken",
                     "customer_id": "v_acme",

@@ -67,7 +67,7 @@ def test_sync_of_260_customers_walks_every_page_once(
 ) -> None:
     seed_customers(fake_stripe, 260)
 
-    result = run_sync(connected, "customers")
+    result = run_sync(connected, "default", "customers")
 
     assert (result.status, result.seen, result.resumed) == ("completed", 260, False)
     assert count_rows(connected, Customer) == 260
@@ -75,7 +75,7 @@ def test_sync_of_260_customers_walks_every_page_once(
     assert [int(r.params["limit"]) for r in pages] == [100, 100, 100]
     assert [r.params.get("starting_after") is None for r in pages] == [True, False, False]
     with connected.session_factory() as session:
-        row = session.get(Connection, 1)
+        row = session.get(Connection, "default")
         assert row.customers_last_synced_at is not None
         assert row.products_last_synced_at is None
 
@@ -95,7 +95,7 @@ def test_a_page_is_applied_in_id_order_like_a_batch_job_locks_its_rows(
 
     connected.handlers["customer.updated"] = recording
 
-    run_sync(connected, "customers")
+    run_sync(connected, "default", "customers")
 
     pages = [applied[:100], applied[100:]]
     assert [len(page) for page in pages] == [100, 50]
@@ -110,7 +110,7 @@ def test_synced_customers_are_matched_like_webhook_ones(
     run_jobs(connected)
     seed_customers(fake_stripe, 10)
 
-    run_sync(connected, "customers")
+    run_sync(connected, "default", "customers")
 
     with connected.session_factory() as session:
         linked = session.scalars(select(Customer).where(Customer.veles_customer_id == "v7")).all()
@@ -123,7 +123,7 @@ def test_an_interrupted_sync_resumes_from_its_cursor(
     seed_customers(fake_stripe, 250)
     fake_stripe.fail_next(1, status=400, path="/v1/customers")  # fails the first page request…
     with pytest.raises(StripeRejected):
-        run_sync(connected, "customers")
+        run_sync(connected, "default", "customers")
     fake_stripe.reset_faults()
 
     calls: list[int] = []
@@ -134,7 +134,7 @@ def test_an_interrupted_sync_resumes_from_its_cursor(
 
     fake_stripe.fail_when(page_two_fails, status=400)
     with pytest.raises(StripeRejected):
-        run_sync(connected, "customers")  # page 1 committed, page 2 refused
+        run_sync(connected, "default", "customers")  # page 1 committed, page 2 refused
     fake_stripe.reset_faults()
     assert count_rows(connected, Customer) == 100
     with connected.session_factory() as session:
@@ -142,7 +142,7 @@ def test_an_interrupted_sync_resumes_from_its_cursor(
         assert (last.status, last.seen) == ("failed", 100)
         cursor = last.cursor
 
-    result = run_sync(connected, "customers")
+    result = run_sync(connected, "default", "customers")
 
     assert (result.status, result.resumed, result.seen) == ("completed", True, 250)
     assert count_rows(connected, Customer) == 250
@@ -156,13 +156,15 @@ def test_two_syncs_of_the_same_kind_never_overlap(
     seed_customers(fake_stripe, 5)
     fake_stripe.set_delay(1.0, path="/v1/customers")
     first: list[Any] = []
-    thread = threading.Thread(target=lambda: first.append(run_sync(connected, "customers")))
+    thread = threading.Thread(
+        target=lambda: first.append(run_sync(connected, "default", "customers"))
+    )
     thread.start()
     assert wait_until(lambda: count_rows(connected, SyncRun, SyncRun.status == "running") == 1)
 
     with pytest.raises(SyncBusy, match="already running"):
-        run_sync(connected, "customers")
-    products = run_sync(connected, "products")  # another kind may run meanwhile
+        run_sync(connected, "default", "customers")
+    products = run_sync(connected, "default", "products")  # another kind may run meanwhile
 
     thread.join(timeout=10)
     assert first[0].status == "completed"
@@ -177,6 +179,7 @@ def test_a_run_whose_process_died_is_taken_over(
         stale = utcnow() - timedelta(hours=1)
         session.add(
             SyncRun(
+                workspace_id="default",
                 kind="customers",
                 status="running",
                 pass_started_at=stale,
@@ -185,7 +188,7 @@ def test_a_run_whose_process_died_is_taken_over(
             )
         )
 
-    result = run_sync(connected, "customers")
+    result = run_sync(connected, "default", "customers")
 
     assert result.status == "completed"
     with connected.session_factory() as session:
@@ -207,10 +210,10 @@ def test_customers_missing_from_a_complete_list_are_marked_deleted(
     run_jobs(connected)
     seed_customers(fake_stripe, 3)
 
-    run_sync(connected, "customers")
+    run_sync(connected, "default", "customers")
 
     with connected.session_factory() as session:
-        gone = session.get(Customer, "cus_gone")
+        gone = session.get(Customer, ("default", "cus_gone"))
         assert (gone.deleted, gone.name) == (True, "Gone")
     assert count_rows(connected, Customer, Customer.deleted.is_(False)) == 3
 
@@ -221,11 +224,11 @@ def test_products_sync_brings_products_and_their_prices(
     product = fake_stripe.seed("product", name="Pro Plan")
     fake_stripe.seed("price", product=product["id"], unit_amount=4900, currency="usd")
 
-    result = run_sync(connected, "products")
+    result = run_sync(connected, "default", "products")
 
     assert result.seen == 2
     with connected.session_factory() as session:
-        assert session.get(Product, product["id"]).name == "Pro Plan"
+        assert session.get(Product, ("default", product["id"])).name == "Pro Plan"
         [price] = session.scalars(select(Price)).all()
         assert (price.product_id, price.unit_amount) == (product["id"], 4900)
 
@@ -237,7 +240,7 @@ def test_subscriptions_sync_includes_canceled_ones(
     fake_stripe.seed("subscription", customer=customer["id"], status="active")
     fake_stripe.seed("subscription", customer=customer["id"], status="canceled")
 
-    run_sync(connected, "subscriptions")
+    run_sync(connected, "default", "subscriptions")
 
     assert count_rows(connected, Subscription) == 2
     assert list_requests(fake_stripe, "/v1/subscriptions")[0].params.get("status") == "all"
@@ -256,18 +259,18 @@ def test_a_sync_never_overwrites_a_newer_webhook(
     )
     run_jobs(connected)
 
-    run_sync(connected, "customers")
+    run_sync(connected, "default", "customers")
 
     with connected.session_factory() as session:
-        assert session.get(Customer, stripe_customer["id"]).name == "New Name"
+        assert session.get(Customer, ("default", stripe_customer["id"])).name == "New Name"
 
 
 def test_sync_is_refused_while_disconnected(connected: Context) -> None:
     with connected.session_factory.begin() as session:
-        connection.disconnect(session)
+        connection.disconnect(session, "default")
 
     with pytest.raises(Conflict, match="disconnected"):
-        run_sync(connected, "customers")
+        run_sync(connected, "default", "customers")
 
 
 def test_sync_stops_when_disconnected_mid_run(connected: Context, fake_stripe: FakeStripe) -> None:
@@ -275,12 +278,12 @@ def test_sync_stops_when_disconnected_mid_run(connected: Context, fake_stripe: F
 
     def disconnect_after_first_page(resource: str, seen: int) -> None:
         with connected.session_factory.begin() as session:
-            connection.disconnect(session)
+            connection.disconnect(session, "default")
 
     from stripe_bridge import sync
 
     with pytest.raises(Conflict, match="disconnected"):
-        sync.run_sync(connected, "customers", progress=disconnect_after_first_page)
+        sync.run_sync(connected, "default", "customers", progress=disconnect_after_first_page)
     assert count_rows(connected, Customer) == 100
 
 
@@ -311,7 +314,7 @@ def run_jobs_with_sync(bridge: Context) -> None:
 def test_the_cadence_fires_every_interval_while_connected(connected: Context) -> None:
     scheduler = Scheduler(connected)
     with freeze_time("2026-01-01 12:00:00") as frozen:
-        assert sorted(scheduler.due_syncs()) == ["customers", "products"]
+        assert sorted(scheduler.due_syncs()) == [("default", "customers"), ("default", "products")]
         assert sorted(scheduler.tick()) == ["customers", "products"]
         assert scheduler.tick() == []  # enqueued, not started yet
 
@@ -321,7 +324,7 @@ def test_the_cadence_fires_every_interval_while_connected(connected: Context) ->
         assert sorted(scheduler.tick()) == ["customers", "products"]
 
         with connected.session_factory.begin() as session:
-            connection.disconnect(session)
+            connection.disconnect(session, "default")
         frozen.tick(timedelta(minutes=30))
         assert scheduler.due_syncs() == []
 
@@ -330,11 +333,16 @@ def test_the_cadence_counts_from_the_last_recorded_run(
     connected: Context, fake_stripe: FakeStripe
 ) -> None:
     with freeze_time("2026-01-01 12:00:00") as frozen:
-        run_sync(connected, "customers")
+        run_sync(connected, "default", "customers")
         frozen.tick(timedelta(minutes=10))
-        assert Scheduler(connected).due_syncs() == ["products"]  # a fresh scheduler (a restart)
+        assert Scheduler(connected).due_syncs() == [
+            ("default", "products")
+        ]  # a fresh scheduler (a restart)
         frozen.tick(timedelta(minutes=5))
-        assert Scheduler(connected).due_syncs() == ["customers", "products"]
+        assert Scheduler(connected).due_syncs() == [  # the least recently synced first
+            ("default", "products"),
+            ("default", "customers"),
+        ]
 
 
 def test_cli_connect_sync_update_key_disconnect(cli: Any, fake_stripe: FakeStripe) -> None:

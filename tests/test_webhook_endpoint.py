@@ -225,7 +225,7 @@ def test_event_of_the_other_mode_is_stored_then_ignored_with_the_reason(
     assert row.status == "ignored"
     assert row.reason == "mode mismatch: live event, bridge is in test mode"
     with bridge.session_factory() as session:
-        assert session.get(Customer, "cus_A") is None  # never applied
+        assert session.get(Customer, ("default", "cus_A")) is None  # never applied
 
 
 def test_live_key_makes_test_events_the_mismatch(database_url: str, redis_namespace: str) -> None:

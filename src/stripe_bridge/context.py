@@ -23,12 +23,15 @@ from stripe_bridge.stripe_api import StripeGateway
 class JobQueue(Protocol):
     """Sending work to the workers (`jobs.Jobs` on the configured broker)."""
 
-    def send_events(self, event_ids: Iterable[str], inbox: Inbox = StripeEvent) -> list[str]:
-        """Jobs for stored events; answers the ids sent (the rest stay for the sweeper)."""
+    def send_events(
+        self, workspace_id: str, event_ids: Iterable[str], inbox: Inbox = StripeEvent
+    ) -> list[str]:
+        """Jobs for a workspace's stored events; answers the ids sent (the rest stay for the
+        sweeper)."""
         ...
 
-    def send_sync(self, kind: str, trigger: str) -> None:
-        """A sync run of `kind` as a job."""
+    def send_sync(self, workspace_id: str, kind: str, trigger: str) -> None:
+        """A sync run of `kind` for the workspace, as a job."""
         ...
 
 

@@ -86,10 +86,11 @@ _CLAIM_STATEMENTS: dict[tuple[str, type[Any]], Any] = {}
 
 
 def claim_row_statement(session: Session, model: type[Any]) -> Any:
-    """`INSERT … ON CONFLICT (id) DO UPDATE SET id = id RETURNING *` on the ORM entity, with
-    the id as the bind parameter `object_id`: one round trip that creates the row if missing,
-    locks it for this transaction either way (DO UPDATE locks a conflicting row), and returns
-    it. Built once per dialect and model (building it costs more than running it)."""
+    """`INSERT … ON CONFLICT (workspace_id, id) DO UPDATE SET id = id RETURNING *` on the ORM
+    entity, with the bind parameters `workspace_id` and `object_id`: one round trip that creates
+    the row if missing, locks it for this transaction either way (DO UPDATE locks a conflicting
+    row), and returns it. Built once per dialect and model (building it costs more than running
+    it)."""
     dialect = session.get_bind().dialect.name
     key = (dialect, model)
     if key not in _CLAIM_STATEMENTS:
@@ -99,9 +100,9 @@ def claim_row_statement(session: Session, model: type[Any]) -> Any:
             insert = sqlite.insert(model)
         else:
             raise NotImplementedError(f"unsupported database dialect: {dialect}")
-        insert = insert.values(id=bindparam("object_id"))
+        insert = insert.values(workspace_id=bindparam("workspace_id"), id=bindparam("object_id"))
         _CLAIM_STATEMENTS[key] = insert.on_conflict_do_update(
-            index_elements=["id"], set_={"id": insert.excluded.id}
+            index_elements=["workspace_id", "id"], set_={"id": insert.excluded.id}
         ).returning(model)
     return _CLAIM_STATEMENTS[key]
 
@@ -111,15 +112,19 @@ _CLAIM_MANY_STATEMENTS: dict[type[Any], Any] = {}
 
 def claim_rows_statement(model: type[Any]) -> Any:
     """PostgreSQL: the set-based `claim_row_statement`, for a batch: `INSERT … SELECT
-    unnest(:object_ids) ORDER BY id ON CONFLICT (id) DO UPDATE SET id = id RETURNING *`. The
-    ids are locked in sorted order, so two batches sharing rows cannot deadlock on them."""
+    :workspace_id, unnest(:object_ids) ORDER BY id ON CONFLICT (workspace_id, id) DO UPDATE SET
+    id = id RETURNING *`. The ids are locked in sorted order, so two batches sharing rows cannot
+    deadlock on them."""
     if model not in _CLAIM_MANY_STATEMENTS:
         ids = func.unnest(bindparam("object_ids", type_=postgresql.ARRAY(String)))
-        source = select(ids.label("id")).order_by(literal_column("id"))
+        workspace = bindparam("workspace_id", type_=String)
+        source = select(workspace.label("workspace_id"), ids.label("id")).order_by(
+            literal_column("id")
+        )
         table = model.__table__
-        insert = postgresql.insert(table).from_select(["id"], source)
+        insert = postgresql.insert(table).from_select(["workspace_id", "id"], source)
         claim = insert.on_conflict_do_update(
-            index_elements=["id"], set_={"id": insert.excluded.id}
+            index_elements=["workspace_id", "id"], set_={"id": insert.excluded.id}
         ).returning(*table.columns)
         # loaded as ORM entities, and executed as one statement (not as an ORM bulk INSERT)
         _CLAIM_MANY_STATEMENTS[model] = select(model).from_statement(claim)

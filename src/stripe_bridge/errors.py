@@ -77,3 +77,9 @@ class NotFound(BridgeError):
 class Conflict(BridgeError):
     code = "conflict"
     http_status = 409
+
+
+class UnknownWorkspace(NotFound):
+    """A route, an event or a command named a workspace that does not exist."""
+
+    code = "unknown_workspace"

@@ -23,7 +23,7 @@ from stripe_bridge.event import Event
 from stripe_bridge.inbox.apply import apply_event
 from stripe_bridge.inbox.batch import apply_events, chunks
 from stripe_bridge.inbox.door import decode_veles_event
-from stripe_bridge.models import Inbox, StripeEvent, VelesEvent
+from stripe_bridge.models import DEFAULT_WORKSPACE, Inbox, StripeEvent, VelesEvent
 from stripe_bridge.settings import Settings
 from stripe_bridge.sync import run_sync
 
@@ -105,35 +105,39 @@ def declare_actors(context: Context) -> None:
     event, a sync."""
     broker, max_attempts = context.broker, context.settings.event_max_attempts
 
-    def accept(session: Session, event: Event) -> str | None:
-        return refusal_now(session, context.settings, event)
+    def accept(session: Session, workspace_id: str, event: Event) -> str | None:
+        return refusal_now(session, context.settings, workspace_id, event)
 
-    def apply_stripe_events(event_ids: list[str]) -> None:
-        """What the web, the sweeper and replays send: a batch of stored events."""
-        with _job_context():
+    # The workspace comes last, defaulting to `default`: a job a 0.8 web sent still runs.
+    def apply_stripe_events(event_ids: list[str], workspace_id: str = DEFAULT_WORKSPACE) -> None:
+        """What the web, the sweeper and replays send: a batch of one workspace's events."""
+        with _job_context(workspace_id=workspace_id):
             apply_events(
                 context.session_factory,
                 context.handlers,
                 context.claims,
+                workspace_id,
                 event_ids,
                 max_attempts=max_attempts,
                 accept=accept,
             )
 
-    def apply_veles_event(event_id: str) -> None:
-        with _job_context(veles_event_id=event_id):
+    def apply_veles_event(event_id: str, workspace_id: str = DEFAULT_WORKSPACE) -> None:
+        with _job_context(workspace_id=workspace_id, veles_event_id=event_id):
             apply_event(
                 context.session_factory,
                 context.veles_handlers,
+                workspace_id,
                 event_id,
                 max_attempts=max_attempts,
                 inbox=VelesEvent,
                 decode=decode_veles_event,
             )
 
-    def sync_stripe(kind: str, trigger: str) -> None:
+    def sync_stripe(kind: str, trigger: str, workspace_id: str = DEFAULT_WORKSPACE) -> None:
         """No retries: the next run resumes where a failed one stopped."""
-        run_sync(context, kind, trigger=trigger)
+        with _job_context(workspace_id=workspace_id):
+            run_sync(context, workspace_id, kind, trigger=trigger)
 
     for fn, queue in ((apply_stripe_events, EVENTS_QUEUE), (apply_veles_event, VELES_QUEUE)):
         dramatiq.Actor(
@@ -160,7 +164,9 @@ class Jobs:
     def __init__(self, broker: dramatiq.Broker) -> None:
         self.broker = broker
 
-    def send_events(self, event_ids: Iterable[str], inbox: Inbox = StripeEvent) -> list[str]:
+    def send_events(
+        self, workspace_id: str, event_ids: Iterable[str], inbox: Inbox = StripeEvent
+    ) -> list[str]:
         """Stripe events in batch jobs of at most `BATCH_SIZE` ids, Veles events one a job,
         each through dramatiq's public `enqueue` (a pipelined enqueue measured no faster for the
         web's usual one job a flush: benchmarks/README.md). Answers the ids sent. On a broker
@@ -169,10 +175,10 @@ class Jobs:
         ids = list(event_ids)
         if inbox is VelesEvent:
             actor = self.broker.get_actor(APPLY_VELES_EVENT)
-            messages = [([event_id], actor.message(event_id)) for event_id in ids]
+            messages = [([event_id], actor.message(event_id, workspace_id)) for event_id in ids]
         else:
             actor = self.broker.get_actor(APPLY_STRIPE_EVENTS)
-            messages = [(batch, actor.message(batch)) for batch in chunks(ids)]
+            messages = [(batch, actor.message(batch, workspace_id)) for batch in chunks(ids)]
         sent: list[str] = []
         try:
             for batch, message in messages:
@@ -182,10 +188,11 @@ class Jobs:
         except Exception as exc:
             log.warning(
                 "broker unavailable; the sweeper will re-enqueue",
+                workspace_id=workspace_id,
                 events=len(ids) - len(sent),
                 error=type(exc).__name__,
             )
             return sent
 
-    def send_sync(self, kind: str, trigger: str) -> None:
-        self.broker.get_actor(SYNC_STRIPE).send(kind, trigger)
+    def send_sync(self, workspace_id: str, kind: str, trigger: str) -> None:
+        self.broker.get_actor(SYNC_STRIPE).send(kind, trigger, workspace_id)

@@ -24,6 +24,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from stripe_bridge.db import Base
 
+DEFAULT_WORKSPACE = "default"  # always exists; the unscoped routes and commands act on it
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone)."""
@@ -46,6 +48,38 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class Workspace(Base):
+    """One Veles tenant. Every other table's rows belong to exactly one workspace, whose id
+    leads their primary key (so the tables can be partitioned or distributed by it)."""
+
+    __tablename__ = "workspaces"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class WorkspaceToken(Base):
+    """A workspace's admin token, kept only as its SHA-256 (the token is shown once)."""
+
+    __tablename__ = "workspace_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Scoped:
+    """A row of one workspace: `workspace_id` is the first column of its primary key."""
+
+    workspace_id: Mapped[str] = mapped_column(String(64), primary_key=True, sort_order=-1)
+
+
+def scoped_index(table: str, *columns: str, **kwargs: Any) -> Index:
+    """An index led by the workspace, named as the single-column index it replaced."""
+    return Index(f"ix_{table}_{'_'.join(columns)}", "workspace_id", *columns, **kwargs)
+
+
 # Inbox statuses
 RECEIVED = "received"
 PROCESSED = "processed"
@@ -54,7 +88,7 @@ FAILED = "failed"
 DISCARDED = "discarded"  # a dead letter an operator gave up on (with the reason); also outbox
 
 
-class InboxRow:
+class InboxRow(Scoped):
     """Columns shared by both inboxes: stored first, then applied by one job each."""
 
     id: Mapped[str] = mapped_column(String(255), primary_key=True)
@@ -88,10 +122,17 @@ class StripeEvent(InboxRow, Base):
     account: Mapped[str | None] = mapped_column(String(255))
 
     __table_args__ = (
-        Index("ix_stripe_events_status_received_at", "status", "received_at"),
-        Index("ix_stripe_events_type", "type"),
+        scoped_index("stripe_events", "status", "received_at"),
+        scoped_index("stripe_events", "type"),
         # the stale guard's same-second lookup (handlers/guard.py)
-        Index("ix_stripe_events_object_id_created", "object_id", "created"),
+        scoped_index("stripe_events", "object_id", "created"),
+        # the sweeper's, across workspaces: only what waits to be applied
+        Index(
+            "ix_stripe_events_waiting",
+            "received_at",
+            postgresql_where=text("status = 'received'"),
+            sqlite_where=text("status = 'received'"),
+        ),
     )
 
 
@@ -101,12 +142,18 @@ class VelesEvent(InboxRow, Base):
     __tablename__ = "veles_events"
 
     __table_args__ = (
-        Index("ix_veles_events_status_received_at", "status", "received_at"),
-        Index("ix_veles_events_type", "type"),
+        scoped_index("veles_events", "status", "received_at"),
+        scoped_index("veles_events", "type"),
+        Index(
+            "ix_veles_events_waiting",
+            "received_at",
+            postgresql_where=text("status = 'received'"),
+            sqlite_where=text("status = 'received'"),
+        ),
     )
 
 
-class Versioned:
+class Versioned(Scoped):
     """A mirrored Stripe object: its common fields, and which event last wrote the row, for
     the stale-event guard (handlers/guard.py).
 
@@ -144,17 +191,25 @@ class Customer(Versioned, Base):
     name: Mapped[str | None] = mapped_column(Text)
     email: Mapped[str | None] = mapped_column(Text)
     domain: Mapped[str | None] = mapped_column(Text)
-    email_key: Mapped[str | None] = mapped_column(Text, index=True)
-    domain_key: Mapped[str | None] = mapped_column(Text, index=True)
-    name_key: Mapped[str | None] = mapped_column(Text, index=True)
+    email_key: Mapped[str | None] = mapped_column(Text)
+    domain_key: Mapped[str | None] = mapped_column(Text)
+    name_key: Mapped[str | None] = mapped_column(Text)
     match_status: Mapped[str] = mapped_column(
-        String(16), default=NOT_MATCHED, server_default=NOT_MATCHED, index=True
+        String(16), default=NOT_MATCHED, server_default=NOT_MATCHED
     )
-    veles_customer_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    veles_customer_id: Mapped[str | None] = mapped_column(String(255))
     match_method: Mapped[str | None] = mapped_column(String(16))
     match_candidates: Mapped[list[str] | None] = mapped_column(JSON)
     match_manual: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     seen_in_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        scoped_index("customers", "email_key"),
+        scoped_index("customers", "domain_key"),
+        scoped_index("customers", "name_key"),
+        scoped_index("customers", "match_status"),
+        scoped_index("customers", "veles_customer_id"),
+    )
 
 
 class Product(Versioned, Base):
@@ -162,15 +217,21 @@ class Product(Versioned, Base):
 
     id: Mapped[str] = mapped_column(String(255), primary_key=True)
     name: Mapped[str | None] = mapped_column(Text)
-    name_key: Mapped[str | None] = mapped_column(Text, index=True)
+    name_key: Mapped[str | None] = mapped_column(Text)
     match_status: Mapped[str] = mapped_column(
-        String(16), default=NOT_MATCHED, server_default=NOT_MATCHED, index=True
+        String(16), default=NOT_MATCHED, server_default=NOT_MATCHED
     )
-    veles_product_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    veles_product_id: Mapped[str | None] = mapped_column(String(255))
     match_candidates: Mapped[list[str] | None] = mapped_column(JSON)
     match_manual: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     description: Mapped[str | None] = mapped_column(Text)
     active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+
+    __table_args__ = (
+        scoped_index("products", "name_key"),
+        scoped_index("products", "match_status"),
+        scoped_index("products", "veles_product_id"),
+    )
 
 
 class Price(Versioned, Base):
@@ -179,7 +240,7 @@ class Price(Versioned, Base):
     __tablename__ = "prices"
 
     id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    product_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    product_id: Mapped[str | None] = mapped_column(String(255))
     unit_amount: Mapped[int | None] = mapped_column(BigInteger)
     currency: Mapped[str | None] = mapped_column(String(3))
     type: Mapped[str | None] = mapped_column(String(16))
@@ -188,12 +249,14 @@ class Price(Versioned, Base):
     nickname: Mapped[str | None] = mapped_column(Text)
     active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
 
+    __table_args__ = (scoped_index("prices", "product_id"),)
+
 
 class Subscription(Versioned, Base):
     __tablename__ = "subscriptions"
 
     id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    customer_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    customer_id: Mapped[str | None] = mapped_column(String(255))
     status: Mapped[str | None] = mapped_column(String(32))
     items: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     current_period_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -203,13 +266,15 @@ class Subscription(Versioned, Base):
     )
     canceled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
+    __table_args__ = (scoped_index("subscriptions", "customer_id"),)
+
 
 class Invoice(Versioned, Base):
     __tablename__ = "invoices"
 
     id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    customer_id: Mapped[str | None] = mapped_column(String(255), index=True)
-    subscription_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    customer_id: Mapped[str | None] = mapped_column(String(255))
+    subscription_id: Mapped[str | None] = mapped_column(String(255))
     status: Mapped[str | None] = mapped_column(String(32))
     amount_due: Mapped[int | None] = mapped_column(BigInteger)
     amount_paid: Mapped[int | None] = mapped_column(BigInteger)
@@ -217,8 +282,13 @@ class Invoice(Versioned, Base):
     number: Mapped[str | None] = mapped_column(Text)
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
+    __table_args__ = (
+        scoped_index("invoices", "customer_id"),
+        scoped_index("invoices", "subscription_id"),
+    )
 
-class VelesCustomer(Base):
+
+class VelesCustomer(Scoped, Base):
     """A Veles customer (company), from `customer.upserted` or created from a Stripe customer."""
 
     __tablename__ = "veles_customers"
@@ -227,15 +297,21 @@ class VelesCustomer(Base):
     name: Mapped[str] = mapped_column(Text)
     email: Mapped[str | None] = mapped_column(Text)
     domain: Mapped[str | None] = mapped_column(Text)
-    email_key: Mapped[str | None] = mapped_column(Text, index=True)
-    domain_key: Mapped[str | None] = mapped_column(Text, index=True)
-    name_key: Mapped[str | None] = mapped_column(Text, index=True)
+    email_key: Mapped[str | None] = mapped_column(Text)
+    domain_key: Mapped[str | None] = mapped_column(Text)
+    name_key: Mapped[str | None] = mapped_column(Text)
     origin: Mapped[str] = mapped_column(String(16), default="veles", server_default="veles")
     src_created: Mapped[int] = mapped_column(BigInteger, default=-1, server_default=text("-1"))
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
+    __table_args__ = (
+        scoped_index("veles_customers", "email_key"),
+        scoped_index("veles_customers", "domain_key"),
+        scoped_index("veles_customers", "name_key"),
+    )
 
-class VelesProduct(Base):
+
+class VelesProduct(Scoped, Base):
     """A Veles price-book product, from `product.upserted` or imported from Stripe."""
 
     __tablename__ = "veles_products"
@@ -245,45 +321,57 @@ class VelesProduct(Base):
     sku: Mapped[str | None] = mapped_column(Text)
     unit_label: Mapped[str | None] = mapped_column(Text)
     prices: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
-    name_key: Mapped[str | None] = mapped_column(Text, index=True)
+    name_key: Mapped[str | None] = mapped_column(Text)
     origin: Mapped[str] = mapped_column(String(16), default="veles", server_default="veles")
     src_created: Mapped[int] = mapped_column(BigInteger, default=-1, server_default=text("-1"))
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
+    __table_args__ = (scoped_index("veles_products", "name_key"),)
 
-class VelesOrder(Base):
+
+class VelesOrder(Scoped, Base):
     """A committed Veles order; pushed to Stripe as one finalized invoice."""
 
     __tablename__ = "veles_orders"
 
     id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    customer_id: Mapped[str] = mapped_column(String(255), index=True)
+    customer_id: Mapped[str] = mapped_column(String(255))
     currency: Mapped[str] = mapped_column(String(3))
     lines: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16))
-    stripe_invoice_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    stripe_invoice_id: Mapped[str | None] = mapped_column(String(255))
     invoice_status: Mapped[str | None] = mapped_column(String(32))
     payment_status: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
+    __table_args__ = (
+        scoped_index("veles_orders", "customer_id"),
+        scoped_index("veles_orders", "stripe_invoice_id"),
+    )
 
-class VelesContract(Base):
+
+class VelesContract(Scoped, Base):
     """A Veles contract; pushed to Stripe as a subscription (activate, amend, cancel)."""
 
     __tablename__ = "veles_contracts"
 
     id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    customer_id: Mapped[str] = mapped_column(String(255), index=True)
+    customer_id: Mapped[str] = mapped_column(String(255))
     currency: Mapped[str] = mapped_column(String(3))
     interval: Mapped[str] = mapped_column(String(8))
     start_date: Mapped[str] = mapped_column(String(10))
     lines: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16))
-    stripe_subscription_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    stripe_subscription_id: Mapped[str | None] = mapped_column(String(255))
     subscription_status: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        scoped_index("veles_contracts", "customer_id"),
+        scoped_index("veles_contracts", "stripe_subscription_id"),
+    )
 
 
 # Outbox statuses
@@ -293,7 +381,7 @@ SENT = "sent"
 DEAD = "dead"
 
 
-class OutboxRow(Base):
+class OutboxRow(Scoped, Base):
     """One change to push to Stripe, written in the same transaction as the change itself.
 
     Rows of one aggregate (`aggregate_type`, `aggregate_id`) are pushed strictly in id order;
@@ -301,12 +389,16 @@ class OutboxRow(Base):
 
     __tablename__ = "outbox"
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    # PostgreSQL: (workspace_id, id), the id from a sequence. SQLite keeps `id` alone as its
+    # primary key (a rowid: SQLite numbers only a single-column INTEGER PRIMARY KEY).
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
     aggregate_type: Mapped[str] = mapped_column(String(16))
     aggregate_id: Mapped[str] = mapped_column(String(255))
     kind: Mapped[str] = mapped_column(String(32))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
-    dedupe_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    dedupe_key: Mapped[str | None] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(16), default=PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -324,8 +416,10 @@ class OutboxRow(Base):
     discard_reason: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
+        # the relay's claim, across workspaces
         Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
-        Index("ix_outbox_aggregate", "aggregate_type", "aggregate_id", "id"),
+        Index("ix_outbox_aggregate", "workspace_id", "aggregate_type", "aggregate_id", "id"),
+        Index("uq_outbox_dedupe_key", "workspace_id", "dedupe_key", unique=True),
     )
 
 
@@ -336,11 +430,11 @@ NOT_CONNECTED = "not_connected"
 
 
 class Connection(Base):
-    """The one Stripe connection (a single row, id 1). Keys are stored encrypted."""
+    """A workspace's Stripe connection (one row per workspace). Keys are stored encrypted."""
 
     __tablename__ = "stripe_connection"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     status: Mapped[str] = mapped_column(String(16))
     account_id: Mapped[str] = mapped_column(String(255))
     account_name: Mapped[str | None] = mapped_column(Text)
@@ -354,15 +448,31 @@ class Connection(Base):
     products_last_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     subscriptions_last_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # the webhook endpoint the bridge registered in the account itself (deleted on disconnect)
+    webhook_endpoint_id: Mapped[str | None] = mapped_column(String(255))
+    platform: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+
+    __table_args__ = (
+        # one account (in one mode) belongs to at most one workspace at a time: the only
+        # constraint that spans workspaces (a reference table, if the others are distributed)
+        Index(
+            "uq_stripe_connection_account",
+            "account_id",
+            "mode",
+            unique=True,
+            postgresql_where=text("status = 'connected'"),
+            sqlite_where=text("status = 'connected'"),
+        ),
+    )
 
 
-class SyncRun(Base):
+class SyncRun(Scoped, Base):
     """One sync run. A pass that was interrupted is resumed by the next run of its kind from
     `cursor`, keeping `pass_started_at`; at most one run of a kind is `running` at a time."""
 
     __tablename__ = "sync_runs"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)  # as outbox.id
     kind: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16))
     trigger: Mapped[str] = mapped_column(String(16), default="manual", server_default="manual")
@@ -377,12 +487,13 @@ class SyncRun(Base):
     __table_args__ = (
         Index(
             "uq_sync_runs_one_running_per_kind",
+            "workspace_id",
             "kind",
             unique=True,
             postgresql_where=text("status = 'running'"),
             sqlite_where=text("status = 'running'"),
         ),
-        Index("ix_sync_runs_kind_started_at", "kind", "started_at"),
+        scoped_index("sync_runs", "kind", "started_at"),
     )
 
 

@@ -142,6 +142,7 @@ class Settings(BaseModel):
         "BRIDGE_LOG_FORMAT", "auto"
     )
     log_level: Annotated[str | None, BeforeValidator(_log_level)] = _var("BRIDGE_LOG_LEVEL")
+    workspace: str = _var("BRIDGE_WORKSPACE", "default", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     metrics_dir: Path | None = _var("PROMETHEUS_MULTIPROC_DIR")
 
     @model_validator(mode="after")

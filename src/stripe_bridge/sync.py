@@ -62,21 +62,23 @@ def check_kind(kind: str) -> str:
     return kind
 
 
-def _start(bridge: Context, kind: str, trigger: str) -> tuple[SyncRun, bool]:
+def _start(bridge: Context, workspace_id: str, kind: str, trigger: str) -> tuple[SyncRun, bool]:
     now = utcnow()
+    mine = (SyncRun.workspace_id == workspace_id, SyncRun.kind == kind)
     try:
         with bridge.session_factory.begin() as session:
             session.execute(
                 update(SyncRun)
-                .where(SyncRun.kind == kind, SyncRun.status == RUNNING)
+                .where(*mine, SyncRun.status == RUNNING)
                 .where(SyncRun.heartbeat_at < now - STALE_AFTER)
                 .values(status=INTERRUPTED, error="no heartbeat: the process running it died")
             )
             last = session.scalars(
-                select(SyncRun).where(SyncRun.kind == kind).order_by(SyncRun.id.desc()).limit(1)
+                select(SyncRun).where(*mine).order_by(SyncRun.id.desc()).limit(1)
             ).first()
             resume = last if last and last.status in (FAILED, INTERRUPTED) and last.cursor else None
             run = SyncRun(
+                workspace_id=workspace_id,
                 kind=kind,
                 status=RUNNING,
                 trigger=trigger,
@@ -94,17 +96,22 @@ def _start(bridge: Context, kind: str, trigger: str) -> tuple[SyncRun, bool]:
 
 
 def run_sync(
-    bridge: Context, kind: str, *, trigger: str = "manual", progress: Progress | None = None
+    bridge: Context,
+    workspace_id: str,
+    kind: str,
+    *,
+    trigger: str = "manual",
+    progress: Progress | None = None,
 ) -> SyncResult:
-    """One sync pass (or the rest of an interrupted one). Raises Conflict when disconnected
-    or when a run of the same kind is in progress."""
+    """One sync pass (or the rest of an interrupted one) for the workspace. Raises Conflict
+    when disconnected or when a run of the same kind is in progress."""
     check_kind(kind)
     gateway = connection.connected_gateway(
-        bridge.session_factory, bridge.box, bridge.gateway, "sync"
+        bridge.session_factory, bridge.box, bridge.gateway, workspace_id, "sync"
     )
-    run, resumed = _start(bridge, kind, trigger)
+    run, resumed = _start(bridge, workspace_id, kind, trigger)
     began = time.monotonic()
-    bound = log.bind(sync_run_id=run.id, sync_kind=kind)
+    bound = log.bind(workspace_id=workspace_id, sync_run_id=run.id, sync_kind=kind)
     bound.info("sync started", resumed=resumed, cursor=run.cursor)
     try:
         _walk(bridge, gateway, run, progress)
@@ -114,7 +121,7 @@ def run_sync(
         with bridge.session_factory.begin() as session:
             session.execute(
                 update(SyncRun)
-                .where(SyncRun.id == run.id)
+                .where(SyncRun.workspace_id == workspace_id, SyncRun.id == run.id)
                 .values(
                     status=status, error=f"{type(exc).__name__}: {exc}"[:2000], finished_at=utcnow()
                 )
@@ -139,7 +146,7 @@ def _walk(bridge: Context, gateway: StripeGateway, run: SyncRun, progress: Progr
             fetched_at = int(time.time())
             items, has_more = gateway.list_page(name, starting_after=cursor, **filters)
             with bridge.session_factory.begin() as session:
-                _still_connected(session)
+                _still_connected(session, run.workspace_id)
                 # in id order: batch jobs lock mirror rows in id order too, so the two cannot
                 # deadlock (Stripe lists newest first)
                 for obj in sorted(items, key=lambda item: str(item["id"])):
@@ -150,7 +157,7 @@ def _walk(bridge: Context, gateway: StripeGateway, run: SyncRun, progress: Progr
                 run.heartbeat_at = utcnow()
                 session.execute(
                     update(SyncRun)
-                    .where(SyncRun.id == run.id)
+                    .where(SyncRun.workspace_id == run.workspace_id, SyncRun.id == run.id)
                     .values(cursor=run.cursor, seen=run.seen, heartbeat_at=run.heartbeat_at)
                 )
             if progress:
@@ -160,8 +167,8 @@ def _walk(bridge: Context, gateway: StripeGateway, run: SyncRun, progress: Progr
         cursor = None
 
 
-def _still_connected(session: Session) -> None:
-    row = connection.get(session)
+def _still_connected(session: Session, workspace_id: str) -> None:
+    row = connection.get(session, workspace_id)
     if not connection.is_connected(row):
         raise Conflict("sync stopped: the Stripe connection was disconnected")
 
@@ -184,11 +191,11 @@ def _apply(
         previous_attributes=None,
     )
     with session.begin_nested():
-        bridge.handlers[event_type](event, UnitOfWork(session))
+        bridge.handlers[event_type](event, UnitOfWork(session, run.workspace_id))
     if run.kind == "customers":
         session.execute(
             update(Customer)
-            .where(Customer.id == obj["id"])
+            .where(Customer.workspace_id == run.workspace_id, Customer.id == obj["id"])
             .values(seen_in_sync_at=run.pass_started_at)
         )
 
@@ -200,10 +207,10 @@ def _finish(bridge: Context, run: SyncRun) -> None:
             _mark_missing_customers_deleted(bridge, session, run)
         session.execute(
             update(SyncRun)
-            .where(SyncRun.id == run.id)
+            .where(SyncRun.workspace_id == run.workspace_id, SyncRun.id == run.id)
             .values(status=COMPLETED, finished_at=now, heartbeat_at=now)
         )
-        row = connection.get(session, lock=True)
+        row = connection.get(session, run.workspace_id, lock=True)
         if row is not None:
             setattr(row, f"{run.kind}_last_synced_at", now)
 
@@ -213,6 +220,7 @@ def _mark_missing_customers_deleted(bridge: Context, session: Session, run: Sync
     were deleted in Stripe; applied as a delete, so they also leave the review queue."""
     missing = session.scalars(
         select(Customer.id).where(
+            Customer.workspace_id == run.workspace_id,
             Customer.deleted.is_(False),
             Customer.created < run.pass_started_at,
             (Customer.seen_in_sync_at.is_(None)) | (Customer.seen_in_sync_at < run.pass_started_at),
@@ -223,17 +231,20 @@ def _mark_missing_customers_deleted(bridge: Context, session: Session, run: Sync
         event = Event(
             f"sync_{run.id}", "customer.deleted", now, False, None, {"id": customer_id}, None
         )
-        bridge.handlers["customer.deleted"](event, UnitOfWork(session))
+        bridge.handlers["customer.deleted"](event, UnitOfWork(session, run.workspace_id))
     if missing:
         log.info("customers missing from Stripe marked deleted", count=len(missing))
 
 
-def latest_runs(session: Session) -> list[SyncRun]:
-    """The newest run of each kind (progress for the admin API and status)."""
+def latest_runs(session: Session, workspace_id: str) -> list[SyncRun]:
+    """The workspace's newest run of each kind (progress for the admin API and status)."""
     runs = []
     for kind in KINDS:
         run = session.scalars(
-            select(SyncRun).where(SyncRun.kind == kind).order_by(SyncRun.id.desc()).limit(1)
+            select(SyncRun)
+            .where(SyncRun.workspace_id == workspace_id, SyncRun.kind == kind)
+            .order_by(SyncRun.id.desc())
+            .limit(1)
         ).first()
         if run is not None:
             runs.append(run)

@@ -17,6 +17,7 @@ from stripe_bridge.models import VelesContract, VelesOrder, Versioned
 @dataclass
 class UnitOfWork:
     session: Session
+    workspace_id: str  # every row the handlers read or write is this workspace's
     # The batch's mirror rows, claimed (created, locked, loaded) in one statement per table;
     # None one event at a time, where `handlers.base.lock_row` claims each row itself.
     rows: dict[tuple[type[Versioned], str], Versioned] | None = None

@@ -98,6 +98,7 @@ def seed(client: TestClient, bridge: Context) -> None:
     with bridge.session_factory.begin() as session:
         session.add(
             StripeEvent(
+                workspace_id="default",
                 id="evt_dead_letter_1",
                 type="invoice.paid",
                 created=1_750_000_000,
@@ -132,13 +133,15 @@ def test_every_admin_route_is_in_the_document(api: TestClient) -> None:
     doc = the_document(api)
     declared = {(method.upper(), path) for path, ops in doc["paths"].items() for method in ops}
     [mount] = [r for r in api.app.routes if isinstance(r, Mount) and r.path == PREFIX]  # type: ignore[attr-defined]
-    routed = {
-        (method, PREFIX + route.path)
-        for route in mount.routes
-        if isinstance(route, Route)
-        for method in (route.methods or set()) - {"HEAD"}
-    }
-    assert declared == routed
+    routes = [(PREFIX, route) for route in mount.routes]
+    routed = set()
+    while routes:  # the workspace-scoped mount's routes too
+        prefix, route = routes.pop()
+        if isinstance(route, Mount):
+            routes.extend((prefix + route.path, inner) for inner in route.routes)
+        elif isinstance(route, Route):
+            routed |= {(method, prefix + route.path) for method in route.methods or set()}
+    assert declared == routed - {(method, path) for method, path in routed if method == "HEAD"}
 
 
 def test_a_route_without_a_declaration_fails_the_document() -> None:
@@ -151,10 +154,15 @@ def test_a_route_without_a_declaration_fails_the_document() -> None:
         document(app.routes, version="test")
 
 
-def test_the_workspace_scoped_form_does_not_exist_yet(api: TestClient) -> None:
-    for path in ("/workspaces", "/workspaces/default/customers", "/workspaces/default/connection"):
-        assert api.get(PREFIX + path, headers=admin_headers()).status_code == 404
-    assert not [path for path in the_document(api)["paths"] if "workspace" in path]
+def test_the_workspace_scoped_form_answers_as_the_unscoped_one(api: TestClient) -> None:
+    for path in ("/customers", "/connection", "/products?active=true", "/dead-letters"):
+        unscoped = api.get(PREFIX + path, headers=admin_headers())
+        scoped = api.get(PREFIX + "/workspaces/default" + path, headers=admin_headers())
+        assert scoped.status_code == unscoped.status_code == 200
+        assert scoped.json() == unscoped.json()
+    paths = the_document(api)["paths"]
+    assert "/admin/api/workspaces" in paths
+    assert "/admin/api/workspaces/{workspace_id}/customers" in paths
 
 
 def _request_kwargs(case: schemathesis.Case) -> dict[str, Any]:

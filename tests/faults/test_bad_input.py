@@ -205,8 +205,8 @@ def test_bad_input_gets_clear_answers_and_changes_nothing(door_client: TestClien
     settle(bridge, SETTLE_SECONDS)
     with bridge.session_factory() as session:
         applied = (
-            session.get(Customer, "cus_after_bad_input"),
-            session.get(VelesCustomer, "vc_after_bad_input"),
+            session.get(Customer, ("default", "cus_after_bad_input")),
+            session.get(VelesCustomer, ("default", "vc_after_bad_input")),
         )
     record(
         "bad input",

@@ -11,7 +11,7 @@ import orjson
 from tqdm import tqdm
 
 from stripe_bridge import connection
-from stripe_bridge.cli.opened import opened
+from stripe_bridge.cli.opened import opened, workspace_of
 from stripe_bridge.operators.status import status_object
 from stripe_bridge.settings import Settings
 from stripe_bridge.sync import KINDS, SyncResult, check_kind, run_sync
@@ -19,19 +19,30 @@ from stripe_bridge.sync import KINDS, SyncResult, check_kind, run_sync
 
 def _change(settings: Settings, args: argparse.Namespace, action: str) -> int:
     with opened(settings) as bridge:
+        workspace_id = workspace_of(bridge, args.workspace)
         with bridge.session_factory.begin() as session:
             if action == "connect":
                 connection.connect(
-                    session, bridge.box, bridge.gateway, args.api_key, args.webhook_secret
+                    session,
+                    bridge.box,
+                    bridge.gateway,
+                    workspace_id,
+                    args.api_key,
+                    args.webhook_secret,
                 )
             elif action == "update-key":
                 connection.update_key(
-                    session, bridge.box, bridge.gateway, args.api_key, args.webhook_secret
+                    session,
+                    bridge.box,
+                    bridge.gateway,
+                    workspace_id,
+                    args.api_key,
+                    args.webhook_secret,
                 )
             else:
-                connection.disconnect(session)
+                connection.disconnect(session, workspace_id)
         with bridge.session_factory() as session:
-            status = status_object(session, settings)
+            status = status_object(session, settings, workspace_id)
     if args.json:
         print(orjson.dumps(status, option=orjson.OPT_INDENT_2).decode())
     elif action == "disconnect":
@@ -60,6 +71,7 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
     kinds = list(KINDS) if args.kind == "all" else [check_kind(args.kind)]
     results: list[SyncResult] = []
     with opened(settings) as bridge:
+        workspace_id = workspace_of(bridge, args.workspace)
         for kind in kinds:
             with tqdm(
                 desc=f"sync {kind}",
@@ -72,7 +84,7 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
                     bar.set_postfix_str(resource)
                     bar.update(seen - bar.n)
 
-                results.append(run_sync(bridge, kind, progress=progress))
+                results.append(run_sync(bridge, workspace_id, kind, progress=progress))
     if args.json:
         print(orjson.dumps([asdict(result) for result in results]).decode())
     else:

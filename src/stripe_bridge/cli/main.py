@@ -23,7 +23,8 @@ from stripe_bridge.bootstrap import bootstrap
 from stripe_bridge.cli import connection as connection_commands
 from stripe_bridge.cli import operators as operator_commands
 from stripe_bridge.cli import review as review_commands
-from stripe_bridge.cli.opened import opened
+from stripe_bridge.cli import workspaces as workspace_commands
+from stripe_bridge.cli.opened import opened, workspace_of
 from stripe_bridge.connection import connect_from_settings
 from stripe_bridge.context import Context
 from stripe_bridge.errors import BridgeError
@@ -139,7 +140,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     from stripe_bridge.operators.status import status_object
 
     with opened(settings) as bridge, bridge.session_factory() as session:
-        status = status_object(session, settings)
+        status = status_object(session, settings, workspace_of(bridge, args.workspace))
     if args.json:
         print(orjson.dumps(status, option=orjson.OPT_INDENT_2).decode())
         return 0
@@ -219,7 +220,26 @@ def build_parser() -> argparse.ArgumentParser:
     connection_commands.register(commands)
     operator_commands.register(commands)
     review_commands.register(commands)
+    workspace_commands.register(commands)
+    _workspace_option(parser, commands)
     return parser
+
+
+WORKSPACE_HELP = "the workspace to act on (default: BRIDGE_WORKSPACE, else 'default')"
+
+
+def _workspace_option(parser: argparse.ArgumentParser, commands: Any) -> None:
+    """`--workspace WS` before or after the command name (and after a group's action)."""
+    parser.add_argument("--workspace", metavar="WS", help=WORKSPACE_HELP)
+    pending = list(commands.choices.values())
+    while pending:
+        sub = pending.pop()
+        sub.add_argument(
+            "--workspace", metavar="WS", default=argparse.SUPPRESS, help=WORKSPACE_HELP
+        )
+        for action in sub._actions:  # a group's own actions (`customers link`, …)
+            if isinstance(action, argparse._SubParsersAction):
+                pending.extend(action.choices.values())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -227,6 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_dotenv(".env", override=False)
     try:
         settings = Settings.from_env()
+        args.workspace = args.workspace or settings.workspace
         # Long-running roles log; one-shot commands print their result and, on failure, one
         # line (set BRIDGE_LOG_LEVEL=info to see their logs too).
         level = settings.log_level or ("INFO" if args.command in ROLES else "CRITICAL")

@@ -13,6 +13,7 @@ from stripe_bridge.context import Context
 from stripe_bridge.jobs import run_queued_jobs
 from stripe_bridge.preflight import check_broker, check_database
 from stripe_bridge.settings import Settings
+from stripe_bridge.workspaces import require
 
 
 @contextmanager
@@ -35,3 +36,11 @@ def opened(settings: Settings, *, sends_jobs: bool = False) -> Iterator[Context]
                     + (f"; {left} failed for now and wait for the sweeper" if left else ""),
                     file=sys.stderr,
                 )
+
+
+def workspace_of(bridge: Context, workspace_id: str) -> str:
+    """The workspace a command acts on (`--workspace`, else BRIDGE_WORKSPACE, else `default`),
+    once it is known to exist."""
+    with bridge.session_factory() as session:
+        require(session, workspace_id)
+    return workspace_id

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from stripe_bridge.cli.opened import opened
+from stripe_bridge.cli.opened import opened, workspace_of
 from stripe_bridge.errors import BadRequest
 from stripe_bridge.operators import deadletters
 from stripe_bridge.operators.maintenance import recover
@@ -30,7 +30,11 @@ def _print(value: Any) -> None:
 def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
     with opened(settings) as bridge, bridge.session_factory() as session:
         letters = deadletters.list_dead(
-            session, kind=args.kind, event_type=args.type, since=args.since
+            session,
+            workspace_of(bridge, args.workspace),
+            kind=args.kind,
+            event_type=args.type,
+            since=args.since,
         )
     if args.json:
         _print([letter.as_json() for letter in letters])
@@ -47,7 +51,7 @@ def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
     with opened(settings) as bridge, bridge.session_factory() as session:
-        letter = deadletters.get_dead(session, args.id)
+        letter = deadletters.get_dead(session, workspace_of(bridge, args.workspace), args.id)
     if args.json:
         _print(letter.as_json(with_traceback=True))
         return 0
@@ -60,7 +64,7 @@ def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_discard(settings: Settings, args: argparse.Namespace) -> int:
     with opened(settings) as bridge, bridge.session_factory.begin() as session:
-        deadletters.discard(session, args.id, args.reason)
+        deadletters.discard(session, workspace_of(bridge, args.workspace), args.id, args.reason)
     print(f"{args.id} discarded: {args.reason}")
     return 0
 
@@ -71,12 +75,13 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     if args.ids and (args.kind or args.type):
         raise BadRequest("--kind and --type go with --all")
     with opened(settings, sends_jobs=not args.dry_run) as bridge:
+        workspace_id = workspace_of(bridge, args.workspace)
         if args.all:
             replayed = deadletters.replay_matching(
-                bridge, kind=args.kind, event_type=args.type, dry_run=args.dry_run
+                bridge, workspace_id, kind=args.kind, event_type=args.type, dry_run=args.dry_run
             )
         else:
-            replayed = deadletters.replay(bridge, args.ids, dry_run=args.dry_run)
+            replayed = deadletters.replay(bridge, workspace_id, args.ids, dry_run=args.dry_run)
     if args.json:
         _print({"replayed": replayed, "dry_run": args.dry_run})
         return 0
@@ -89,7 +94,7 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_recover(settings: Settings, args: argparse.Namespace) -> int:
     with opened(settings, sends_jobs=True) as bridge:
-        result = recover(bridge, args.since)
+        result = recover(bridge, workspace_of(bridge, args.workspace), args.since)
     if args.json:
         _print(result.__dict__)
     else:

@@ -10,7 +10,7 @@ import orjson
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from stripe_bridge.cli.opened import opened
+from stripe_bridge.cli.opened import opened, workspace_of
 from stripe_bridge.matching import review
 from stripe_bridge.models import NOT_MATCHED, Customer, Product
 from stripe_bridge.operators.views import (
@@ -24,8 +24,11 @@ from stripe_bridge.settings import Settings
 Action = Callable[[Session, argparse.Namespace], dict[str, Any]]
 
 
-def _run(settings: Settings, work: Callable[[Session], Any], *, write: bool) -> Any:
+def _run(
+    settings: Settings, args: argparse.Namespace, work: Callable[[Session], Any], *, write: bool
+) -> Any:
     with opened(settings) as bridge:
+        workspace_of(bridge, args.workspace)
         if write:
             with bridge.session_factory.begin() as session:
                 return work(session)
@@ -49,7 +52,9 @@ def _table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
 
 def list_customers(settings: Settings, args: argparse.Namespace) -> int:
     def work(session: Session) -> list[dict[str, Any]]:
-        query = select(Customer).order_by(Customer.id)
+        query = (
+            select(Customer).where(Customer.workspace_id == args.workspace).order_by(Customer.id)
+        )
         if args.unmatched:
             query = query.where(Customer.match_status == NOT_MATCHED, Customer.deleted.is_(False))
         if args.q:
@@ -57,7 +62,7 @@ def list_customers(settings: Settings, args: argparse.Namespace) -> int:
             query = query.where(or_(Customer.name.ilike(pattern), Customer.email.ilike(pattern)))
         return [customer_json(row) for row in session.scalars(query)]
 
-    rows = _run(settings, work, write=False)
+    rows = _run(settings, args, work, write=False)
     if args.json:
         _print_json(rows)
     else:
@@ -67,7 +72,7 @@ def list_customers(settings: Settings, args: argparse.Namespace) -> int:
 
 def list_products(settings: Settings, args: argparse.Namespace) -> int:
     def work(session: Session) -> list[dict[str, Any]]:
-        query = select(Product).order_by(Product.id)
+        query = select(Product).where(Product.workspace_id == args.workspace).order_by(Product.id)
         if args.unmatched:
             query = query.where(
                 Product.match_status == NOT_MATCHED,
@@ -78,7 +83,7 @@ def list_products(settings: Settings, args: argparse.Namespace) -> int:
             query = query.where(Product.name.ilike(f"%{args.q}%"))
         return [product_json(row, session) for row in session.scalars(query)]
 
-    rows = _run(settings, work, write=False)
+    rows = _run(settings, args, work, write=False)
     if args.json:
         _print_json(rows)
     else:
@@ -90,7 +95,7 @@ def _action(
     act: Action, summary: Callable[[dict[str, Any]], str]
 ) -> Callable[[Settings, argparse.Namespace], int]:
     def command(settings: Settings, args: argparse.Namespace) -> int:
-        result = _run(settings, lambda session: act(session, args), write=True)
+        result = _run(settings, args, lambda session: act(session, args), write=True)
         if args.json:
             _print_json(result)
         else:
@@ -101,12 +106,12 @@ def _action(
 
 
 def _create_customer(session: Session, args: argparse.Namespace) -> dict[str, Any]:
-    row, veles = review.create_customer(session, args.stripe_id)
+    row, veles = review.create_customer(session, args.workspace, args.stripe_id)
     return {**customer_json(row), "veles_customer": veles_customer_json(veles)}
 
 
 def _import_product(session: Session, args: argparse.Namespace) -> dict[str, Any]:
-    row, veles = review.import_product(session, args.stripe_id)
+    row, veles = review.import_product(session, args.workspace, args.stripe_id)
     return {**product_json(row, session), "veles_product": veles_product_json(veles)}
 
 
@@ -159,20 +164,24 @@ def register(commands: Any) -> None:
 
 
 def _link_customer(session: Session, args: argparse.Namespace) -> dict[str, Any]:
-    return customer_json(review.link_customer(session, args.stripe_id, args.veles_id))
+    return customer_json(
+        review.link_customer(session, args.workspace, args.stripe_id, args.veles_id)
+    )
 
 
 def _unlink_customer(session: Session, args: argparse.Namespace) -> dict[str, Any]:
-    return customer_json(review.unlink_customer(session, args.stripe_id))
+    return customer_json(review.unlink_customer(session, args.workspace, args.stripe_id))
 
 
 def _match_product(session: Session, args: argparse.Namespace) -> dict[str, Any]:
-    return product_json(review.match_product(session, args.stripe_id, args.veles_id), session)
+    return product_json(
+        review.match_product(session, args.workspace, args.stripe_id, args.veles_id), session
+    )
 
 
 def _ignore_product(session: Session, args: argparse.Namespace) -> dict[str, Any]:
-    return product_json(review.ignore_product(session, args.stripe_id), session)
+    return product_json(review.ignore_product(session, args.workspace, args.stripe_id), session)
 
 
 def _unlink_product(session: Session, args: argparse.Namespace) -> dict[str, Any]:
-    return product_json(review.unlink_product(session, args.stripe_id), session)
+    return product_json(review.unlink_product(session, args.workspace, args.stripe_id), session)

@@ -45,7 +45,9 @@ def lock_row(uow: UnitOfWork, model: type[M], object_id: str) -> M:
             return found  # type: ignore[return-value]
     statement = claim_row_statement(uow.session, model)
     row: M = uow.session.scalars(
-        statement, {"object_id": object_id}, execution_options={"populate_existing": True}
+        statement,
+        {"workspace_id": uow.workspace_id, "object_id": object_id},
+        execution_options={"populate_existing": True},
     ).one()
     if claimed is not None:  # a batch: its next event on this object must not reload it
         claimed[(model, object_id)] = row
@@ -61,7 +63,7 @@ def claim_rows(uow: UnitOfWork, model: type[M], object_ids: Iterable[str]) -> No
         return
     rows = uow.session.scalars(
         claim_rows_statement(model),
-        {"object_ids": ids},
+        {"workspace_id": uow.workspace_id, "object_ids": ids},
         execution_options={"populate_existing": True},
     )
     if uow.rows is None:
@@ -75,18 +77,21 @@ _WRITE_STATEMENTS: dict[type[Any], tuple[Any, list[tuple[str, str]]]] = {}
 
 
 def _write_statement(model: type[Any]) -> tuple[Any, list[tuple[str, str]]]:
-    """`UPDATE <table> SET <every column> WHERE id = …` for executemany, and the (attribute,
-    parameter) pairs that fill it from a row."""
+    """`UPDATE <table> SET <every column> WHERE workspace_id = … AND id = …` for executemany,
+    and the (attribute, parameter) pairs that fill it from a row."""
     if model not in _WRITE_STATEMENTS:
         table = model.__table__
         pairs: list[tuple[str, str]] = []
         values: dict[str, Any] = {}
         for attr in inspect(model).column_attrs:
             column = attr.columns[0]
-            if column.name != "id":
+            if column.name not in ("workspace_id", "id"):
                 pairs.append((attr.key, f"v_{column.name}"))
                 values[column.name] = bindparam(f"v_{column.name}", type_=column.type)
-        statement = update(table).where(table.c.id == bindparam("v_id")).values(values)
+        key = (table.c.workspace_id == bindparam("v_workspace_id")) & (
+            table.c.id == bindparam("v_id")
+        )
+        statement = update(table).where(key).values(values)
         _WRITE_STATEMENTS[model] = (statement, pairs)
     return _WRITE_STATEMENTS[model]
 
@@ -102,7 +107,12 @@ def write_mirrors(session: Session, claimed: Iterable[Versioned]) -> None:
     for model, rows in changed.items():
         statement, pairs = _write_statement(model)
         params = [
-            {"v_id": row.id, **{param: getattr(row, key) for key, param in pairs}} for row in rows
+            {
+                "v_workspace_id": row.workspace_id,
+                "v_id": row.id,
+                **{param: getattr(row, key) for key, param in pairs},
+            }
+            for row in rows
         ]
         session.execute(statement, params)
         for row in rows:

@@ -29,7 +29,7 @@ from stripe_bridge.uow import UnitOfWork
 
 
 def apply_product(event: Event, uow: UnitOfWork) -> None:
-    matching_lock(uow.session, PRODUCT_LOCK, uow.locks)
+    matching_lock(uow.session, uow.workspace_id, PRODUCT_LOCK, uow.locks)
     row = lock_row(uow, Product, event.object["id"])
     applied = event_to_apply(uow.session, row, event)
     if applied is None:

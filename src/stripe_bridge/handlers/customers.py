@@ -12,7 +12,7 @@ from stripe_bridge.uow import UnitOfWork
 
 
 def apply_customer(event: Event, uow: UnitOfWork) -> None:
-    matching_lock(uow.session, CUSTOMER_LOCK, uow.locks)
+    matching_lock(uow.session, uow.workspace_id, CUSTOMER_LOCK, uow.locks)
     row = lock_row(uow, Customer, event.object["id"])
     applied = event_to_apply(uow.session, row, event)
     if applied is None:

@@ -77,17 +77,18 @@ def event_to_apply(
 ) -> Event | None:
     """The event whose snapshot `row` must now hold (`event` or another event of its second),
     or None when the row already holds the latest. Queries the inbox only in a tie."""
-    siblings = same_second(session, event) if is_tie(row, event) else []
+    siblings = same_second(session, row.workspace_id, event) if is_tie(row, event) else []
     return decide(row, event, siblings, progress=progress)
 
 
-def same_second(session: Session, event: Event) -> list[Event]:
-    """The object's other events of `event`'s second and rank that are or will be applied
-    (received or processed, same mode), in the order they were received. Undecodable payloads
-    are left out (they fail on their own)."""
+def same_second(session: Session, workspace_id: str, event: Event) -> list[Event]:
+    """The object's other events (in its workspace) of `event`'s second and rank that are or
+    will be applied (received or processed, same mode), in the order they were received.
+    Undecodable payloads are left out (they fail on their own)."""
     rows = session.execute(
         select(StripeEvent.type, StripeEvent.payload)
         .where(
+            StripeEvent.workspace_id == workspace_id,
             StripeEvent.object_id == event.object["id"],
             StripeEvent.created == event.created,
             StripeEvent.id != event.id,

@@ -61,10 +61,11 @@ def preload_links(
             links.contract_ids.add(contract_id)
     if links.invoice_ids:
         orders = select(VelesOrder).where(
+            VelesOrder.workspace_id == uow.workspace_id,
             or_(
                 VelesOrder.id.in_(links.order_ids),
                 VelesOrder.stripe_invoice_id.in_(links.invoice_ids),
-            )
+            ),
         )
         for order in session.scalars(orders.order_by(VelesOrder.id).with_for_update()):
             links.orders[order.id] = order
@@ -72,10 +73,11 @@ def preload_links(
                 links.orders_by_invoice.setdefault(order.stripe_invoice_id, order)
     if links.subscription_ids:
         contracts = select(VelesContract).where(
+            VelesContract.workspace_id == uow.workspace_id,
             or_(
                 VelesContract.id.in_(links.contract_ids),
                 VelesContract.stripe_subscription_id.in_(links.subscription_ids),
-            )
+            ),
         )
         for contract in session.scalars(contracts.order_by(VelesContract.id).with_for_update()):
             links.contracts[contract.id] = contract
@@ -92,11 +94,15 @@ def order_for_invoice(uow: UnitOfWork, invoice: Invoice) -> VelesOrder | None:
     if order_id:
         if links is not None and order_id in links.order_ids:
             return links.orders.get(order_id)
-        return session.get(VelesOrder, order_id, with_for_update=True)
+        return session.get(VelesOrder, (uow.workspace_id, order_id), with_for_update=True)
     if links is not None and invoice.id in links.invoice_ids:
         return links.orders_by_invoice.get(invoice.id)
     return session.scalars(
-        select(VelesOrder).where(VelesOrder.stripe_invoice_id == invoice.id).with_for_update()
+        select(VelesOrder)
+        .where(
+            VelesOrder.workspace_id == uow.workspace_id, VelesOrder.stripe_invoice_id == invoice.id
+        )
+        .with_for_update()
     ).first()
 
 
@@ -123,14 +129,19 @@ def _contract_for(uow: UnitOfWork, subscription: Subscription) -> VelesContract 
         if links is not None and contract_id in links.contract_ids:
             contract = links.contracts.get(contract_id)
         else:
-            contract = session.get(VelesContract, contract_id, with_for_update=True)
+            contract = session.get(
+                VelesContract, (uow.workspace_id, contract_id), with_for_update=True
+            )
     if contract is not None:
         return contract
     if links is not None and subscription.id in links.subscription_ids:
         return links.contracts_by_subscription.get(subscription.id)
     return session.scalars(
         select(VelesContract)
-        .where(VelesContract.stripe_subscription_id == subscription.id)
+        .where(
+            VelesContract.workspace_id == uow.workspace_id,
+            VelesContract.stripe_subscription_id == subscription.id,
+        )
         .with_for_update()
     ).first()
 

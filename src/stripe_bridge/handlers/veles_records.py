@@ -22,13 +22,13 @@ from stripe_bridge.uow import UnitOfWork
 
 def apply_customer_upserted(event: Event, uow: UnitOfWork) -> None:
     session, data = uow.session, event.object
-    matching_lock(session, CUSTOMER_LOCK)
-    row = session.get(VelesCustomer, data["id"], with_for_update=True)
+    matching_lock(session, uow.workspace_id, CUSTOMER_LOCK)
+    row = session.get(VelesCustomer, (uow.workspace_id, data["id"]), with_for_update=True)
     if row is not None and event.created < row.src_created:
         return  # an older Veles event
     old = Keys(row.email_key, row.domain_key, row.name_key) if row is not None else None
     if row is None:
-        row = VelesCustomer(id=data["id"])
+        row = VelesCustomer(workspace_id=uow.workspace_id, id=data["id"])
         session.add(row)
     row.name, row.email, row.domain = data["name"], data.get("email"), data.get("domain")
     row.src_created, row.updated_at = event.created, utcnow()
@@ -39,13 +39,13 @@ def apply_customer_upserted(event: Event, uow: UnitOfWork) -> None:
 
 def apply_product_upserted(event: Event, uow: UnitOfWork) -> None:
     session, data = uow.session, event.object
-    matching_lock(session, PRODUCT_LOCK)
-    row = session.get(VelesProduct, data["id"], with_for_update=True)
+    matching_lock(session, uow.workspace_id, PRODUCT_LOCK)
+    row = session.get(VelesProduct, (uow.workspace_id, data["id"]), with_for_update=True)
     if row is not None and event.created < row.src_created:
         return
     old_name_key = row.name_key if row is not None else None
     if row is None:
-        row = VelesProduct(id=data["id"])
+        row = VelesProduct(workspace_id=uow.workspace_id, id=data["id"])
         session.add(row)
     row.name, row.sku, row.unit_label = data["name"], data.get("sku"), data.get("unit_label")
     row.src_created, row.updated_at = event.created, utcnow()

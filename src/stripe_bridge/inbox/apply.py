@@ -30,6 +30,10 @@ from stripe_bridge.uow import UnitOfWork
 log = structlog.get_logger(__name__)
 
 
+# Whether an event may be applied now (a reason to ignore it, or None): the connection's say.
+Accept = Callable[[Session, str, Event], str | None]
+Key = tuple[str, str]  # (workspace_id, event id): an inbox row's primary key
+
 MAX_ATTEMPTS = 8  # BRIDGE_EVENT_MAX_ATTEMPTS: tries of one event before it is a dead letter
 _ID_KEY = {StripeEvent: "stripe_event_id", VelesEvent: "veles_event_id"}
 
@@ -57,12 +61,13 @@ def handle(
 def apply_event(
     session_factory: sessionmaker[Session],
     handlers: Mapping[str, Handler],
+    workspace_id: str,
     event_id: str,
     *,
     max_attempts: int = MAX_ATTEMPTS,
     inbox: Inbox = StripeEvent,
     decode: Callable[[Any], Event] = Event.from_payload,
-    accept: Callable[[Session, Event], str | None] = lambda _session, _event: None,
+    accept: Accept = lambda _session, _workspace, _event: None,
     skip_locked: bool = False,
 ) -> str:
     """Apply one stored event with its handler, in one transaction; answers the new status.
@@ -74,7 +79,8 @@ def apply_event(
     the error, whichever job or replay made the attempts. `accept` may return a reason to
     ignore the event instead (e.g. disconnected). With `skip_locked`, an event whose row
     another transaction holds is left to it ("locked")."""
-    bound = log.bind(**{_ID_KEY[inbox]: event_id})
+    bound = log.bind(workspace_id=workspace_id, **{_ID_KEY[inbox]: event_id})
+    key = (workspace_id, event_id)
     source = "stripe" if inbox is StripeEvent else "veles"
     started = time.perf_counter()
     try:
@@ -82,7 +88,7 @@ def apply_event(
             lock = {"skip_locked": True} if skip_locked else True
             row = cast(
                 "StripeEvent | VelesEvent | None",
-                session.get(inbox, event_id, with_for_update=lock),
+                session.get(inbox, key, with_for_update=lock),
             )
             if row is None:
                 return "missing or locked" if skip_locked else "missing"
@@ -92,10 +98,10 @@ def apply_event(
             status, event_type = row.status, row.type
         bound.info("event applied", status=status)
     except _Failed as failed:
-        status, event_type = _record_permanent(session_factory, inbox, event_id, failed.cause)
+        status, event_type = _record_permanent(session_factory, inbox, key, failed.cause)
         bound.warning("event failed permanently", error=describe(failed.cause))
     except Exception as exc:
-        status = _record_transient(session_factory, inbox, event_id, exc, max_attempts)
+        status = _record_transient(session_factory, inbox, key, exc, max_attempts)
         EVENTS.labels(source, "unknown", "failed" if status == FAILED else "retried").inc()
         if status != FAILED:
             bound.warning("event failed, will retry", error=describe(exc))
@@ -112,13 +118,13 @@ def _apply_row(
     row: StripeEvent | VelesEvent,
     handlers: Mapping[str, Handler],
     decode: Callable[[Any], Event],
-    accept: Callable[[Session, Event], str | None],
+    accept: Accept,
 ) -> None:
     structlog.contextvars.bind_contextvars(event_type=row.type)
     try:
         event = decode(orjson.loads(row.payload))
-        refusal = accept(session, event)
-        row.status = handle(UnitOfWork(session), handlers, event, refusal)
+        refusal = accept(session, row.workspace_id, event)
+        row.status = handle(UnitOfWork(session, row.workspace_id), handlers, event, refusal)
         if refusal:
             row.reason = refusal
         session.flush()  # a value the database refuses is the payload's failure too
@@ -131,12 +137,12 @@ def _apply_row(
 
 
 def _record_permanent(
-    session_factory: sessionmaker[Session], inbox: Inbox, event_id: str, exc: BaseException
+    session_factory: sessionmaker[Session], inbox: Inbox, key: Key, exc: BaseException
 ) -> tuple[str, str]:
     with session_factory.begin() as session:
         row = cast(
             "StripeEvent | VelesEvent",
-            session.get(inbox, event_id, with_for_update=True),
+            session.get(inbox, key, with_for_update=True),
         )
         if row.status == RECEIVED:
             row.status, row.attempts = FAILED, row.attempts + 1
@@ -147,7 +153,7 @@ def _record_permanent(
 def _record_transient(
     session_factory: sessionmaker[Session],
     inbox: Inbox,
-    event_id: str,
+    key: Key,
     exc: BaseException,
     max_attempts: int,
 ) -> str:
@@ -157,7 +163,7 @@ def _record_transient(
         with session_factory.begin() as session:
             row = cast(
                 "StripeEvent | VelesEvent | None",
-                session.get(inbox, event_id, with_for_update=True),
+                session.get(inbox, key, with_for_update=True),
             )
             if row is None or row.status != RECEIVED:
                 return RECEIVED if row is None else row.status
@@ -169,5 +175,5 @@ def _record_transient(
                 record_error(row, exc)
             return row.status
     except Exception as record_exc:  # the database itself may be what failed
-        log.error("could not record the failure", event_id=event_id, error=repr(record_exc))
+        log.error("could not record the failure", event_id=key[1], error=repr(record_exc))
         return RECEIVED

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from typing import Any
 
@@ -31,7 +31,7 @@ from stripe_bridge.event import Event
 from stripe_bridge.failures import describe
 from stripe_bridge.handlers.base import Claim, Handler, claim_rows, write_mirrors
 from stripe_bridge.handlers.orders import preload_links
-from stripe_bridge.inbox.apply import MAX_ATTEMPTS, apply_event, handle
+from stripe_bridge.inbox.apply import MAX_ATTEMPTS, Accept, apply_event, handle
 from stripe_bridge.matching.linking import matching_lock, preload_pools
 from stripe_bridge.matching.rules import Keys, derive_domain, normalise_product_name
 from stripe_bridge.metrics import EVENTS, HANDLER_SECONDS
@@ -52,8 +52,6 @@ log = structlog.get_logger(__name__)
 
 BATCH_SIZE = 100
 
-Accept = Callable[[Session, Event], str | None]
-
 
 def chunks(ids: Sequence[str], size: int = BATCH_SIZE) -> list[list[str]]:
     return [list(ids[start : start + size]) for start in range(0, len(ids), size)]
@@ -63,31 +61,42 @@ def apply_events(
     session_factory: sessionmaker[Session],
     handlers: Mapping[str, Handler],
     claims: Mapping[str, Claim],
+    workspace_id: str,
     event_ids: Sequence[str],
     *,
     max_attempts: int = MAX_ATTEMPTS,
-    accept: Accept = lambda _session, _event: None,
+    accept: Accept = lambda _session, _workspace, _event: None,
 ) -> dict[str, str]:
-    """Apply the `received` events among `event_ids`; answers the status of each one applied
-    (processed or ignored; failed ones only when they had to be applied one by one)."""
+    """Apply the `received` events among the workspace's `event_ids`; answers the status of
+    each one applied (processed or ignored; failed ones only when they had to be applied one
+    by one)."""
     started = time.perf_counter()
     types: set[str] = set()
     try:
-        applied = _apply_together(session_factory, handlers, claims, event_ids, accept, types)
+        applied = _apply_together(
+            session_factory, handlers, claims, workspace_id, event_ids, accept, types
+        )
     except Exception as exc:
         structlog.contextvars.clear_contextvars()
         log.warning(
             "batch failed; applying its events one by one",
+            workspace_id=workspace_id,
             stripe_event_ids=list(event_ids),
             event_types=sorted(types),
             error=describe(exc),
         )
-        return _one_by_one(session_factory, handlers, event_ids, max_attempts, accept)
+        return _one_by_one(session_factory, handlers, workspace_id, event_ids, max_attempts, accept)
     finally:
         structlog.contextvars.clear_contextvars()
     share = (time.perf_counter() - started) / max(1, len(applied))
     for event_id, (event_type, status) in applied.items():
-        log.info("event applied", stripe_event_id=event_id, event_type=event_type, status=status)
+        log.info(
+            "event applied",
+            workspace_id=workspace_id,
+            stripe_event_id=event_id,
+            event_type=event_type,
+            status=status,
+        )
         EVENTS.labels("stripe", event_type, status).inc()
         HANDLER_SECONDS.labels("stripe").observe(share)
     return {event_id: status for event_id, (_type, status) in applied.items()}
@@ -97,6 +106,7 @@ def _apply_together(
     session_factory: sessionmaker[Session],
     handlers: Mapping[str, Handler],
     claims: Mapping[str, Claim],
+    workspace_id: str,
     event_ids: Sequence[str],
     accept: Accept,
     types: set[str],
@@ -106,7 +116,11 @@ def _apply_together(
     with session_factory.begin() as session:
         rows = session.execute(
             select(StripeEvent.id, StripeEvent.type, StripeEvent.payload)
-            .where(StripeEvent.id.in_(event_ids), StripeEvent.status == RECEIVED)
+            .where(
+                StripeEvent.workspace_id == workspace_id,
+                StripeEvent.id.in_(event_ids),
+                StripeEvent.status == RECEIVED,
+            )
             .order_by(StripeEvent.id)
             .with_for_update(skip_locked=True)
         ).all()
@@ -114,16 +128,17 @@ def _apply_together(
             return applied
         types.update(event_type for _id, event_type, _payload in rows)
         events = [Event.from_payload(orjson.loads(payload)) for _id, _type, payload in rows]
-        to_apply, ignored = _refusals(session, events, accept, applied)
-        _handle_all(UnitOfWork(session), handlers, claims, to_apply, applied)
-        _record(session, [event.id for event in to_apply], PROCESSED, None)
+        uow = UnitOfWork(session, workspace_id)
+        to_apply, ignored = _refusals(uow, events, accept, applied)
+        _handle_all(uow, handlers, claims, to_apply, applied)
+        _record(uow, [event.id for event in to_apply], PROCESSED, None)
         for reason, ids in ignored.items():
-            _record(session, ids, IGNORED, reason)
+            _record(uow, ids, IGNORED, reason)
     return applied
 
 
 def _refusals(
-    session: Session, events: list[Event], accept: Accept, applied: dict[str, tuple[str, str]]
+    uow: UnitOfWork, events: list[Event], accept: Accept, applied: dict[str, tuple[str, str]]
 ) -> tuple[list[Event], dict[str, list[str]]]:
     """The events to apply, and the refused ones by reason. Whether an event may be applied
     depends on the connection and the event's mode only: asked once per mode."""
@@ -132,7 +147,7 @@ def _refusals(
     ignored: dict[str, list[str]] = defaultdict(list)
     for event in events:
         if event.livemode not in verdicts:
-            verdicts[event.livemode] = accept(session, event)
+            verdicts[event.livemode] = accept(uow.session, uow.workspace_id, event)
         reason = verdicts[event.livemode]
         if reason:
             ignored[reason].append(event.id)
@@ -187,7 +202,7 @@ def prepare(uow: UnitOfWork, claims: Mapping[str, Claim], events: list[Event]) -
         if claim.matching_lock:
             locks.add(claim.matching_lock)
     for name in sorted(locks - uow.locks):
-        matching_lock(uow.session, name)
+        matching_lock(uow.session, uow.workspace_id, name)
     uow.locks |= locks
     for model in sorted(by_model, key=lambda model: str(model.__tablename__)):
         claim_rows(uow, model, [event.object["id"] for event in by_model[model]])
@@ -200,6 +215,7 @@ def prepare(uow: UnitOfWork, claims: Mapping[str, Claim], events: list[Event]) -
     if Customer in by_model or Product in by_model:
         uow.pools = preload_pools(
             uow.session,
+            uow.workspace_id,
             customers=[
                 Keys.of(
                     event.object.get("name"),
@@ -227,7 +243,7 @@ def prepare(uow: UnitOfWork, claims: Mapping[str, Claim], events: list[Event]) -
         )
 
 
-def _record(session: Session, ids: list[str], status: str, reason: str | None) -> None:
+def _record(uow: UnitOfWork, ids: list[str], status: str, reason: str | None) -> None:
     if not ids:
         return
     values: dict[str, Any] = {
@@ -238,9 +254,9 @@ def _record(session: Session, ids: list[str], status: str, reason: str | None) -
     }
     if reason is not None:
         values["reason"] = reason
-    session.execute(
+    uow.session.execute(
         update(StripeEvent)
-        .where(StripeEvent.id.in_(ids))
+        .where(StripeEvent.workspace_id == uow.workspace_id, StripeEvent.id.in_(ids))
         .values(**values)
         .execution_options(synchronize_session=False)
     )
@@ -249,6 +265,7 @@ def _record(session: Session, ids: list[str], status: str, reason: str | None) -
 def _one_by_one(
     session_factory: sessionmaker[Session],
     handlers: Mapping[str, Handler],
+    workspace_id: str,
     event_ids: Sequence[str],
     max_attempts: int,
     accept: Accept,
@@ -262,6 +279,7 @@ def _one_by_one(
             statuses[event_id] = apply_event(
                 session_factory,
                 handlers,
+                workspace_id,
                 event_id,
                 max_attempts=max_attempts,
                 accept=accept,

@@ -19,7 +19,8 @@ from stripe import SignatureVerificationError, WebhookSignature
 
 from stripe_bridge.errors import BadRequest, PermanentError
 from stripe_bridge.event import Event
-from stripe_bridge.models import IGNORED, RECEIVED
+from stripe_bridge.models import DEFAULT_WORKSPACE, IGNORED, RECEIVED
+from stripe_bridge.workspaces import ID_PATTERN
 
 
 def verify(body: bytes, header: str | None, secrets: Sequence[str], tolerance: int) -> None:
@@ -89,6 +90,12 @@ class Incoming:
     extra: dict[str, Any] = field(default_factory=dict)
     status: str = RECEIVED
     reason: str | None = None
+    workspace_id: str = DEFAULT_WORKSPACE  # the door sets it: the route's, or the account's
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """The inbox row's primary key."""
+        return self.workspace_id, self.id
 
 
 MAX_CREATED = 253_402_300_799  # unix seconds of 9999-12-31: anything later is not a timestamp
@@ -205,8 +212,16 @@ def parse_veles_event(body: bytes, handled: Mapping[str, Any]) -> Incoming:
     _check_data(event_type, data)
     if event_type in _WITH_LINES and (not isinstance(data.get("lines"), list) or not data["lines"]):
         raise BadRequest(f"{event_type}: data.lines must be a non-empty list")
+    workspace_id = doc.get("workspace_id", DEFAULT_WORKSPACE)
+    if not isinstance(workspace_id, str) or not ID_PATTERN.fullmatch(workspace_id):
+        raise BadRequest("workspace_id must be 1-64 letters, digits, '-' or '_'")
     incoming = Incoming(
-        id=event_id, type=event_type, created=created, object_id=data["id"], payload=body
+        id=event_id,
+        type=event_type,
+        created=created,
+        object_id=data["id"],
+        payload=body,
+        workspace_id=workspace_id,
     )
     if event_type not in handled:
         incoming.status, incoming.reason = IGNORED, f"{event_type} is not applied yet"

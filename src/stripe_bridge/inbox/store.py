@@ -21,10 +21,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from stripe_bridge.db import insert_ignoring_conflicts
@@ -37,13 +37,17 @@ from stripe_bridge.models import RECEIVED, Inbox, StripeEvent, utcnow
 log = structlog.get_logger(__name__)
 
 
-def store(session: Session, inbox: Inbox, batch: Sequence[Incoming]) -> set[str]:
-    """Insert a batch in the caller's transaction; answers the ids that were new."""
+Key = tuple[str, str]  # (workspace_id, event id)
+
+
+def store(session: Session, inbox: Inbox, batch: Sequence[Incoming]) -> set[Key]:
+    """Insert a batch in the caller's transaction; answers the keys that were new."""
     if not batch:
         return set()
     now = utcnow()
     rows = [
         {
+            "workspace_id": item.workspace_id,
             "id": item.id,
             "type": item.type,
             "created": item.created,
@@ -58,48 +62,59 @@ def store(session: Session, inbox: Inbox, batch: Sequence[Incoming]) -> set[str]
         for item in batch
     ]
     table = inbox.__table__
-    statement = insert_ignoring_conflicts(session, table).returning(table.c.id)  # type: ignore[arg-type]
-    return set(session.scalars(statement, rows))
+    statement = insert_ignoring_conflicts(session, table).returning(  # type: ignore[arg-type]
+        table.c.workspace_id, table.c.id
+    )
+    return {(workspace_id, event_id) for workspace_id, event_id in session.execute(statement, rows)}
 
 
 def due_for_sweep(
     session: Session, inbox: Inbox, *, grace: timedelta, limit: int = 1000
-) -> list[str]:
+) -> list[Key]:
     """Events stored but still not applied after `grace`: their job was lost or never sent.
 
     Locked for the caller's transaction (`mark_enqueued`), skipping rows a job holds: that job
-    is applying them, and waiting for it could deadlock with its own bookkeeping."""
+    is applying them, and waiting for it could deadlock with its own bookkeeping. One query
+    for every workspace (on the inbox's index of what waits)."""
     cutoff = utcnow() - grace
     last_sent = func.coalesce(inbox.enqueued_at, inbox.received_at)
     query = (
-        select(inbox.id)
+        select(inbox.workspace_id, inbox.id)
         .where(inbox.status == RECEIVED, inbox.received_at < cutoff, last_sent < cutoff)
         .order_by(inbox.received_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    return list(session.scalars(query))
+    return [(workspace_id, event_id) for workspace_id, event_id in session.execute(query)]
 
 
-def mark_enqueued(session: Session, inbox: Inbox, ids: Iterable[str]) -> None:
-    ids = list(ids)
-    if ids:
-        session.execute(update(inbox).where(inbox.id.in_(ids)).values(enqueued_at=utcnow()))
+def mark_enqueued(session: Session, inbox: Inbox, keys: Iterable[Key]) -> None:
+    _set_enqueued(session, inbox, keys, utcnow())
 
 
-def unmark_enqueued(session: Session, inbox: Inbox, ids: Iterable[str]) -> None:
+def unmark_enqueued(session: Session, inbox: Inbox, keys: Iterable[Key]) -> None:
     """Sending failed: these are due for the next sweep again."""
-    ids = list(ids)
-    if ids:
-        session.execute(update(inbox).where(inbox.id.in_(ids)).values(enqueued_at=None))
+    _set_enqueued(session, inbox, keys, None)
 
 
-def counts_by_status(session: Session, inbox: Inbox = StripeEvent) -> dict[str, int]:
+def _set_enqueued(session: Session, inbox: Inbox, keys: Iterable[Key], at: datetime | None) -> None:
+    keys = list(keys)
+    if keys:
+        selected = tuple_(inbox.workspace_id, inbox.id).in_(keys)
+        session.execute(update(inbox).where(selected).values(enqueued_at=at))
+
+
+def counts_by_status(
+    session: Session, inbox: Inbox = StripeEvent, workspace_id: str | None = None
+) -> dict[str, int]:
+    """Events by status, in one workspace or (None) in all."""
     query = select(inbox.status, func.count()).group_by(inbox.status)
+    if workspace_id is not None:
+        query = query.where(inbox.workspace_id == workspace_id)
     return {status: count for status, count in session.execute(query).all()}
 
 
-Flush = Callable[[Sequence[Incoming]], set[str]]
+Flush = Callable[[Sequence[Incoming]], set[Key]]
 
 
 class GroupCommit:
@@ -142,33 +157,33 @@ class GroupCommit:
         while self._pending:
             batch = self._pending[: self._max_batch]
             del self._pending[: self._max_batch]
-            unique: dict[str, Incoming] = {}
+            unique: dict[Key, Incoming] = {}
             for item, _ in batch:
-                unique.setdefault(item.id, item)
+                unique.setdefault(item.key, item)
             inserted, failed = await self._store(loop, list(unique.values()))
             for item, future in batch:
                 if future.done():
                     continue
-                if item.id in failed:
+                if item.key in failed:
                     future.set_exception(StoreUnavailable("the event could not be stored"))
                     continue
-                first = unique.get(item.id) is item
-                future.set_result(not (first and item.id in inserted))
+                first = unique.get(item.key) is item
+                future.set_result(not (first and item.key in inserted))
 
     async def _store(
         self, loop: asyncio.AbstractEventLoop, items: list[Incoming]
-    ) -> tuple[set[str], set[str]]:
+    ) -> tuple[set[Key], set[Key]]:
         """Flush `items` together; when the database refuses a value, each alone, so that one
         event it refuses fails only its own delivery (an unreachable database fails them all at
-        once). Answers (ids inserted, ids that failed)."""
+        once). Answers (keys inserted, keys that failed)."""
         try:
             return await loop.run_in_executor(self._executor, self._flush, items), set()
         except Exception as exc:
             log.error("could not store events", count=len(items), error=type(exc).__name__)
             if len(items) == 1 or not is_permanent(exc):  # e.g. the database is unreachable
-                return set(), {item.id for item in items}
-        inserted: set[str] = set()
-        failed: set[str] = set()
+                return set(), {item.key for item in items}
+        inserted: set[Key] = set()
+        failed: set[Key] = set()
         for item in items:
             new, bad = await self._store(loop, [item])
             inserted |= new
@@ -177,11 +192,14 @@ class GroupCommit:
 
 
 class JobSender:
+    """Gathers new events' keys; sends each workspace's as jobs of its own (`send(workspace_id,
+    ids)`), since a job applies the events of one workspace."""
+
     def __init__(
-        self, send: Callable[[list[str]], object], *, linger: float, size: int = BATCH_SIZE
+        self, send: Callable[[str, list[str]], object], *, linger: float, size: int = BATCH_SIZE
     ) -> None:
         self._send, self._linger, self._size = send, linger, size
-        self._pending: list[str] = []
+        self._pending: list[Key] = []
         self._first_at = 0.0
         self._stopping = False
         self._changed = threading.Condition()
@@ -190,14 +208,14 @@ class JobSender:
     def start(self) -> None:
         self._thread.start()
 
-    def add(self, event_ids: Iterable[str]) -> None:
-        event_ids = list(event_ids)
-        if not event_ids:
+    def add(self, keys: Iterable[Key]) -> None:
+        keys = list(keys)
+        if not keys:
             return
         with self._changed:
             if not self._pending:
                 self._first_at = time.monotonic()
-            self._pending.extend(event_ids)
+            self._pending.extend(keys)
             self._changed.notify()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -207,7 +225,7 @@ class JobSender:
             self._changed.notify()
         self._thread.join(timeout)
 
-    def _next_batch(self) -> list[str] | None:
+    def _next_batch(self) -> list[Key] | None:
         """Wait until something is due (or stopping with nothing left: None)."""
         with self._changed:
             while True:
@@ -224,7 +242,16 @@ class JobSender:
 
     def _run(self) -> None:
         while (batch := self._next_batch()) is not None:
-            try:
-                self._send(batch)
-            except Exception as exc:  # the sweeper sends them later; the thread must live on
-                log.error("could not send jobs", events=len(batch), error=type(exc).__name__)
+            by_workspace: dict[str, list[str]] = {}
+            for workspace_id, event_id in batch:
+                by_workspace.setdefault(workspace_id, []).append(event_id)
+            for workspace_id, ids in by_workspace.items():
+                try:
+                    self._send(workspace_id, ids)
+                except Exception as exc:  # the sweeper sends them later; the thread lives on
+                    log.error(
+                        "could not send jobs",
+                        workspace_id=workspace_id,
+                        events=len(ids),
+                        error=type(exc).__name__,
+                    )

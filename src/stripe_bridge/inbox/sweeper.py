@@ -26,15 +26,23 @@ def sweep_once(session_factory: sessionmaker[Session], jobs: JobQueue, grace: ti
             mark_enqueued(session, inbox, due)
         if not due:
             continue
-        sent = jobs.send_events(due, inbox)
+        by_workspace: dict[str, list[str]] = {}
+        for workspace_id, event_id in due:
+            by_workspace.setdefault(workspace_id, []).append(event_id)
+        sent = {
+            (workspace_id, event_id)
+            for workspace_id, ids in by_workspace.items()
+            for event_id in jobs.send_events(workspace_id, ids, inbox)
+        }
         if len(sent) < len(due):
             with session_factory.begin() as session:
-                unmark_enqueued(session, inbox, set(due) - set(sent))
+                unmark_enqueued(session, inbox, set(due) - sent)
         log.info(
             "swept stored events back onto the queue",
             inbox=inbox.__tablename__,
             count=len(sent),
             due=len(due),
+            workspaces=len(by_workspace),
         )
         total += len(sent)
     return total

@@ -38,13 +38,18 @@ CUSTOMER_LOCK = "stripe-bridge:customer-matching"
 PRODUCT_LOCK = "stripe-bridge:product-matching"
 
 
-def matching_lock(session: Session, name: str, held: Collection[str] = ()) -> None:
-    """Serialise matching of one kind for this transaction (SQLite writers are serial anyway);
-    `held`: the locks a batch took already for all its events."""
+def matching_lock(
+    session: Session, workspace_id: str, name: str, held: Collection[str] = ()
+) -> None:
+    """Serialise matching of one kind in one workspace for this transaction (SQLite writers are
+    serial anyway); `held`: the locks a batch took already for all its events."""
     if name in held:
         return
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
+            {"name": f"{name}:{workspace_id}"},
+        )
 
 
 @dataclass
@@ -69,7 +74,10 @@ class MatchingPools:
 
 
 def preload_pools(
-    session: Session, customers: Iterable[Keys], product_names: Iterable[str | None]
+    session: Session,
+    workspace_id: str,
+    customers: Iterable[Keys],
+    product_names: Iterable[str | None],
 ) -> MatchingPools:
     """Read the candidates for every customer key and product name of a batch: one query each."""
     customers = list(customers)
@@ -86,14 +94,18 @@ def preload_pools(
             VelesCustomer.email_key,
             VelesCustomer.domain_key,
             VelesCustomer.name_key,
-        ).where(or_(*conditions))  # type: ignore[arg-type]
+        ).where(
+            VelesCustomer.workspace_id == workspace_id,
+            or_(*conditions),  # type: ignore[arg-type]
+        )
         pools.customers = [
             (veles_id, Keys(email, domain, name))
             for veles_id, email, domain, name in session.execute(query)
         ]
     if pools.product_names:
         products = select(VelesProduct.id, VelesProduct.name_key).where(
-            VelesProduct.name_key.in_(pools.product_names)
+            VelesProduct.workspace_id == workspace_id,
+            VelesProduct.name_key.in_(pools.product_names),
         )
         pools.products = [(veles_id, key) for veles_id, key in session.execute(products)]
     return pools
@@ -137,7 +149,10 @@ def rematch_customer(
     conditions = _where_keys(VelesCustomer, keys)
     pool: list[tuple[str, Keys]] = []
     if conditions:
-        query = select(VelesCustomer).where(or_(*conditions))  # type: ignore[arg-type]
+        query = select(VelesCustomer).where(
+            VelesCustomer.workspace_id == row.workspace_id,
+            or_(*conditions),  # type: ignore[arg-type]
+        )
         pool = [
             (vc.id, Keys(vc.email_key, vc.domain_key, vc.name_key)) for vc in session.scalars(query)
         ]
@@ -153,7 +168,11 @@ def rematch_customers_for(session: Session, veles: VelesCustomer, old: Keys | No
     ]
     query: Select[Customer] = (
         select(Customer)
-        .where(Customer.match_manual.is_(False), or_(*conditions))  # type: ignore[arg-type]
+        .where(
+            Customer.workspace_id == veles.workspace_id,
+            Customer.match_manual.is_(False),
+            or_(*conditions),  # type: ignore[arg-type]
+        )
         .order_by(Customer.id)
         .with_for_update()
     )
@@ -177,7 +196,7 @@ def rematch_product(session: Session, row: Product, preloaded: MatchingPools | N
         pool = preloaded.products
     elif row.name_key:
         query = select(VelesProduct.id, VelesProduct.name_key).where(
-            VelesProduct.name_key == row.name_key
+            VelesProduct.workspace_id == row.workspace_id, VelesProduct.name_key == row.name_key
         )
         pool = [(veles_id, key) for veles_id, key in session.execute(query)]
     decision = decide_product(row.name_key, pool)
@@ -196,6 +215,7 @@ def rematch_products_for(session: Session, veles: VelesProduct, old_name_key: st
     query: Select[Product] = (
         select(Product)
         .where(
+            Product.workspace_id == veles.workspace_id,
             Product.match_manual.is_(False),
             Product.match_status.in_((NAME_MATCH, NOT_MATCHED)),
             or_(Product.name_key.in_(names), Product.veles_product_id == veles.id),
@@ -207,17 +227,23 @@ def rematch_products_for(session: Session, veles: VelesProduct, old_name_key: st
         rematch_product(session, row)
 
 
-def unmatched_counts(session: Session) -> tuple[int, int]:
-    """Stripe customers and products that need review (deleted and inactive ones do not)."""
+def unmatched_counts(session: Session, workspace_id: str) -> tuple[int, int]:
+    """A workspace's Stripe customers and products that need review (deleted and inactive ones
+    do not)."""
     customers = session.scalar(
         select(func.count())
         .select_from(Customer)
-        .where(Customer.match_status == NOT_MATCHED, Customer.deleted.is_(False))
+        .where(
+            Customer.workspace_id == workspace_id,
+            Customer.match_status == NOT_MATCHED,
+            Customer.deleted.is_(False),
+        )
     )
     products = session.scalar(
         select(func.count())
         .select_from(Product)
         .where(
+            Product.workspace_id == workspace_id,
             Product.match_status == NOT_MATCHED,
             Product.deleted.is_(False),
             Product.active.is_(True),

@@ -98,9 +98,11 @@ def _letter(kind: str, row: Any) -> DeadLetter:
     )
 
 
-def _query(kind: str, event_type: str | None, since: datetime | None) -> Any:
+def _query(workspace_id: str, kind: str, event_type: str | None, since: datetime | None) -> Any:
     model = MODELS[kind]
-    query = select(model).where(model.status == DEAD_STATUS[kind])
+    query = select(model).where(
+        model.workspace_id == workspace_id, model.status == DEAD_STATUS[kind]
+    )
     if event_type:
         query = query.where((model.kind if kind == "outbox" else model.type) == event_type)
     if since:
@@ -110,6 +112,7 @@ def _query(kind: str, event_type: str | None, since: datetime | None) -> Any:
 
 def list_dead(
     session: Session,
+    workspace_id: str,
     *,
     kind: str | None = None,
     event_type: str | None = None,
@@ -118,22 +121,30 @@ def list_dead(
     if kind is not None and kind not in MODELS:
         raise BadRequest(f"kind must be one of {', '.join(MODELS)}")
     kinds = [kind] if kind else list(MODELS)
-    return [_letter(k, row) for k in kinds for row in session.scalars(_query(k, event_type, since))]
+    return [
+        _letter(k, row)
+        for k in kinds
+        for row in session.scalars(_query(workspace_id, k, event_type, since))
+    ]
 
 
-def get_dead(session: Session, ref: str) -> DeadLetter:
+def get_dead(session: Session, workspace_id: str, ref: str) -> DeadLetter:
     kind, key = parse_ref(ref)
-    row = session.get(MODELS[kind], key)
+    row = session.get(MODELS[kind], (workspace_id, key))
     if row is None or row.status != DEAD_STATUS[kind]:
         state = f"it is {row.status}" if row is not None else "no such record"
         raise NotFound(f"{ref} is not a dead letter ({state})")
     return _letter(kind, row)
 
 
-def replay(bridge: Context, refs: list[str], *, dry_run: bool = False) -> list[str]:
-    """Send each dead letter down its normal path again; answers the ids replayed."""
+def replay(
+    bridge: Context, workspace_id: str, refs: list[str], *, dry_run: bool = False
+) -> list[str]:
+    """Send each of the workspace's dead letters down its normal path again; answers the ids
+    replayed."""
     with bridge.session_factory() as session:
-        letters = [get_dead(session, ref) for ref in refs]  # all exist, or nothing happens
+        # all exist, or nothing happens
+        letters = [get_dead(session, workspace_id, ref) for ref in refs]
     if dry_run:
         return [letter.id for letter in letters]
     replayed: list[str] = []
@@ -154,7 +165,11 @@ def replay(bridge: Context, refs: list[str], *, dry_run: bool = False) -> list[s
                 values.update(status=RECEIVED, reason=None, enqueued_at=utcnow())
             result = session.execute(
                 update(model)
-                .where(model.id == key, model.status == DEAD_STATUS[kind])
+                .where(
+                    model.workspace_id == workspace_id,
+                    model.id == key,
+                    model.status == DEAD_STATUS[kind],
+                )
                 .values(**values)
             )
             if result.rowcount == 0:  # type: ignore[attr-defined]
@@ -164,35 +179,40 @@ def replay(bridge: Context, refs: list[str], *, dry_run: bool = False) -> list[s
         if kind != "outbox":
             to_send.setdefault(model, []).append(key)
         replayed.append(letter.id)
-        log.info("dead letter replayed", dead_letter=letter.id)
+        log.info("dead letter replayed", workspace_id=workspace_id, dead_letter=letter.id)
     for model, keys in to_send.items():  # Stripe events go out as batch jobs
-        bridge.jobs.send_events(keys, model)
+        bridge.jobs.send_events(workspace_id, keys, model)
     return replayed
 
 
 def replay_matching(
     bridge: Context,
+    workspace_id: str,
     *,
     kind: str | None = None,
     event_type: str | None = None,
     dry_run: bool = False,
 ) -> list[str]:
     with bridge.session_factory() as session:
-        refs = [letter.id for letter in list_dead(session, kind=kind, event_type=event_type)]
-    return replay(bridge, refs, dry_run=dry_run)
+        letters = list_dead(session, workspace_id, kind=kind, event_type=event_type)
+    return replay(bridge, workspace_id, [letter.id for letter in letters], dry_run=dry_run)
 
 
-def discard(session: Session, ref: str, reason: str) -> DeadLetter:
+def discard(session: Session, workspace_id: str, ref: str, reason: str) -> DeadLetter:
     """Give up on a dead letter, with the reason recorded; it leaves the list. A discarded
     outbox row no longer holds back the rows behind it (they run, and fail on their own if
     they needed it)."""
     if not reason.strip():
         raise BadRequest("a reason is required to discard a dead letter")
-    letter = get_dead(session, ref)
+    letter = get_dead(session, workspace_id, ref)
     kind, key = parse_ref(ref)
     model = MODELS[kind]
     session.execute(
-        update(model).where(model.id == key).values(status=DISCARDED, discard_reason=reason.strip())
+        update(model)
+        .where(model.workspace_id == workspace_id, model.id == key)
+        .values(status=DISCARDED, discard_reason=reason.strip())
     )
-    log.info("dead letter discarded", dead_letter=ref, reason=reason.strip())
+    log.info(
+        "dead letter discarded", workspace_id=workspace_id, dead_letter=ref, reason=reason.strip()
+    )
     return letter

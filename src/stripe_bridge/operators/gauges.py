@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, multiprocess
@@ -14,8 +15,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from stripe_bridge.connection import is_connected
 from stripe_bridge.models import (
     DEAD,
+    DEFAULT_WORKSPACE,
     FAILED,
     IN_FLIGHT,
+    NOT_CONNECTED,
     PENDING,
     RECEIVED,
     Connection,
@@ -23,6 +26,7 @@ from stripe_bridge.models import (
     StripeEvent,
     SyncRun,
     VelesEvent,
+    Workspace,
     utcnow,
 )
 
@@ -52,11 +56,14 @@ class DatabaseCollector(Collector):
         )
         synced = GaugeMetricFamily(
             "bridge_sync_last_success_timestamp_seconds",
-            "When each sync kind last completed",
+            "When each sync kind last completed, in the workspace least recently synced",
             labels=["kind"],
         )
         up = GaugeMetricFamily(
-            "bridge_stripe_connected", "1 when the Stripe connection is connected"
+            "bridge_stripe_connected", "1 when the default workspace's connection is connected"
+        )
+        workspaces = GaugeMetricFamily(
+            "bridge_workspaces", "Workspaces by connection status", labels=["status"]
         )
         with self.session_factory() as session:
             for source, inbox in (("stripe", StripeEvent), ("veles", VelesEvent)):
@@ -78,14 +85,41 @@ class DatabaseCollector(Collector):
                 backlog.add_metric([kind, status], float(count))
                 dead_outbox += count if status == DEAD else 0
             dead.add_metric(["outbox"], float(dead_outbox))
-            for kind, finished in session.execute(
-                select(SyncRun.kind, func.max(SyncRun.finished_at))
-                .where(SyncRun.status == "completed")
-                .group_by(SyncRun.kind)
-            ).all():
+            for kind, finished in _least_recent_syncs(session):
                 synced.add_metric([kind], finished.timestamp() if finished else 0.0)
-            up.add_metric([], 1.0 if is_connected(session.get(Connection, 1)) else 0.0)
-        yield from (lag, dead, backlog, synced, up)
+            default = session.get(Connection, DEFAULT_WORKSPACE)
+            up.add_metric([], 1.0 if is_connected(default) else 0.0)
+            for status, count in _workspaces_by_status(session):
+                workspaces.add_metric([status], float(count))
+        yield from (lag, dead, backlog, synced, up, workspaces)
+
+
+def _least_recent_syncs(session: Session) -> list[tuple[str, datetime | None]]:
+    """Each kind's last completed sync in the workspace least recently synced (bounded labels:
+    the admin API's per-workspace status names the workspace)."""
+    last = (
+        select(SyncRun.kind, func.max(SyncRun.finished_at).label("finished"))
+        .where(SyncRun.status == "completed")
+        .group_by(SyncRun.workspace_id, SyncRun.kind)
+        .subquery()
+    )
+    query = select(last.c.kind, func.min(last.c.finished)).group_by(last.c.kind)
+    return [(kind, finished) for kind, finished in session.execute(query)]
+
+
+def _workspaces_by_status(session: Session) -> list[tuple[str, int]]:
+    counts = [
+        (status, int(count))
+        for status, count in session.execute(
+            select(Connection.status, func.count()).group_by(Connection.status)
+        )
+    ]
+    unconnected = session.scalar(
+        select(func.count())
+        .select_from(Workspace)
+        .where(~Workspace.id.in_(select(Connection.workspace_id)))
+    )
+    return [*counts, (NOT_CONNECTED, int(unconnected or 0))]
 
 
 def exposition(session_factory: sessionmaker[Session], multiprocess_dir: Path | None) -> bytes:

@@ -46,12 +46,13 @@ class Recovered:
     already_had: int
 
 
-def recover(bridge: Context, since: datetime) -> Recovered:
+def recover(bridge: Context, workspace_id: str, since: datetime) -> Recovered:
+    """The workspace's events since `since` that its inbox lacks, stored and applied."""
     now = utcnow()
     if since < now - EVENTS_WINDOW:
         raise BadRequest("Stripe keeps events for 30 days: --since must be within the last 30 days")
     gateway = connection.connected_gateway(
-        bridge.session_factory, bridge.box, bridge.gateway, "recover"
+        bridge.session_factory, bridge.box, bridge.gateway, workspace_id, "recover"
     )
     types = sorted(bridge.handlers)
     listed = stored = 0
@@ -62,6 +63,7 @@ def recover(bridge: Context, since: datetime) -> Recovered:
             "events", types=chunk, created={"gte": int(since.timestamp())}
         ):
             incoming = parse_event(orjson.dumps(event))
+            incoming.workspace_id = workspace_id
             classify(incoming, handled=bridge.handlers)
             batch.append(incoming)
             if len(batch) >= BATCH:
@@ -70,7 +72,13 @@ def recover(bridge: Context, since: datetime) -> Recovered:
                 batch = []
         stored += _store(bridge, batch)
         listed += len(batch)
-    log.info("recovered events", listed=listed, stored=stored, since=since.isoformat())
+    log.info(
+        "recovered events",
+        workspace_id=workspace_id,
+        listed=listed,
+        stored=stored,
+        since=since.isoformat(),
+    )
     return Recovered(listed, stored, listed - stored)
 
 
@@ -79,8 +87,10 @@ def _store(bridge: Context, batch: list[Incoming]) -> int:
         return 0
     with bridge.session_factory.begin() as session:
         inserted = store(session, StripeEvent, batch)
+    [workspace_id] = {item.workspace_id for item in batch}
     bridge.jobs.send_events(
-        [item.id for item in batch if item.id in inserted and item.status == RECEIVED]
+        workspace_id,
+        [item.id for item in batch if item.key in inserted and item.status == RECEIVED],
     )
     return len(inserted)
 
@@ -93,7 +103,8 @@ class Pruned:
 
 
 def prune(bridge: Context, older_than: timedelta | None = None) -> Pruned:
-    """Delete finished work older than the retention period; never a dead letter."""
+    """Delete finished work older than the retention period, in every workspace; never a dead
+    letter."""
     cutoff = utcnow() - (older_than or timedelta(days=bridge.settings.retention_days))
     counts = []
     with bridge.session_factory.begin() as session:

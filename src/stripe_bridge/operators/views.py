@@ -60,7 +60,11 @@ def price_json(row: Price) -> dict[str, Any]:
 
 
 def product_json(row: Product, session: Session) -> dict[str, Any]:
-    prices = session.scalars(select(Price).where(Price.product_id == row.id).order_by(Price.id))
+    prices = session.scalars(
+        select(Price)
+        .where(Price.workspace_id == row.workspace_id, Price.product_id == row.id)
+        .order_by(Price.id)
+    )
     return {
         "id": row.id,
         "name": row.name,
@@ -166,10 +170,16 @@ def outbox_json(row: OutboxRow) -> dict[str, Any]:
     }
 
 
-def _outbox_of(session: Session, aggregate_type: str, aggregate_id: str) -> list[dict[str, Any]]:
+def _outbox_of(
+    session: Session, workspace_id: str, aggregate_type: str, aggregate_id: str
+) -> list[dict[str, Any]]:
     rows = session.scalars(
         select(OutboxRow)
-        .where(OutboxRow.aggregate_type == aggregate_type, OutboxRow.aggregate_id == aggregate_id)
+        .where(
+            OutboxRow.workspace_id == workspace_id,
+            OutboxRow.aggregate_type == aggregate_type,
+            OutboxRow.aggregate_id == aggregate_id,
+        )
         .order_by(OutboxRow.id)
     )
     return [outbox_json(row) for row in rows]
@@ -187,7 +197,7 @@ def order_json(row: VelesOrder, session: Session) -> dict[str, Any]:
         "payment_status": row.payment_status,
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),
-        "outbox": _outbox_of(session, "order", row.id),
+        "outbox": _outbox_of(session, row.workspace_id, "order", row.id),
     }
 
 
@@ -202,5 +212,5 @@ def contract_json(row: VelesContract, session: Session) -> dict[str, Any]:
         "lines": row.lines,
         "stripe_subscription_id": row.stripe_subscription_id,
         "subscription_status": row.subscription_status,
-        "outbox": _outbox_of(session, "contract", row.id),
+        "outbox": _outbox_of(session, row.workspace_id, "contract", row.id),
     }

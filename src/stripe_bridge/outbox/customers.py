@@ -22,8 +22,8 @@ def ensure_customer(push: Push, veles_customer_id: str) -> str:
     if customer_id := push.progress.get("customer"):
         return str(customer_id)
     with push.session_factory() as session:
-        customer_id = linked_customer(session, veles_customer_id)
-        veles = veles_customer(session, veles_customer_id)
+        customer_id = linked_customer(session, push.workspace_id, veles_customer_id)
+        veles = veles_customer(session, push.workspace_id, veles_customer_id)
         name, email = veles.name, veles.email
     if customer_id is None:
         params: CustomerCreateParams = {
@@ -40,7 +40,7 @@ def ensure_customer(push: Push, veles_customer_id: str) -> str:
             ),
         )
         with push.session_factory.begin() as session:
-            record_created_customer(session, created, veles_customer_id)
+            record_created_customer(session, push.workspace_id, created, veles_customer_id)
         customer_id = str(created["id"])
     push.save("customer", customer=customer_id)
     return customer_id
@@ -48,4 +48,4 @@ def ensure_customer(push: Push, veles_customer_id: str) -> str:
 
 def linked_products_of(push: Push, lines: list[dict[str, Any]]) -> dict[str, str]:
     with push.session_factory() as session:
-        return linked_products(session, {line["product_id"] for line in lines})
+        return linked_products(session, push.workspace_id, {line["product_id"] for line in lines})

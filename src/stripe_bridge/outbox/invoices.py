@@ -37,7 +37,7 @@ def push_order(push: Push) -> None:
             push.save(f"item-{n}", items=items)
     invoice = finalize(push, invoice_id)
     with push.session_factory.begin() as session:
-        order = session.get(VelesOrder, order_id, with_for_update=True)
+        order = session.get(VelesOrder, (push.workspace_id, order_id), with_for_update=True)
         if order is not None:
             order.stripe_invoice_id = invoice_id
             record_invoice_status(order, invoice_id, invoice.get("status"))

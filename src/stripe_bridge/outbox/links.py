@@ -15,11 +15,12 @@ class MissingLink(PermanentError):
     code = "missing_link"
 
 
-def linked_customer(session: Session, veles_customer_id: str) -> str | None:
+def linked_customer(session: Session, workspace_id: str, veles_customer_id: str) -> str | None:
     """The Stripe customer linked to a Veles customer (the most recently updated one)."""
     return session.scalar(
         select(Customer.id)
         .where(
+            Customer.workspace_id == workspace_id,
             Customer.veles_customer_id == veles_customer_id,
             Customer.match_status == MATCHED,
             Customer.deleted.is_(False),
@@ -29,11 +30,14 @@ def linked_customer(session: Session, veles_customer_id: str) -> str | None:
     )
 
 
-def linked_products(session: Session, veles_product_ids: set[str]) -> dict[str, str]:
+def linked_products(
+    session: Session, workspace_id: str, veles_product_ids: set[str]
+) -> dict[str, str]:
     """Veles product id → Stripe product id; MissingLink names every product without one."""
     rows = session.execute(
         select(Product.veles_product_id, Product.id)
         .where(
+            Product.workspace_id == workspace_id,
             Product.veles_product_id.in_(veles_product_ids),
             Product.match_status.in_(PRODUCT_LINKED),
             Product.deleted.is_(False),
@@ -52,21 +56,24 @@ def linked_products(session: Session, veles_product_ids: set[str]) -> dict[str, 
     return found
 
 
-def veles_customer(session: Session, veles_customer_id: str) -> VelesCustomer:
-    row = session.get(VelesCustomer, veles_customer_id)
+def veles_customer(session: Session, workspace_id: str, veles_customer_id: str) -> VelesCustomer:
+    row = session.get(VelesCustomer, (workspace_id, veles_customer_id))
     if row is None:
         raise MissingLink(f"unknown Veles customer {veles_customer_id}")
     return row
 
 
 def record_created_customer(
-    session: Session, stripe_customer: dict[str, object], veles_customer_id: str
+    session: Session, workspace_id: str, stripe_customer: dict[str, object], veles_customer_id: str
 ) -> None:
     """Link a Stripe customer the bridge created to its Veles customer, as a manual link (the
     customer.created webhook that follows only refreshes its fields)."""
-    row = session.get(Customer, str(stripe_customer["id"]), with_for_update=True)
+    stripe_id = str(stripe_customer["id"])
+    row = session.get(Customer, (workspace_id, stripe_id), with_for_update=True)
     if row is None:
-        row = Customer(id=str(stripe_customer["id"]), src_created=-1, src_rank=0, deleted=False)
+        row = Customer(
+            workspace_id=workspace_id, id=stripe_id, src_created=-1, src_rank=0, deleted=False
+        )
         session.add(row)
     row.name = stripe_customer.get("name")  # type: ignore[assignment]
     row.email = stripe_customer.get("email")  # type: ignore[assignment]

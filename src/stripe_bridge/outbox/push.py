@@ -55,7 +55,13 @@ class Push:
         self.progress: dict[str, Any] = dict(row.progress or {})
         self.after_step = after_step or (lambda _step: None)
 
+    @property
+    def workspace_id(self) -> str:
+        return self.row.workspace_id
+
     def key(self, step: str) -> str:
+        # outbox ids come from one sequence for every workspace: the key names one row (and
+        # keeps the shape rows written before workspaces resume with)
         return f"veles-outbox-{self.row.id}-{step}"
 
     def save(self, step: str, **values: Any) -> None:
@@ -63,14 +69,16 @@ class Push:
         self.progress.update(values)
         with self.session_factory.begin() as session:
             session.execute(
-                update(OutboxRow).where(OutboxRow.id == self.row.id).values(progress=self.progress)
+                update(OutboxRow)
+                .where(OutboxRow.workspace_id == self.workspace_id, OutboxRow.id == self.row.id)
+                .values(progress=self.progress)
             )
         self.after_step(step)
 
     def write(self, what: str, fn: Callable[[], Any]) -> dict[str, Any]:
         """A Stripe write, only while connected (a disconnect stops the row at once)."""
         with self.session_factory() as session:
-            if not is_connected(get_connection(session)):
+            if not is_connected(get_connection(session, self.workspace_id)):
                 raise Disconnected()
         return plain(self.gateway.call(what, fn))
 

@@ -27,11 +27,13 @@ from stripe_bridge.errors import PermanentError
 from stripe_bridge.failures import failure_values
 from stripe_bridge.metrics import OUTBOX
 from stripe_bridge.models import (
+    CONNECTED,
     DEAD,
     DISCARDED,
     IN_FLIGHT,
     PENDING,
     SENT,
+    Connection,
     OutboxRow,
     utcnow,
 )
@@ -71,10 +73,12 @@ class RelayOptions:
 
 
 def claim(session: Session, lease: timedelta) -> OutboxRow | None:
-    """Lease the next due row that heads its aggregate, skipping rows other relays hold."""
+    """Lease the next due row that heads its aggregate, in a connected workspace, skipping rows
+    other relays hold."""
     now = utcnow()
     earlier = aliased(OutboxRow)
     blocked = exists().where(
+        earlier.workspace_id == OutboxRow.workspace_id,
         earlier.aggregate_type == OutboxRow.aggregate_type,
         earlier.aggregate_id == OutboxRow.aggregate_id,
         earlier.id < OutboxRow.id,
@@ -84,9 +88,10 @@ def claim(session: Session, lease: timedelta) -> OutboxRow | None:
         and_(OutboxRow.status == PENDING, OutboxRow.next_attempt_at <= now),
         and_(OutboxRow.status == IN_FLIGHT, OutboxRow.lease_until < now),
     )
+    connected = select(Connection.workspace_id).where(Connection.status == CONNECTED)
     row = session.scalars(
         select(OutboxRow)
-        .where(due, ~blocked)
+        .where(due, ~blocked, OutboxRow.workspace_id.in_(connected))
         .order_by(OutboxRow.id)
         .limit(1)
         .with_for_update(skip_locked=True, of=OutboxRow)
@@ -113,21 +118,18 @@ class Relay:
         self.wakeup = threading.Event()
         self.listening = threading.Event()  # set while NOTIFY can wake it (PostgreSQL)
 
-    def connected_key(self) -> str | None:
-        with self.session_factory() as session:
-            return connection.api_key(connection.get(session), self.box)
-
     def run_once(self) -> bool:
         """Claim and push one row; answers whether a row was taken."""
-        api_key = self.connected_key()
-        if api_key is None:
-            return False
         with self.session_factory.begin() as session:
             row = claim(session, self.options.lease)
             if row is None:
                 return False
             session.flush()  # the lease must be committed before the row leaves the session
             session.expunge(row)
+            api_key = connection.api_key(connection.get(session, row.workspace_id), self.box)
+        if api_key is None:  # disconnected since the claim: the row waits for a reconnect
+            self._finish(row, status=PENDING, attempts_back=True)
+            return True
         self.push(row, api_key)
         return True
 
@@ -139,7 +141,12 @@ class Relay:
         return count
 
     def push(self, row: OutboxRow, api_key: str) -> None:
-        bound = log.bind(outbox_id=row.id, veles_id=row.aggregate_id, outbox_kind=row.kind)
+        bound = log.bind(
+            workspace_id=row.workspace_id,
+            outbox_id=row.id,
+            veles_id=row.aggregate_id,
+            outbox_kind=row.kind,
+        )
         push = Push(
             self.session_factory,
             self.gateway(api_key),
@@ -149,24 +156,24 @@ class Relay:
         )
         try:
             with structlog.contextvars.bound_contextvars(
-                outbox_id=row.id, veles_id=row.aggregate_id
+                workspace_id=row.workspace_id, outbox_id=row.id, veles_id=row.aggregate_id
             ):
                 push_for(row.kind)(push)
         except Disconnected:
-            self._finish(row.id, status=PENDING, attempts_back=True)
+            self._finish(row, status=PENDING, attempts_back=True)
             bound.info("disconnected; row left for later")
         except PermanentError as exc:
-            self._finish(row.id, status=DEAD, exc=exc)
+            self._finish(row, status=DEAD, exc=exc)
             OUTBOX.labels(row.kind, "dead").inc()
             bound.warning("outbox row dead", error=str(exc))
         except Exception as exc:
             if row.attempts >= self.options.max_attempts:
-                self._finish(row.id, status=DEAD, exc=exc)
+                self._finish(row, status=DEAD, exc=exc)
                 OUTBOX.labels(row.kind, "dead").inc()
                 bound.error("outbox row dead after retries", error=type(exc).__name__)
             else:
                 delay = self.options.backoff.delay(row.attempts)
-                self._finish(row.id, status=PENDING, exc=exc, retry_in=delay)
+                self._finish(row, status=PENDING, exc=exc, retry_in=delay)
                 OUTBOX.labels(row.kind, "retried").inc()
                 bound.warning(
                     "outbox row failed; will retry",
@@ -174,13 +181,13 @@ class Relay:
                     retry_in=round(delay, 1),
                 )
         else:
-            self._finish(row.id, status=SENT)
+            self._finish(row, status=SENT)
             OUTBOX.labels(row.kind, "sent").inc()
             bound.info("outbox row sent")
 
     def _finish(
         self,
-        row_id: int,
+        row: OutboxRow,
         *,
         status: str,
         exc: BaseException | None = None,
@@ -198,7 +205,11 @@ class Relay:
         if attempts_back:
             values["attempts"] = OutboxRow.attempts - 1
         with self.session_factory.begin() as session:
-            session.execute(update(OutboxRow).where(OutboxRow.id == row_id).values(**values))
+            session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.workspace_id == row.workspace_id, OutboxRow.id == row.id)
+                .values(**values)
+            )
 
     def run(self, stop: threading.Event, threads: int = 4) -> None:
         """The relay role: `threads` pushers, woken by NOTIFY (PostgreSQL) or the poll."""

@@ -142,7 +142,7 @@ def cancel_contract(push: Push) -> None:
 
 def contract_subscription(push: Push, contract_id: str) -> str:
     with push.session_factory() as session:
-        contract = session.get(VelesContract, contract_id)
+        contract = session.get(VelesContract, (push.workspace_id, contract_id))
         subscription_id = contract.stripe_subscription_id if contract else None
     if not subscription_id:
         raise StripeRejected(
@@ -171,7 +171,9 @@ def find_subscription(push: Push, customer_id: str, contract_id: str) -> str | N
 
 def record_contract(push: Push, contract_id: str, subscription_id: str, status: Any) -> None:
     with push.session_factory.begin() as session:
-        contract = session.get(VelesContract, contract_id, with_for_update=True)
+        contract = session.get(
+            VelesContract, (push.workspace_id, contract_id), with_for_update=True
+        )
         if contract is not None:
             contract.stripe_subscription_id = subscription_id
             contract.subscription_status = str(status) if status else contract.subscription_status

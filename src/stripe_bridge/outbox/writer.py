@@ -51,9 +51,9 @@ def _currency(data: Mapping[str, Any]) -> str:
     return value.lower()
 
 
-def _customer(session: Session, data: Mapping[str, Any]) -> str:
+def _customer(session: Session, workspace_id: str, data: Mapping[str, Any]) -> str:
     customer_id = _text(data, "customer_id")
-    if session.get(VelesCustomer, customer_id) is None:
+    if session.get(VelesCustomer, (workspace_id, customer_id)) is None:
         raise InvalidChange(f"unknown Veles customer {customer_id}")
     return customer_id
 
@@ -64,7 +64,7 @@ def _count(value: Any, name: str, *, minimum: int) -> int:
     return value
 
 
-def _lines(session: Session, data: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _lines(session: Session, workspace_id: str, data: Mapping[str, Any]) -> list[dict[str, Any]]:
     lines = data.get("lines")
     if not isinstance(lines, list) or not lines:
         raise InvalidChange("lines are missing: at least one line is needed")
@@ -89,7 +89,8 @@ def _lines(session: Session, data: Mapping[str, Any]) -> list[dict[str, Any]]:
     known = set(
         session.scalars(
             select(VelesProduct.id).where(
-                VelesProduct.id.in_({line["product_id"] for line in clean})
+                VelesProduct.workspace_id == workspace_id,
+                VelesProduct.id.in_({line["product_id"] for line in clean}),
             )
         )
     )
@@ -101,6 +102,7 @@ def _lines(session: Session, data: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def _append(
     session: Session,
+    workspace_id: str,
     aggregate_type: str,
     aggregate_id: str,
     kind: str,
@@ -109,6 +111,7 @@ def _append(
 ) -> OutboxRow:
     now = utcnow()
     row = OutboxRow(
+        workspace_id=workspace_id,
         aggregate_type=aggregate_type,
         aggregate_id=aggregate_id,
         kind=kind,
@@ -126,27 +129,33 @@ def _append(
     return row
 
 
-def _seen(session: Session, dedupe_key: str | None) -> bool:
+def _seen(session: Session, workspace_id: str, dedupe_key: str | None) -> bool:
     return dedupe_key is not None and (
-        session.scalar(select(OutboxRow.id).where(OutboxRow.dedupe_key == dedupe_key)) is not None
+        session.scalar(
+            select(OutboxRow.id).where(
+                OutboxRow.workspace_id == workspace_id, OutboxRow.dedupe_key == dedupe_key
+            )
+        )
+        is not None
     )
 
 
 def record_order(
-    session: Session, data: Mapping[str, Any], *, dedupe_key: str | None = None
+    session: Session, workspace_id: str, data: Mapping[str, Any], *, dedupe_key: str | None = None
 ) -> OutboxRow | None:
     """`order.committed`: the order, and a row that pushes it as one finalized invoice.
     Answers None when `dedupe_key` was recorded before (nothing is written)."""
-    if _seen(session, dedupe_key):
+    if _seen(session, workspace_id, dedupe_key):
         return None
     order_id = _text(data, "id")
-    customer_id = _customer(session, data)
+    customer_id = _customer(session, workspace_id, data)
     currency = _currency(data)
-    lines = _lines(session, data)
-    if session.get(VelesOrder, order_id) is not None:
+    lines = _lines(session, workspace_id, data)
+    if session.get(VelesOrder, (workspace_id, order_id)) is not None:
         raise InvalidChange(f"order {order_id} is already committed")
     session.add(
         VelesOrder(
+            workspace_id=workspace_id,
             id=order_id,
             customer_id=customer_id,
             currency=currency,
@@ -162,23 +171,23 @@ def record_order(
         "currency": currency,
         "lines": lines,
     }
-    return _append(session, "order", order_id, "order.invoice", payload, dedupe_key)
+    return _append(session, workspace_id, "order", order_id, "order.invoice", payload, dedupe_key)
 
 
-def _contract_terms(session: Session, data: Mapping[str, Any]) -> dict[str, Any]:
+def _contract_terms(session: Session, workspace_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
     interval = data.get("interval")
     if interval not in INTERVALS:
         raise InvalidChange(f"interval must be one of {', '.join(INTERVALS)}, got {interval!r}")
     start_date = data.get("start_date")
     if not isinstance(start_date, str) or not _DATE.match(start_date):
         raise InvalidChange(f"start_date must be YYYY-MM-DD, got {start_date!r}")
-    lines = _lines(session, data)
+    lines = _lines(session, workspace_id, data)
     products = [line["product_id"] for line in lines]
     if len(set(products)) != len(products):
         # subscription items are matched to contract lines by product on amendment
         raise InvalidChange("a contract has one line per product; merge the quantities")
     return {
-        "customer_id": _customer(session, data),
+        "customer_id": _customer(session, workspace_id, data),
         "currency": _currency(data),
         "interval": interval,
         "start_date": start_date,
@@ -187,21 +196,29 @@ def _contract_terms(session: Session, data: Mapping[str, Any]) -> dict[str, Any]
 
 
 def record_contract_activated(
-    session: Session, data: Mapping[str, Any], *, dedupe_key: str | None = None
+    session: Session, workspace_id: str, data: Mapping[str, Any], *, dedupe_key: str | None = None
 ) -> OutboxRow | None:
     """`contract.activated`: the contract, and a row that creates its subscription."""
-    if _seen(session, dedupe_key):
+    if _seen(session, workspace_id, dedupe_key):
         return None
     contract_id = _text(data, "id")
-    terms = _contract_terms(session, data)
-    if session.get(VelesContract, contract_id) is not None:
+    terms = _contract_terms(session, workspace_id, data)
+    if session.get(VelesContract, (workspace_id, contract_id)) is not None:
         raise InvalidChange(f"contract {contract_id} is already activated")
     now = utcnow()
     session.add(
-        VelesContract(id=contract_id, status="active", created_at=now, updated_at=now, **terms)
+        VelesContract(
+            workspace_id=workspace_id,
+            id=contract_id,
+            status="active",
+            created_at=now,
+            updated_at=now,
+            **terms,
+        )
     )
     return _append(
         session,
+        workspace_id,
         "contract",
         contract_id,
         "contract.activate",
@@ -210,8 +227,8 @@ def record_contract_activated(
     )
 
 
-def _active_contract(session: Session, contract_id: str) -> VelesContract:
-    contract = session.get(VelesContract, contract_id, with_for_update=True)
+def _active_contract(session: Session, workspace_id: str, contract_id: str) -> VelesContract:
+    contract = session.get(VelesContract, (workspace_id, contract_id), with_for_update=True)
     if contract is None:
         raise InvalidChange(f"unknown contract {contract_id}")
     if contract.status != "active":
@@ -220,41 +237,45 @@ def _active_contract(session: Session, contract_id: str) -> VelesContract:
 
 
 def record_contract_amended(
-    session: Session, data: Mapping[str, Any], *, dedupe_key: str | None = None
+    session: Session, workspace_id: str, data: Mapping[str, Any], *, dedupe_key: str | None = None
 ) -> OutboxRow | None:
     """`contract.amended`: new lines and quantities for the contract's subscription."""
-    if _seen(session, dedupe_key):
+    if _seen(session, workspace_id, dedupe_key):
         return None
-    contract = _active_contract(session, _text(data, "id"))
-    terms = _contract_terms(session, data)
+    contract = _active_contract(session, workspace_id, _text(data, "id"))
+    terms = _contract_terms(session, workspace_id, data)
     for key in ("customer_id", "currency", "interval"):
         if terms[key] != getattr(contract, key):
             raise InvalidChange(f"an amendment cannot change the contract's {key}")
     contract.lines, contract.updated_at = terms["lines"], utcnow()
     payload = {"contract_id": contract.id, **terms}
-    return _append(session, "contract", contract.id, "contract.amend", payload, dedupe_key)
+    return _append(
+        session, workspace_id, "contract", contract.id, "contract.amend", payload, dedupe_key
+    )
 
 
 def record_contract_cancelled(
-    session: Session, data: Mapping[str, Any], *, dedupe_key: str | None = None
+    session: Session, workspace_id: str, data: Mapping[str, Any], *, dedupe_key: str | None = None
 ) -> OutboxRow | None:
     """`contract.cancelled`: cancel the subscription at period end (default) or now."""
-    if _seen(session, dedupe_key):
+    if _seen(session, workspace_id, dedupe_key):
         return None
-    contract = _active_contract(session, _text(data, "id"))
+    contract = _active_contract(session, workspace_id, _text(data, "id"))
     at_period_end = data.get("at_period_end", True)
     if not isinstance(at_period_end, bool):
         raise InvalidChange("at_period_end must be true or false")
     contract.status, contract.updated_at = "cancelled", utcnow()
     payload = {"contract_id": contract.id, "at_period_end": at_period_end}
-    return _append(session, "contract", contract.id, "contract.cancel", payload, dedupe_key)
+    return _append(
+        session, workspace_id, "contract", contract.id, "contract.cancel", payload, dedupe_key
+    )
 
 
 def _from_event(record: Callable[..., object]) -> Handler:
     """A Veles order/contract event: the change and its outbox row, in this transaction."""
 
     def apply(event: Event, uow: UnitOfWork) -> None:
-        record(uow.session, event.object, dedupe_key=f"veles-event:{event.id}")
+        record(uow.session, uow.workspace_id, event.object, dedupe_key=f"veles-event:{event.id}")
 
     return apply
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hmac
 from collections.abc import Callable
 from importlib import metadata
 from typing import Any
@@ -16,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from stripe_bridge.context import Context
-from stripe_bridge.errors import BadRequest, Forbidden, NotFound, Unauthorized
+from stripe_bridge.errors import BadRequest, NotFound
 from stripe_bridge.models import (
     Customer,
     Invoice,
@@ -41,6 +40,7 @@ from stripe_bridge.operators.views import (
     veles_customer_json,
     veles_product_json,
 )
+from stripe_bridge.web.admin_auth import refuse_nul, scope
 from stripe_bridge.web.openapi import PAGING, Query, declare, document
 from stripe_bridge.web.openapi_schemas import page as page_of
 from stripe_bridge.web.openapi_schemas import ref, string
@@ -48,26 +48,6 @@ from stripe_bridge.web.responses import JSON
 
 MAX_LIMIT = 100
 MATCH_STATUS = Query("match_status", string(), "matched, not_matched (customers); name_match, …")
-
-
-def require_admin(request: Request) -> None:
-    """The gate of every admin request: the bearer token, then text PostgreSQL can compare
-    (a NUL in a query or path parameter would otherwise fail the query: a 500)."""
-    token = request.app.state.bridge.settings.admin_token
-    if not token:
-        raise Forbidden("admin is disabled: BRIDGE_ADMIN_TOKEN is not set")
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
-        raise Unauthorized("missing or wrong bearer token")
-    parameters = [*request.query_params.multi_items(), *request.path_params.items()]
-    if any("\x00" in f"{name}{value}" for name, value in parameters):
-        raise BadRequest("parameters may not contain NUL characters")
-
-
-def refuse_nul(value: str, what: str) -> str:
-    if "\x00" in value:
-        raise BadRequest(f"{what} may not contain NUL characters")
-    return value
 
 
 def _encode_cursor(last_id: str) -> str:
@@ -109,6 +89,10 @@ def page(
     }
 
 
+def _in(model: Any, workspace_id: str) -> Select[Any]:
+    return select(model).where(model.workspace_id == workspace_id)
+
+
 def _search(
     query: Select[Any], request: Request, *columns: InstrumentedAttribute[Any]
 ) -> Select[Any]:
@@ -119,15 +103,15 @@ def _search(
     return query
 
 
-def _list(request: Request, build: Callable[[Session], dict[str, Any]]) -> Any:
-    require_admin(request)
+async def _list(request: Request, build: Callable[[Session, str], dict[str, Any]]) -> Any:
+    workspace_id = await scope(request)
     bridge: Context = request.app.state.bridge
 
     def work() -> dict[str, Any]:
         with bridge.session_factory() as session:
-            return build(session)
+            return build(session, workspace_id)
 
-    return run_in_threadpool(work)
+    return await run_in_threadpool(work)
 
 
 @declare(
@@ -136,8 +120,10 @@ def _list(request: Request, build: Callable[[Session], dict[str, Any]]) -> Any:
     query=(*PAGING, MATCH_STATUS),
 )
 async def list_customers(request: Request) -> Response:
-    def build(session: Session) -> dict[str, Any]:
-        query = _search(select(Customer), request, Customer.name, Customer.email, Customer.id)
+    def build(session: Session, workspace_id: str) -> dict[str, Any]:
+        query = _search(
+            _in(Customer, workspace_id), request, Customer.name, Customer.email, Customer.id
+        )
         if match_status := request.query_params.get("match_status"):
             query = query.where(Customer.match_status == match_status)
         return page(session, request, query, Customer.id, customer_json)
@@ -151,8 +137,8 @@ async def list_customers(request: Request) -> Response:
     query=(*PAGING, MATCH_STATUS, Query("active", string(enum=["true", "false"]))),
 )
 async def list_products(request: Request) -> Response:
-    def build(session: Session) -> dict[str, Any]:
-        query = _search(select(Product), request, Product.name, Product.id)
+    def build(session: Session, workspace_id: str) -> dict[str, Any]:
+        query = _search(_in(Product, workspace_id), request, Product.name, Product.id)
         if (active := request.query_params.get("active")) in ("true", "false"):
             query = query.where(Product.active == (active == "true"))
         if match_status := request.query_params.get("match_status"):
@@ -164,8 +150,10 @@ async def list_products(request: Request) -> Response:
 
 @declare("Stripe prices", answers={200: page_of("Price"), 400: None}, query=PAGING)
 async def list_prices(request: Request) -> Response:
-    def build(session: Session) -> dict[str, Any]:
-        query = _search(select(Price), request, Price.id, Price.product_id, Price.nickname)
+    def build(session: Session, workspace_id: str) -> dict[str, Any]:
+        query = _search(
+            _in(Price, workspace_id), request, Price.id, Price.product_id, Price.nickname
+        )
         return page(session, request, query, Price.id, price_json)
 
     return JSON(await _list(request, build))
@@ -177,8 +165,10 @@ async def list_prices(request: Request) -> Response:
     query=(*PAGING, Query("status", string())),
 )
 async def list_subscriptions(request: Request) -> Response:
-    def build(session: Session) -> dict[str, Any]:
-        query = _search(select(Subscription), request, Subscription.id, Subscription.customer_id)
+    def build(session: Session, workspace_id: str) -> dict[str, Any]:
+        query = _search(
+            _in(Subscription, workspace_id), request, Subscription.id, Subscription.customer_id
+        )
         if status := request.query_params.get("status"):
             query = query.where(Subscription.status == status)
         return page(session, request, query, Subscription.id, subscription_json)
@@ -192,8 +182,10 @@ async def list_subscriptions(request: Request) -> Response:
     query=(*PAGING, Query("status", string())),
 )
 async def list_invoices(request: Request) -> Response:
-    def build(session: Session) -> dict[str, Any]:
-        query = _search(select(Invoice), request, Invoice.id, Invoice.customer_id, Invoice.number)
+    def build(session: Session, workspace_id: str) -> dict[str, Any]:
+        query = _search(
+            _in(Invoice, workspace_id), request, Invoice.id, Invoice.customer_id, Invoice.number
+        )
         if status := request.query_params.get("status"):
             query = query.where(Invoice.status == status)
         return page(session, request, query, Invoice.id, invoice_json)
@@ -207,8 +199,10 @@ async def list_invoices(request: Request) -> Response:
     query=(*PAGING, Query("status", string()), Query("type", string())),
 )
 async def list_events(request: Request) -> Response:
-    def build(session: Session) -> dict[str, Any]:
-        query = _search(select(StripeEvent), request, StripeEvent.id, StripeEvent.object_id)
+    def build(session: Session, workspace_id: str) -> dict[str, Any]:
+        query = _search(
+            _in(StripeEvent, workspace_id), request, StripeEvent.id, StripeEvent.object_id
+        )
         if status := request.query_params.get("status"):
             query = query.where(StripeEvent.status == status)
         if event_type := request.query_params.get("type"):
@@ -220,8 +214,10 @@ async def list_events(request: Request) -> Response:
 
 @declare("Veles customers", answers={200: page_of("VelesCustomer"), 400: None}, query=PAGING)
 async def list_veles_customers(request: Request) -> Response:
-    def build(session: Session) -> dict[str, Any]:
-        query = _search(select(VelesCustomer), request, VelesCustomer.name, VelesCustomer.email)
+    def build(session: Session, workspace_id: str) -> dict[str, Any]:
+        query = _search(
+            _in(VelesCustomer, workspace_id), request, VelesCustomer.name, VelesCustomer.email
+        )
         return page(session, request, query, VelesCustomer.id, veles_customer_json)
 
     return JSON(await _list(request, build))
@@ -229,8 +225,10 @@ async def list_veles_customers(request: Request) -> Response:
 
 @declare("Veles products", answers={200: page_of("VelesProduct"), 400: None}, query=PAGING)
 async def list_veles_products(request: Request) -> Response:
-    def build(session: Session) -> dict[str, Any]:
-        query = _search(select(VelesProduct), request, VelesProduct.name, VelesProduct.sku)
+    def build(session: Session, workspace_id: str) -> dict[str, Any]:
+        query = _search(
+            _in(VelesProduct, workspace_id), request, VelesProduct.name, VelesProduct.sku
+        )
         return page(session, request, query, VelesProduct.id, veles_product_json)
 
     return JSON(await _list(request, build))
@@ -246,13 +244,13 @@ def _one(
 
     @declare(f"One Veles {noun} and its outbox rows", answers={200: ref(schema), 404: None})
     async def endpoint(request: Request) -> Response:
-        require_admin(request)
+        workspace_id = await scope(request)
         bridge: Context = request.app.state.bridge
         veles_id = str(request.path_params["veles_id"])
 
         def work() -> dict[str, Any]:
             with bridge.session_factory() as session:
-                row = session.get(model, veles_id)
+                row = session.get(model, (workspace_id, veles_id))
                 if row is None:
                     raise NotFound(f"no {noun} {veles_id}")
                 return render(row, session)
@@ -272,7 +270,7 @@ get_contract = _one(VelesContract, contract_json, "contract", "Contract")
 )
 async def openapi_json(request: Request) -> Response:
     """Behind the token like every /admin/api route: it maps the operator surface."""
-    require_admin(request)
+    await scope(request)
     return JSON(document(request.app.routes, version=_version()))
 
 

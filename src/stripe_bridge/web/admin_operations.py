@@ -18,7 +18,7 @@ from stripe_bridge.errors import BadRequest
 from stripe_bridge.operators import deadletters
 from stripe_bridge.operators.status import status_object
 from stripe_bridge.sync import check_kind
-from stripe_bridge.web.admin_api import refuse_nul, require_admin
+from stripe_bridge.web.admin_auth import refuse_nul, scope
 from stripe_bridge.web.admin_review import body_field
 from stripe_bridge.web.openapi import Query, declare
 from stripe_bridge.web.openapi_schemas import COMPONENTS, array, boolean, obj, ref, string
@@ -28,15 +28,15 @@ DEAD_LETTERS = obj({"data": array(ref("DeadLetter")), "next_cursor": {"nullable"
 assert "DeadLetter" in COMPONENTS
 
 
-def _status(bridge: Context) -> dict[str, Any]:
+def _status(bridge: Context, workspace_id: str) -> dict[str, Any]:
     with bridge.session_factory() as session:
-        return status_object(session, bridge.settings)
+        return status_object(session, bridge.settings, workspace_id)
 
 
 @declare("The connection and the inbox, as `status --json`", answers={200: ref("Connection")})
 async def get_connection(request: Request) -> Response:
-    require_admin(request)
-    return JSON(await run_in_threadpool(_status, request.app.state.bridge))
+    workspace_id = await scope(request)
+    return JSON(await run_in_threadpool(_status, request.app.state.bridge, workspace_id))
 
 
 @declare(
@@ -48,7 +48,7 @@ async def get_connection(request: Request) -> Response:
 )
 async def put_connection(request: Request) -> Response:
     """Connect, or update the key of the connected account: `{"api_key", "webhook_secret"?}`."""
-    require_admin(request)
+    workspace_id = await scope(request)
     bridge: Context = request.app.state.bridge
     api_key = await body_field(request, "api_key")
     body = orjson.loads(await request.body())
@@ -58,10 +58,10 @@ async def put_connection(request: Request) -> Response:
 
     def work() -> dict[str, Any]:
         with bridge.session_factory.begin() as session:
-            row = connection.get(session, lock=True)
+            row = connection.get(session, workspace_id, lock=True)
             change = connection.update_key if connection.is_connected(row) else connection.connect
-            change(session, bridge.box, bridge.gateway, api_key, webhook_secret)
-        return _status(bridge)
+            change(session, bridge.box, bridge.gateway, workspace_id, api_key, webhook_secret)
+        return _status(bridge, workspace_id)
 
     return JSON(await run_in_threadpool(work))
 
@@ -71,13 +71,13 @@ async def put_connection(request: Request) -> Response:
     answers={200: ref("Connection"), 409: None},
 )
 async def delete_connection(request: Request) -> Response:
-    require_admin(request)
+    workspace_id = await scope(request)
     bridge: Context = request.app.state.bridge
 
     def work() -> dict[str, Any]:
         with bridge.session_factory.begin() as session:
-            connection.disconnect(session)
-        return _status(bridge)
+            connection.disconnect(session, workspace_id)
+        return _status(bridge, workspace_id)
 
     return JSON(await run_in_threadpool(work))
 
@@ -88,14 +88,14 @@ async def delete_connection(request: Request) -> Response:
 )
 async def start_sync(request: Request) -> Response:
     """Queue a sync now; 409 when not connected. Progress: GET /admin/api/sync."""
-    require_admin(request)
+    workspace_id = await scope(request)
     bridge: Context = request.app.state.bridge
     kind = check_kind(str(request.path_params["kind"]))
 
     def work() -> None:
         with bridge.session_factory() as session:
-            connection.require_connected(session, "sync")
-        bridge.jobs.send_sync(kind, "manual")
+            connection.require_connected(session, workspace_id, "sync")
+        bridge.jobs.send_sync(workspace_id, kind, "manual")
 
     await run_in_threadpool(work)
     return JSON({"kind": kind, "queued": True}, status_code=202)
@@ -103,8 +103,9 @@ async def start_sync(request: Request) -> Response:
 
 @declare("The latest sync runs", answers={200: obj({"data": array(ref("SyncRun"))})})
 async def sync_progress(request: Request) -> Response:
-    require_admin(request)
-    return JSON({"data": (await run_in_threadpool(_status, request.app.state.bridge))["sync"]})
+    workspace_id = await scope(request)
+    status = await run_in_threadpool(_status, request.app.state.bridge, workspace_id)
+    return JSON({"data": status["sync"]})
 
 
 def _since(request: Request) -> datetime | None:
@@ -126,14 +127,16 @@ def _since(request: Request) -> datetime | None:
 )
 async def list_dead_letters(request: Request) -> Response:
     """`?kind=event|veles|outbox&type=&since=`; `?traceback=true` adds the tracebacks."""
-    require_admin(request)
+    workspace_id = await scope(request)
     bridge: Context = request.app.state.bridge
     kind, event_type = request.query_params.get("kind"), request.query_params.get("type")
     since, with_traceback = _since(request), request.query_params.get("traceback") == "true"
 
     def work() -> dict[str, Any]:
         with bridge.session_factory() as session:
-            letters = deadletters.list_dead(session, kind=kind, event_type=event_type, since=since)
+            letters = deadletters.list_dead(
+                session, workspace_id, kind=kind, event_type=event_type, since=since
+            )
         return {
             "data": [letter.as_json(with_traceback=with_traceback) for letter in letters],
             "next_cursor": None,
@@ -147,10 +150,10 @@ async def list_dead_letters(request: Request) -> Response:
     answers={202: obj({"replayed": array(string())}), 404: None, 409: None},
 )
 async def replay_dead_letter(request: Request) -> Response:
-    require_admin(request)
+    workspace_id = await scope(request)
     bridge: Context = request.app.state.bridge
     ref = str(request.path_params["id"])
-    replayed = await run_in_threadpool(deadletters.replay, bridge, [ref])
+    replayed = await run_in_threadpool(deadletters.replay, bridge, workspace_id, [ref])
     return JSON({"replayed": replayed}, status_code=202)
 
 
@@ -164,7 +167,7 @@ async def replay_dead_letter(request: Request) -> Response:
 )
 async def replay_dead_letters(request: Request) -> Response:
     """Replay every dead letter matching `{"kind"?, "type"?, "dry_run"?}`."""
-    require_admin(request)
+    workspace_id = await scope(request)
     bridge: Context = request.app.state.bridge
     try:
         body = orjson.loads(await request.body() or b"{}")
@@ -181,7 +184,7 @@ async def replay_dead_letters(request: Request) -> Response:
         raise BadRequest("dry_run must be true or false")
     replayed = await run_in_threadpool(
         lambda: deadletters.replay_matching(
-            bridge, kind=kind, event_type=event_type, dry_run=dry_run
+            bridge, workspace_id, kind=kind, event_type=event_type, dry_run=dry_run
         )
     )
     return JSON({"replayed": replayed, "dry_run": dry_run}, status_code=202)

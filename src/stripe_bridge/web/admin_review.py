@@ -22,7 +22,7 @@ from stripe_bridge.operators.views import (
     veles_customer_json,
     veles_product_json,
 )
-from stripe_bridge.web.admin_api import refuse_nul, require_admin
+from stripe_bridge.web.admin_auth import refuse_nul, scope
 from stripe_bridge.web.openapi import declare
 from stripe_bridge.web.openapi_schemas import obj, ref, string
 from stripe_bridge.web.responses import JSON
@@ -42,12 +42,14 @@ async def body_field(request: Request, name: str) -> str:
     return refuse_nul(value, name)
 
 
-async def _act(request: Request, action: Callable[[Session], dict[str, Any]]) -> Response:
+async def _act(
+    request: Request, workspace_id: str, action: Callable[[Session, str], dict[str, Any]]
+) -> Response:
     bridge: Context = request.app.state.bridge
 
     def work() -> dict[str, Any]:
         with bridge.session_factory.begin() as session:
-            return action(session)
+            return action(session, workspace_id)
 
     return JSON(await run_in_threadpool(work))
 
@@ -62,10 +64,10 @@ def _id(request: Request) -> str:
     body=obj({"veles_customer_id": string(minLength=1)}),
 )
 async def link_customer(request: Request) -> Response:
-    require_admin(request)
+    ws = await scope(request)
     veles_id = await body_field(request, "veles_customer_id")
     return await _act(
-        request, lambda s: customer_json(review.link_customer(s, _id(request), veles_id))
+        request, ws, lambda s, w: customer_json(review.link_customer(s, w, _id(request), veles_id))
     )
 
 
@@ -74,19 +76,21 @@ async def link_customer(request: Request) -> Response:
     answers={200: WITH_VELES_CUSTOMER, 404: None, 409: None},
 )
 async def create_customer(request: Request) -> Response:
-    require_admin(request)
+    ws = await scope(request)
 
-    def action(session: Session) -> dict[str, Any]:
-        row, veles = review.create_customer(session, _id(request))
+    def action(session: Session, workspace_id: str) -> dict[str, Any]:
+        row, veles = review.create_customer(session, workspace_id, _id(request))
         return {**customer_json(row), "veles_customer": veles_customer_json(veles)}
 
-    return await _act(request, action)
+    return await _act(request, ws, action)
 
 
 @declare("Unlink a Stripe customer", answers={200: ref("Customer"), 404: None, 409: None})
 async def unlink_customer(request: Request) -> Response:
-    require_admin(request)
-    return await _act(request, lambda s: customer_json(review.unlink_customer(s, _id(request))))
+    ws = await scope(request)
+    return await _act(
+        request, ws, lambda s, w: customer_json(review.unlink_customer(s, w, _id(request)))
+    )
 
 
 @declare(
@@ -95,10 +99,12 @@ async def unlink_customer(request: Request) -> Response:
     body=obj({"veles_product_id": string(minLength=1)}),
 )
 async def match_product(request: Request) -> Response:
-    require_admin(request)
+    ws = await scope(request)
     veles_id = await body_field(request, "veles_product_id")
     return await _act(
-        request, lambda s: product_json(review.match_product(s, _id(request), veles_id), s)
+        request,
+        ws,
+        lambda s, w: product_json(review.match_product(s, w, _id(request), veles_id), s),
     )
 
 
@@ -107,27 +113,31 @@ async def match_product(request: Request) -> Response:
     answers={200: WITH_VELES_PRODUCT, 404: None, 409: None},
 )
 async def import_product(request: Request) -> Response:
-    require_admin(request)
+    ws = await scope(request)
 
-    def action(session: Session) -> dict[str, Any]:
-        row, veles = review.import_product(session, _id(request))
+    def action(session: Session, workspace_id: str) -> dict[str, Any]:
+        row, veles = review.import_product(session, workspace_id, _id(request))
         return {**product_json(row, session), "veles_product": veles_product_json(veles)}
 
-    return await _act(request, action)
+    return await _act(request, ws, action)
 
 
 @declare("Ignore a Stripe product", answers={200: ref("Product"), 404: None, 409: None})
 async def ignore_product(request: Request) -> Response:
-    require_admin(request)
-    return await _act(request, lambda s: product_json(review.ignore_product(s, _id(request)), s))
+    ws = await scope(request)
+    return await _act(
+        request, ws, lambda s, w: product_json(review.ignore_product(s, w, _id(request)), s)
+    )
 
 
 @declare(
     "Unlink (or un-ignore) a Stripe product", answers={200: ref("Product"), 404: None, 409: None}
 )
 async def unlink_product(request: Request) -> Response:
-    require_admin(request)
-    return await _act(request, lambda s: product_json(review.unlink_product(s, _id(request)), s))
+    ws = await scope(request)
+    return await _act(
+        request, ws, lambda s, w: product_json(review.unlink_product(s, w, _id(request)), s)
+    )
 
 
 routes = [

@@ -14,7 +14,7 @@ from stripe_bridge.context import Context
 from stripe_bridge.errors import BridgeError
 from stripe_bridge.inbox.store import GroupCommit, JobSender
 from stripe_bridge.models import VelesEvent
-from stripe_bridge.web import admin_api, admin_operations, admin_review
+from stripe_bridge.web import admin_api, admin_operations, admin_review, admin_workspaces
 from stripe_bridge.web.console import console
 from stripe_bridge.web.health import healthz, metrics, readyz
 from stripe_bridge.web.inbound import InboundConfig, make_flush, stripe_webhook, veles_event
@@ -41,16 +41,23 @@ def create_app(bridge: Context) -> Starlette:
             if sender is not None:
                 await asyncio.to_thread(sender.stop)
 
+    # every admin route, for `default` unscoped and for any workspace under its own prefix
+    scoped = [*admin_api.routes, *admin_operations.routes, *admin_review.routes]
     app = Starlette(
         routes=[
             Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
+            Route("/webhooks/stripe/{workspace_id}", stripe_webhook, methods=["POST"]),
             Route("/veles/events", veles_event, methods=["POST"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
             Mount(
                 "/admin/api",
-                routes=[*admin_api.routes, *admin_operations.routes, *admin_review.routes],
+                routes=[
+                    *admin_workspaces.routes,
+                    Mount("/workspaces/{workspace_id}", routes=scoped),
+                    *scoped,
+                ],
             ),
             Route("/admin", console),
         ],

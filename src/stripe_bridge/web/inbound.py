@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
@@ -19,14 +20,21 @@ from starlette.responses import Response
 
 from stripe_bridge.connection import MAX_WEBHOOK_SECRETS, get, status_of, webhook_secrets
 from stripe_bridge.context import Context
-from stripe_bridge.errors import BadRequest, BridgeError, PayloadTooLarge, StoreUnavailable
+from stripe_bridge.errors import (
+    BadRequest,
+    BridgeError,
+    PayloadTooLarge,
+    StoreUnavailable,
+    UnknownWorkspace,
+)
 from stripe_bridge.inbox.door import Incoming, classify, parse_event, parse_veles_event, verify
-from stripe_bridge.inbox.store import Flush, JobSender, store
+from stripe_bridge.inbox.store import Flush, JobSender, Key, store
 from stripe_bridge.metrics import WEBHOOKS
-from stripe_bridge.models import RECEIVED, Inbox, StripeEvent
+from stripe_bridge.models import DEFAULT_WORKSPACE, RECEIVED, Inbox, StripeEvent
 from stripe_bridge.secrets_box import SecretBox
 from stripe_bridge.settings import Settings
 from stripe_bridge.web.responses import JSON
+from stripe_bridge.workspaces import exists
 
 log = structlog.get_logger(__name__)
 
@@ -56,15 +64,22 @@ def make_flush(
     """The writer thread's work: one transaction for the batch, then jobs for the new events
     (sent now, or handed to `sender`, which gathers several batches into one job)."""
 
-    def flush(batch: Sequence[Incoming]) -> set[str]:
+    def flush(batch: Sequence[Incoming]) -> set[Key]:
         with bridge.session_factory.begin() as session:
             inserted = store(session, inbox, batch)
-        new = [item.id for item in batch if item.id in inserted and item.status == RECEIVED]
+        new = [item.key for item in batch if item.key in inserted and item.status == RECEIVED]
         if sender is not None:
             sender.add(new)
             sent = {"to_send": len(new)}  # the sender gathers them into a batch job
         else:
-            sent = {"enqueued": len(bridge.jobs.send_events(new, inbox))}
+            by_workspace: dict[str, list[str]] = {}
+            for workspace_id, event_id in new:
+                by_workspace.setdefault(workspace_id, []).append(event_id)
+            enqueued = sum(
+                len(bridge.jobs.send_events(workspace_id, ids, inbox))
+                for workspace_id, ids in by_workspace.items()
+            )
+            sent = {"enqueued": enqueued}
         log.info(
             "stored events",
             inbox=inbox.__tablename__,
@@ -103,11 +118,13 @@ def delivery(
 
 @delivery("stripe", status_code=200)
 async def stripe_webhook(request: Request) -> bool:
-    """POST /webhooks/stripe: verify, store durably (group commit), enqueue. Nothing else."""
+    """POST /webhooks/stripe[/{workspace_id}]: verify with the workspace's secrets, store
+    durably (group commit), enqueue. Nothing else."""
     state = request.app.state
     bridge: Context = state.bridge
+    workspace_id = str(request.path_params.get("workspace_id", DEFAULT_WORKSPACE))
     body = await read_body(request, bridge.settings.max_body_bytes)
-    view = await state.inbound.view()
+    view = await state.inbound.view(workspace_id)
     verify(
         body,
         request.headers.get("stripe-signature"),
@@ -115,6 +132,7 @@ async def stripe_webhook(request: Request) -> bool:
         bridge.settings.webhook_tolerance,
     )
     incoming = parse_event(body)
+    incoming.workspace_id = workspace_id
     classify(incoming, handled=bridge.handlers)
     return bool(await state.group_commit.submit(incoming))
 
@@ -128,6 +146,7 @@ async def veles_event(request: Request) -> bool:
     secrets = (bridge.settings.veles_secret,) if bridge.settings.veles_secret else ()
     verify(body, request.headers.get("veles-signature"), secrets, bridge.settings.webhook_tolerance)
     incoming = parse_veles_event(body, bridge.veles_handlers)
+    await state.inbound.view(incoming.workspace_id)  # 404 for a workspace that does not exist
     return bool(await state.veles_commit.submit(incoming))
 
 
@@ -140,20 +159,35 @@ class InboundView:
     status: str
 
 
-def inbound_view(session: Session, box: SecretBox, settings: Settings) -> InboundView:
-    """The box opens only stored secrets: an inbound-only bridge (a signing secret in the
-    environment, no API key) needs no encryption key."""
-    row = get(session)
+def inbound_view(
+    session: Session, box: SecretBox, settings: Settings, workspace_id: str
+) -> InboundView | None:
+    """The workspace's view, None when it does not exist. The box opens only stored secrets:
+    an inbound-only bridge (a signing secret in the environment, no API key) needs no
+    encryption key. The environment's secrets are the `default` workspace's."""
+    if not exists(session, workspace_id):
+        return None
+    row = get(session, workspace_id)
     stored = webhook_secrets(row, box) if row and row.webhook_secrets_encrypted else ()
-    secrets = stored or settings.stripe_webhook_secrets[:MAX_WEBHOOK_SECRETS]
+    environment = settings.stripe_webhook_secrets if workspace_id == DEFAULT_WORKSPACE else ()
+    secrets = stored or environment[:MAX_WEBHOOK_SECRETS]
     mode = row.mode if row is not None else settings.inbound_mode
     return InboundView(secrets, mode, status_of(row))
 
 
+@dataclass
+class _Cached:
+    view: InboundView | None = None
+    read_at: float = 0.0
+    refreshing: asyncio.Future[InboundView | None] | None = None
+    read_once: bool = False
+
+
 class InboundConfig:
-    """The web process's view of the connection: read on first use, then refreshed in a
-    thread at most every `ttl` seconds while requests keep using the last view (the event loop
-    never waits on the database for it, except for the very first read)."""
+    """The web process's view of each workspace's connection: read on first use, then
+    refreshed in a thread at most every `ttl` seconds while requests keep using the last view
+    (the event loop never waits on the database for it, except for the very first read). A
+    workspace that does not exist is remembered too (404 without a query each time)."""
 
     def __init__(
         self,
@@ -168,28 +202,42 @@ class InboundConfig:
             settings,
             ttl,
         )
-        self._view: InboundView | None = None
-        self._read_at = 0.0
-        self._refreshing: asyncio.Future[InboundView] | None = None
+        self._cache: dict[str, _Cached] = {}
 
-    def _read(self) -> InboundView:
+    def _read(self, workspace_id: str) -> InboundView | None:
         try:
             with self._session_factory() as session:
-                return inbound_view(session, self._box, self._settings)
+                return inbound_view(session, self._box, self._settings, workspace_id)
         except SQLAlchemyError as exc:
             raise StoreUnavailable("the database is unavailable") from exc
 
-    async def view(self) -> InboundView:
-        if self._view is not None and time.monotonic() - self._read_at <= self._ttl:
-            return self._view
-        if self._refreshing is None or self._refreshing.done():
+    async def view(self, workspace_id: str = DEFAULT_WORKSPACE) -> InboundView:
+        """The workspace's view, or UnknownWorkspace (404)."""
+        cached = self._cache.get(workspace_id)
+        if cached is None:
+            if len(self._cache) >= MAX_CACHED:  # ids nobody holds must not grow it forever
+                self._cache = {ws: c for ws, c in self._cache.items() if c.view is not None}
+            cached = self._cache[workspace_id] = _Cached()
+        if cached.read_once and time.monotonic() - cached.read_at <= self._ttl:
+            return _known(workspace_id, cached.view)
+        if cached.refreshing is None or cached.refreshing.done():
             loop = asyncio.get_running_loop()
-            self._refreshing = loop.run_in_executor(None, self._read)
-            self._refreshing.add_done_callback(self._store)
-        if self._view is not None:
-            return self._view  # stale by at most one refresh
-        return await asyncio.shield(self._refreshing)
+            cached.refreshing = loop.run_in_executor(None, self._read, workspace_id)
+            cached.refreshing.add_done_callback(partial(_store, cached))
+        if cached.read_once:
+            return _known(workspace_id, cached.view)  # stale by at most one refresh
+        return _known(workspace_id, await asyncio.shield(cached.refreshing))
 
-    def _store(self, future: asyncio.Future[InboundView]) -> None:
-        if not future.cancelled() and future.exception() is None:
-            self._view, self._read_at = future.result(), time.monotonic()
+
+MAX_CACHED = 10_000
+
+
+def _known(workspace_id: str, view: InboundView | None) -> InboundView:
+    if view is None:
+        raise UnknownWorkspace(f"no workspace {workspace_id!r}")
+    return view
+
+
+def _store(cached: _Cached, future: asyncio.Future[InboundView | None]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        cached.view, cached.read_at, cached.read_once = future.result(), time.monotonic(), True

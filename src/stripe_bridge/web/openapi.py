@@ -118,9 +118,16 @@ def _operation(path: str, method: str, operation: Operation) -> Schema:
 def _admin_routes(routes: Iterable[BaseRoute]) -> Iterable[tuple[str, Route]]:
     for route in routes:
         if isinstance(route, Mount) and route.path == PREFIX:
-            for inner in route.routes:
-                if isinstance(inner, Route):
-                    yield route.path + inner.path, inner
+            yield from _routes_in(route.path, route.routes)
+
+
+def _routes_in(prefix: str, routes: Iterable[BaseRoute]) -> Iterable[tuple[str, Route]]:
+    """Routes under `prefix`, those of nested mounts (a workspace's scope) included."""
+    for inner in routes:
+        if isinstance(inner, Route):
+            yield prefix + inner.path, inner
+        elif isinstance(inner, Mount):
+            yield from _routes_in(prefix + inner.path, inner.routes)
 
 
 def document(routes: Iterable[BaseRoute], *, version: str) -> Schema:

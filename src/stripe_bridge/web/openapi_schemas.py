@@ -199,8 +199,19 @@ COMPONENTS: dict[str, Schema] = {
         }
     ),
     "SyncRun": obj(_SYNC_RUN),
+    "Workspace": obj(
+        {
+            "id": string(),
+            "name": string(),
+            "created_at": TIME,
+            "status": string(enum=["connected", "disconnected", "not_connected"]),
+            "account_id": TEXT,
+            "mode": nullable(string(enum=["test", "live"])),
+        }
+    ),
     "Connection": obj(
         {
+            "workspace_id": string(),
             "status": string(enum=["connected", "disconnected", "not_connected"]),
             "account_id": TEXT,
             "account_name": TEXT,
@@ -210,6 +221,8 @@ COMPONENTS: dict[str, Schema] = {
             "products_last_synced_at": TIME,
             "subscriptions_last_synced_at": TIME,
             "api_key_last4": TEXT,
+            "webhook_endpoint_id": TEXT,
+            "platform": boolean(),
             "webhook_secrets": string(enum=["stored", "environment", "none"]),
             "sync": array(ref("SyncRun")),
             "unmatched_customers": integer(minimum=0),
