@@ -1,4 +1,4 @@
-"""A small, stateful fake of Stripe's v1 API for tests (stdlib only).
+"""A small, stateful fake of Stripe's v1 API for tests (stdlib, and the SDK's lists of event types).
 
 Start it, point the SDK at it, and it answers like Stripe in the API version the bridge's client
 pins, ``stripe_bridge.stripe_api.API_VERSION`` (``2026-10-28.endive``; see "API version" below)::
@@ -32,8 +32,31 @@ Behaviour that follows Stripe's documentation (and what it deliberately leaves o
   stays retrievable as ``{"id", "object", "deleted": true}`` and its subscriptions are
   canceled; a zero-total invoice is paid when finalized; prices made from ``price_data`` are
   inactive but still emit ``price.created``.
+* Accounts, platforms and keys (``keys``, ``tenants``): ``add_account`` keys have full access;
+  ``add_restricted_key(key, account, {"webhook": "read", ...})`` holds Stripe's permission
+  families, and a request outside them answers 403 naming the permission
+  (``rak_webhook_write``). ``add_platform`` registers a platform with an OAuth app;
+  ``connect_account`` (or an approved OAuth install) connects an account to it, so that the
+  platform's key acts on it with ``Stripe-Account: acct_…`` (any other account: 403
+  ``account_invalid``), and its events carry ``"account": "acct_…"``.
+* Webhook endpoints (``webhook_endpoints``) and deliveries (``webhooks``): an account's
+  endpoints, ``secret`` answered only at creation; every event is queued for the enabled
+  endpoints subscribed to it (a connected account's also for its platforms' ``connect``
+  endpoints), and ``deliver_pending()`` POSTs them signed like Stripe (``Stripe-Signature:
+  t=…,v1=…``), keeping every attempt in ``deliveries``. Deviation: http URLs of 127.0.0.1 and
+  localhost are accepted (Stripe wants public hosts), and the body is always the pinned
+  version's shape, labelled with the endpoint's ``api_version``.
+* OAuth (``oauth``): a Stripe App's install (``install_link``, ``approve_install``), then
+  ``POST /v1/oauth/token`` (also ``/oauth/token``, where the SDK's ``client.oauth`` posts) for
+  authorization codes (single use, 5 minutes) and refresh tokens (rolled at each use, a year),
+  answering 1-hour access tokens that act as the installing account; ``POST
+  /v1/oauth/deauthorize`` disconnects it. Errors in OAuth's ``{"error", "error_description"}``.
+* Rate limits (``limits``): ``set_rate_limit(account, per_second)`` answers Stripe's 429
+  ``rate_limit`` (no ``Retry-After``) beyond N requests in any rolling second on that account
+  only; ``rate_limit_refusals(account)`` counts them.
 * Not modelled: payments (``pay`` just marks an invoice paid), taxes, discounts, prorations,
-  subscription invoices (``latest_invoice`` stays null), test clocks, Connect, search.
+  subscription invoices (``latest_invoice`` stays null), test clocks, account creation through
+  the API (``/v1/accounts``), automatic retries of failed webhook deliveries, search.
 
 API version: the fake answers ``Stripe-Version`` and renders events (``api_version``) in the
 client's pin, imported from ``stripe_bridge.stripe_api``. Every object shape in ``shapes`` was
@@ -83,24 +106,32 @@ Fields an endive schema marks optional (``?``: expandable or conditional, such a
 ``customer.tax``, ``invoice.payments``, ``status_details``, ``frozen_fields``) are left out.
 Customers, prices, plans, events and deleted stubs needed no change.
 
-Modules: ``server`` (FakeStripe: HTTP server, keys, faults, seeding), ``routing`` (routes,
-idempotency, rollback), ``context`` (the store and a request's ``Ctx``), ``params``, ``records``,
-``faults``, ``transport``, ``shapes`` (every object skeleton), and one module per resource
-(``accounts``, ``customers``, ``products``, ``prices``, ``invoice_items``, ``invoices``,
-``subscriptions``, ``events``), each exposing ``ROUTES`` of plain handler functions.
+Modules: ``server`` (FakeStripe: HTTP server, faults, seeding), ``tenants`` (the set-up
+helpers FakeStripe inherits), ``keys`` (accounts, keys, authentication, permissions),
+``oauth``, ``limits``, ``webhooks`` (deliveries), ``routing`` (routes, idempotency, rollback),
+``context`` (the store and a request's ``Ctx``), ``params``, ``records``, ``faults``,
+``transport``, ``shapes`` (every object skeleton), and one module per resource (``accounts``,
+``customers``, ``products``, ``prices``, ``invoice_items``, ``invoices``, ``subscriptions``,
+``events``, ``webhook_endpoints``), each exposing ``ROUTES`` of plain handler functions.
 
-Public API: start/stop (or ``with``), add_account, revoke_key, fail_next, fail_when, drop_next,
-set_delay, delay_when, reset_faults, requests, objects, get, seed, expire_idempotency_keys, reset,
-and ``handle()`` (the HTTP-free core, usable directly).
+Public API: start/stop (or ``with``); add_account, add_restricted_key, revoke_key,
+add_platform, client_id, connect_account, install_link, approve_install; set_rate_limit,
+rate_limit_refusals; deliver_webhooks (a switch), deliver_pending, resend, wait_for_deliveries,
+deliveries, webhook_timeout; fail_next, fail_when, drop_next, set_delay, delay_when,
+reset_faults; requests, objects, get, seed, expire_idempotency_keys, reset; and ``handle()``
+(the HTTP-free core, usable directly). ``FakeStripe(clock=…)`` sets the clock of everything
+that ages (idempotency keys, OAuth codes and tokens, rate-limit windows, signatures).
 """
 
 from tests.fake_stripe.params import ApiError, Params, decode_params
 from tests.fake_stripe.records import API_VERSION, RequestRecord, add_interval, mask_key, new_id
 from tests.fake_stripe.server import FakeStripe
+from tests.fake_stripe.webhooks import Delivery
 
 __all__ = [
     "API_VERSION",
     "ApiError",
+    "Delivery",
     "FakeStripe",
     "Params",
     "RequestRecord",

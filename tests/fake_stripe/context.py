@@ -24,21 +24,25 @@ from tests.fake_stripe.records import (
     previous_attributes,
     visible,
 )
+from tests.fake_stripe.webhooks import Pending, subscribers
 
 LIST_PARAMS = ("limit", "starting_after", "ending_before", "expand", "created")
 
 
 class Store:
-    """Objects of every account, their insertion order, and the undo log of the running request.
+    """Objects of every account (``accounts``, shared with the keyring), their insertion order,
+    the undo log of the running request, and the webhook deliveries its events queued.
 
     Not thread-safe by itself: the fake runs one request (or one seed) at a time under its lock.
     """
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(self, clock: Callable[[], float], accounts: dict[str, Account]) -> None:
         self.clock = clock
+        self.accounts = accounts
         self.seq = 0
         self.order: dict[str, int] = {}
         self.undo: list[Callable[[], None]] = []
+        self.outbox: list[Pending] = []
 
     def now(self) -> int:
         return int(self.clock())
@@ -80,27 +84,35 @@ class Store:
     def emit(
         self, acct: Account, ctx: Ctx | None, event_type: str, obj: Obj, previous: Obj | None = None
     ) -> None:
+        """Store an event and queue it for the endpoints subscribed to it (see ``webhooks``);
+        an account connected to a platform names itself in ``account``."""
         data: Obj = {"object": visible(obj)}
         if previous:
             data["previous_attributes"] = copy.deepcopy(previous)
-        self.put(
-            acct,
-            "event",
-            {
-                "id": new_id("evt"),
-                "object": "event",
-                "api_version": API_VERSION,
-                "created": self.now(),
-                "data": data,
-                "livemode": acct.livemode,
-                "pending_webhooks": 0,
-                "type": event_type,
-                "request": {
-                    "id": ctx.request_id if ctx else None,
-                    "idempotency_key": ctx.idempotency_key if ctx else None,
-                },
+        targets = subscribers(self.accounts, acct, event_type)
+        event = {
+            "id": new_id("evt"),
+            "object": "event",
+            **({"account": acct.id} if acct.platforms else {}),
+            "api_version": API_VERSION,
+            "created": self.now(),
+            "data": data,
+            "livemode": acct.livemode,
+            "pending_webhooks": len(targets),
+            "type": event_type,
+            "request": {
+                "id": ctx.request_id if ctx else None,
+                "idempotency_key": ctx.idempotency_key if ctx else None,
             },
-        )
+        }
+        self.put(acct, "event", event)
+        queued = [Pending(event["id"], acct.id, owner.id, e["id"]) for owner, e in targets]
+        self.outbox.extend(queued)
+
+        def unqueue() -> None:
+            self.outbox = [p for p in self.outbox if p not in queued]
+
+        self.undo.append(unqueue)
 
     def expanded(self, acct: Account, obj: Obj, paths: list[str]) -> Obj:
         """A copy of ``obj`` with ``expand[]`` paths (``customer``, ``items.data.price.product``)
@@ -144,6 +156,7 @@ class Ctx:
     args: dict[str, str]
     request_id: str
     idempotency_key: str | None
+    application: str | None = None  # the platform's client id, when it acts for this account
 
     def now(self) -> int:
         return self.store.now()

@@ -49,6 +49,12 @@ class Fault:
         )
 
 
+def rate_limit_error() -> ApiError:
+    """Stripe's 429 for too many requests, without a ``Retry-After`` header: the rate-limit
+    guide (docs.stripe.com/rate-limits) documents none, only backing off."""
+    return fault_error(Fault(429, 1))
+
+
 def fault_error(fault: Fault) -> ApiError:
     kind, code, message = _FAULT_BODIES.get(
         fault.status,

@@ -75,7 +75,8 @@ def invalid(message: str, param: str | None = None, code: str | None = None) -> 
 
 
 def missing(kind: str, object_id: str, param: str = "id", status: int = 404) -> ApiError:
-    return ApiError(status, f"No such {kind}: '{object_id}'", code="resource_missing", param=param)
+    name = kind.replace("_", " ")  # "webhook endpoint", as Stripe writes it
+    return ApiError(status, f"No such {name}: '{object_id}'", code="resource_missing", param=param)
 
 
 class Params:

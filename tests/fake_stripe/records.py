@@ -15,7 +15,16 @@ from stripe_bridge.stripe_api import API_VERSION as API_VERSION  # the client's 
 
 IDEMPOTENCY_WINDOW = 24 * 3600
 IDEMPOTENT_METHODS = ("POST", "DELETE")
-KINDS = ("customer", "product", "price", "invoiceitem", "invoice", "subscription", "event")
+KINDS = (
+    "customer",
+    "product",
+    "price",
+    "invoiceitem",
+    "invoice",
+    "subscription",
+    "event",
+    "webhook_endpoint",
+)
 ID_PREFIX = {
     "customer": "cus",
     "product": "prod",
@@ -24,6 +33,7 @@ ID_PREFIX = {
     "invoice": "in",
     "subscription": "sub",
     "event": "evt",
+    "webhook_endpoint": "we",
 }
 _ALPHABET = string.ascii_letters + string.digits
 Obj = dict[str, Any]
@@ -42,12 +52,13 @@ def mask_key(key: str) -> str:
 
 
 def kind_name(kind: str) -> str:
-    """``customers``, ``invoice_items`` and ``subscription`` all name a kind."""
-    name = kind.replace("_", "")
-    name = name[:-1] if name not in KINDS and name.endswith("s") else name
-    if name not in KINDS:
-        raise ValueError(f"unknown kind {kind!r}; one of {', '.join(KINDS)}")
-    return name
+    """``customers``, ``invoice_items``, ``webhook_endpoints`` and ``subscription`` all name a
+    kind."""
+    for name in (kind, kind[:-1] if kind.endswith("s") else kind):
+        for candidate in (name, name.replace("_", "")):
+            if candidate in KINDS:
+                return candidate
+    raise ValueError(f"unknown kind {kind!r}; one of {', '.join(KINDS)}")
 
 
 def kind_of_id(object_id: str) -> str | None:
@@ -113,13 +124,16 @@ class RequestRecord:
     headers: dict[str, str]
     request_id: str
     status: int | None = None
-    account: str | None = None
+    account: str | None = None  # the account the request acted on
     replayed: bool = False
+    key_account: str | None = None  # the account the key belongs to (a platform's, for Connect)
+    application: str | None = None  # the platform's client id, when it acted for an account
 
 
 @dataclass
 class Account:
-    """One Stripe account: its objects by kind, deleted ids, and stored idempotency keys."""
+    """One Stripe account: its objects by kind, deleted ids, stored idempotency keys, and the
+    platforms it is connected to (whose keys may act on it with ``Stripe-Account``)."""
 
     id: str
     display_name: str
@@ -131,3 +145,4 @@ class Account:
     objects: dict[str, dict[str, Obj]] = field(default_factory=lambda: {k: {} for k in KINDS})
     deleted: set[str] = field(default_factory=set)
     idempotency: dict[str, Obj] = field(default_factory=dict)
+    platforms: set[str] = field(default_factory=set)

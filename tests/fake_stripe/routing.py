@@ -22,6 +22,7 @@ from tests.fake_stripe import (
     prices,
     products,
     subscriptions,
+    webhook_endpoints,
 )
 from tests.fake_stripe.context import Ctx, Store
 from tests.fake_stripe.params import ApiError, Params
@@ -37,6 +38,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     *invoices.ROUTES,
     *subscriptions.ROUTES,
     *events.ROUTES,
+    *webhook_endpoints.ROUTES,
 ]
 _COMPILED = [
     (method, re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path) + "$"), handler)
@@ -76,7 +78,9 @@ def execute(
             {"Idempotent-Replayed": "true", "Original-Request": entry["request_id"]},
         )
     handler, args = route(record)
-    ctx = Ctx(store, account, Params(record.params), args, record.request_id, key)
+    ctx = Ctx(
+        store, account, Params(record.params), args, record.request_id, key, record.application
+    )
     store.undo = []
     try:
         status, payload = 200, handler(ctx)

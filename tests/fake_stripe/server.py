@@ -1,15 +1,17 @@
-"""FakeStripe, the core: HTTP server, keys, faults, idempotency, routing, seeding.
+"""FakeStripe, the core: HTTP server, faults, idempotency, routing, seeding.
 
-A request is parsed into a ``RequestRecord``, authenticated, delayed or failed by the faults in
-force, then executed under the fake's lock by ``routing.execute`` (idempotency, the route's
-handler, rollback on error).
+A request is parsed into a ``RequestRecord``, authenticated (``keys``), counted against its
+account's rate limit (``limits``), held to a restricted key's permissions, delayed or failed by
+the faults in force, then executed under the fake's lock: by ``oauth`` for the OAuth paths,
+else by ``routing.execute`` (idempotency, the route's handler, rollback on error). The events it
+emitted are then delivered to webhook endpoints when ``deliver_webhooks`` is set. The set-up
+helpers for accounts, platforms, OAuth, rate limits and deliveries are ``tenants.Tenants``'.
 """
 
 from __future__ import annotations
 
 import base64
 import copy
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -18,38 +20,46 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from tests.fake_stripe import oauth
 from tests.fake_stripe.context import Store
 from tests.fake_stripe.faults import Fault, Faults, fault_error
+from tests.fake_stripe.keys import Keyring
+from tests.fake_stripe.limits import RateLimits
 from tests.fake_stripe.params import ApiError, decode_params
 from tests.fake_stripe.records import (
     API_VERSION,
     IDEMPOTENT_METHODS,
     KINDS,
-    Account,
     Obj,
     RequestRecord,
     event_name,
     kind_name,
     list_object,
-    mask_key,
     new_id,
     visible,
 )
 from tests.fake_stripe.routing import execute
-from tests.fake_stripe.shapes import SKELETONS, account_object
+from tests.fake_stripe.shapes import SKELETONS
+from tests.fake_stripe.tenants import Tenants
 from tests.fake_stripe.transport import make_handler
+from tests.fake_stripe.webhooks import Deliverer
 
 
-class FakeStripe:
-    """A stateful Stripe v1 API on 127.0.0.1; see the package docstring for what it models."""
+class FakeStripe(Tenants):
+    """A stateful Stripe v1 API on 127.0.0.1; see the package docstring for what it models.
+
+    ``clock`` (seconds since the epoch) dates objects and events, ages idempotency keys, OAuth
+    codes and tokens, times rate-limit windows and signs webhook deliveries.
+    """
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
+        self.deliver_webhooks = False  # deliver each request's events when it has been answered
         self._lock = threading.RLock()
-        self._store = Store(lambda: self.clock())
-        self._accounts: dict[str, Account] = {}
-        self._keys: dict[str, str] = {}
-        self._revoked: set[str] = set()
+        self._keys = Keyring(lambda: int(self.clock()))
+        self._store = Store(lambda: self.clock(), self._keys.accounts)
+        self._limits = RateLimits(lambda: self.clock())
+        self._deliverer = Deliverer(self._lock, self._store, lambda: self.clock())
         self._requests: list[RequestRecord] = []
         self._faults = Faults()
         self._server: ThreadingHTTPServer | None = None
@@ -92,46 +102,6 @@ class FakeStripe:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-    # ------------------------------------------------------------ accounts and keys
-
-    def add_account(
-        self,
-        api_key: str,
-        account_id: str | None = None,
-        display_name: str = "Fake Stripe Test Account",
-        business_name: str | None = None,
-        *,
-        country: str = "US",
-        default_currency: str = "usd",
-    ) -> Obj:
-        """Register a key. A known ``account_id`` adds the key to it (key rotation)."""
-        livemode = re.match(r"^(sk|rk)_(live|test)_", api_key)
-        if livemode is None:
-            raise ValueError(f"not a secret or restricted key: {mask_key(api_key)}")
-        with self._lock:
-            account_id = account_id or new_id("acct", 16)
-            account = self._accounts.get(account_id)
-            if account is None:
-                account = self._accounts[account_id] = Account(
-                    account_id,
-                    display_name,
-                    business_name,
-                    livemode.group(2) == "live",
-                    self._store.now(),
-                    country,
-                    default_currency,
-                )
-            elif account.livemode != (livemode.group(2) == "live"):
-                raise ValueError("a live and a test key cannot share an account here")
-            self._keys[api_key] = account_id
-            self._revoked.discard(api_key)
-            return account_object(account)
-
-    def revoke_key(self, api_key: str) -> None:
-        """The key now answers 401 ``api_key_expired`` (a rolled key past its expiry)."""
-        with self._lock:
-            self._revoked.add(api_key)
 
     # ------------------------------------------------------------ faults
 
@@ -200,7 +170,7 @@ class FakeStripe:
         with self._lock:
             found = [
                 obj
-                for acct in self._accounts.values()
+                for acct in self._keys.accounts.values()
                 if account is None or acct.id == account
                 for oid, obj in acct.objects[kind].items()
                 if oid not in acct.deleted
@@ -211,7 +181,7 @@ class FakeStripe:
         """A copy of one object (a deleted customer gives its ``deleted`` stub); KeyError."""
         kind = kind_name(kind)
         with self._lock:
-            for acct in self._accounts.values():
+            for acct in self._keys.accounts.values():
                 if object_id in acct.objects[kind]:
                     return self._store.public(acct, kind, object_id)
         raise KeyError(object_id)
@@ -223,9 +193,10 @@ class FakeStripe:
         e.g. ``seed("customer", email="a@b.c", created=1700000000)``."""
         kind = kind_name(kind)
         with self._lock:
-            if not self._accounts:
+            if not self._keys.accounts:
                 raise RuntimeError("add_account() first")
-            acct = self._accounts[account] if account else next(iter(self._accounts.values()))
+            accounts = self._keys.accounts
+            acct = accounts[account] if account else next(iter(accounts.values()))
             now = self._store.now()
             obj = SKELETONS[kind](acct, now)
             obj.update(copy.deepcopy(fields))
@@ -241,18 +212,23 @@ class FakeStripe:
     def expire_idempotency_keys(self) -> None:
         """Forget every stored idempotency key, as if 24 hours had passed."""
         with self._lock:
-            for acct in self._accounts.values():
+            for acct in self._keys.accounts.values():
                 acct.idempotency.clear()
 
     def reset(self) -> None:
-        """Forget objects, events, idempotency keys, the request log and faults; keep keys."""
+        """Forget objects (webhook endpoints too), events, idempotency keys, queued and past
+        deliveries, rate limits, the request log and faults; keep accounts, keys, platforms and
+        their connections, OAuth apps and tokens."""
         with self._lock:
-            for acct in self._accounts.values():
+            for acct in self._keys.accounts.values():
                 acct.objects = {k: {} for k in KINDS}
                 acct.deleted.clear()
                 acct.idempotency.clear()
             self._requests.clear()
             self._store.order.clear()
+            self._store.outbox.clear()
+            self._deliverer.clear()
+            self._limits.clear()
             self._faults.clear()
 
     # ------------------------------------------------------------ request handling
@@ -267,12 +243,17 @@ class FakeStripe:
         if body:
             pairs += parse_qsl(body.decode("utf-8"), keep_blank_values=True)
         idempotency_key = headers.get("idempotency-key") if method in IDEMPOTENT_METHODS else None
+        params = decode_params(pairs)
+        key = api_key(headers)
+        secret = params.get("client_secret")
+        if key is None and split.path in oauth.PATHS and isinstance(secret, str):
+            key = secret  # OAuth also takes the secret key as a parameter
         record = RequestRecord(
             method,
             split.path,
-            decode_params(pairs),
+            params,
             idempotency_key,
-            api_key(headers),
+            key,
             headers,
             new_id("req", 14),
         )
@@ -283,44 +264,30 @@ class FakeStripe:
             answer_headers["Idempotency-Key"] = idempotency_key
         drop = False
         try:
-            account = self._authenticate(record)
+            with self._lock:
+                account = self._keys.authenticate(record)
+                self._limits.admit(record)
+                if record.path not in oauth.PATHS:
+                    self._keys.authorize(record)
             self._sleep_for(record)
             fault = self._take_fault(record)
             if fault is not None and not fault.drop:
                 raise fault_error(fault)
             drop = fault is not None
             with self._lock:
-                status, payload, extra = execute(self._store, account, record)
-            answer_headers.update(extra)
+                if record.path in oauth.PATHS:
+                    status, payload = oauth.handle(self._keys, self._store, record)
+                else:
+                    status, payload, extra = execute(self._store, account, record)
+                    answer_headers.update(extra)
+                queued = bool(self._store.outbox)
         except ApiError as error:
-            status, payload = error.status, error.body()
+            status, payload, queued = error.status, error.body(), False
             answer_headers.update(error.headers)
         record.status = status
+        if queued and self.deliver_webhooks:
+            self._deliverer.deliver_in_background()
         return None if drop else (status, answer_headers, payload)
-
-    def _authenticate(self, record: RequestRecord) -> Account:
-        key = record.api_key
-        with self._lock:
-            if not key:
-                raise ApiError(
-                    401,
-                    "You did not provide an API key. You need to provide your "
-                    "API key in the Authorization header, using Bearer auth (e.g. "
-                    "'Authorization: Bearer YOUR_SECRET_KEY').",
-                    stored=False,
-                )
-            if key in self._revoked:
-                raise ApiError(
-                    401,
-                    f"Expired API Key provided: {mask_key(key)}",
-                    code="api_key_expired",
-                    stored=False,
-                )
-            if key not in self._keys:
-                raise ApiError(401, f"Invalid API Key provided: {mask_key(key)}", stored=False)
-            account = self._accounts[self._keys[key]]
-            record.account = account.id
-            return account
 
     def _sleep_for(self, record: RequestRecord) -> None:
         with self._lock:

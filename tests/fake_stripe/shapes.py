@@ -419,6 +419,26 @@ def new_event(acct: Account, now: int) -> Obj:
     }
 
 
+def new_webhook_endpoint(acct: Account, now: int) -> Obj:
+    """The fields of stripe/openapi ``fixtures3.json``'s webhook_endpoint (``secret`` is kept as
+    ``_secret``: Stripe answers it only at creation)."""
+    return {
+        "id": new_id("we"),
+        "object": "webhook_endpoint",
+        "api_version": None,
+        "application": None,
+        "created": now,
+        "description": None,
+        "enabled_events": [],
+        "livemode": acct.livemode,
+        "metadata": {},
+        "status": "enabled",
+        "url": "https://example.com/webhooks",
+        "_connect": False,
+        "_secret": "whsec_" + secrets.token_hex(16),
+    }
+
+
 SKELETONS = {
     "customer": new_customer,
     "product": new_product,
@@ -427,4 +447,5 @@ SKELETONS = {
     "invoice": new_invoice,
     "subscription": new_subscription,
     "event": new_event,
+    "webhook_endpoint": new_webhook_endpoint,
 }
