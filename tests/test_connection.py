@@ -12,7 +12,7 @@ from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from stripe_bridge import logs
-from stripe_bridge.connection import connect_from_settings
+from stripe_bridge.cli.connection import connect_from_settings
 from stripe_bridge.context import Context
 from stripe_bridge.models import Connection, Customer, StripeEvent
 from tests.fake_stripe import FakeStripe

@@ -8,15 +8,33 @@ from __future__ import annotations
 from functools import partial
 
 import dramatiq
+from dramatiq.brokers.redis import RedisBroker
 
 from stripe_bridge import handlers, outbox
 from stripe_bridge.backoff import Backoff
 from stripe_bridge.context import Context
 from stripe_bridge.db import make_engine, make_session_factory
+from stripe_bridge.endpoints import EndpointPlan
 from stripe_bridge.jobs import Jobs, build_broker, declare_actors
+from stripe_bridge.ratelimit import (
+    ARRIVAL_MARGIN,
+    WINDOW,
+    LocalRateBudget,
+    RateBudget,
+    RedisRateBudget,
+)
 from stripe_bridge.secrets_box import box_from_settings
 from stripe_bridge.settings import Settings
 from stripe_bridge.stripe_api import StripeGateway
+
+
+def rate_budget(settings: Settings, broker: dramatiq.Broker) -> RateBudget:
+    """Each Stripe account's budget: in Redis (on the broker's connections), shared by every
+    process of the deployment; in this process for the embedded default."""
+    window = WINDOW + ARRIVAL_MARGIN
+    if isinstance(broker, RedisBroker):
+        return RedisRateBudget(broker.client, settings.redis_namespace, window=window)
+    return LocalRateBudget(window=window)
 
 
 def bootstrap(settings: Settings, *, broker: dramatiq.Broker | None = None) -> Context:
@@ -35,7 +53,10 @@ def bootstrap(settings: Settings, *, broker: dramatiq.Broker | None = None) -> C
             timeout=settings.stripe_timeout,
             max_attempts=settings.stripe_max_attempts,
             backoff=Backoff(base=settings.stripe_retry_base),
+            budget=rate_budget(settings, broker),
+            rate_limit=settings.stripe_rate_limit,
         ),
+        endpoint_plan=EndpointPlan.of(settings.public_url, handlers.STRIPE_HANDLERS),
         handlers=dict(handlers.STRIPE_HANDLERS),
         claims=dict(handlers.CLAIMS),
         veles_handlers={**handlers.VELES_HANDLERS, **outbox.VELES_HANDLERS},

@@ -8,7 +8,6 @@ another account or another mode is refused, and disconnecting keeps every record
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -16,6 +15,8 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from stripe_bridge import endpoints
+from stripe_bridge.endpoints import EndpointPlan
 from stripe_bridge.errors import BadRequest, BridgeError, ConfigError, Conflict
 from stripe_bridge.event import Event
 from stripe_bridge.models import (
@@ -28,11 +29,10 @@ from stripe_bridge.models import (
 )
 from stripe_bridge.secrets_box import SecretBox
 from stripe_bridge.settings import Settings, mode_of_key
-from stripe_bridge.stripe_api import StripeGateway, StripeRejected
+from stripe_bridge.stripe_api import GatewayFactory, StripeGateway, StripeRejected
 
 log = structlog.get_logger(__name__)
 
-GatewayFactory = Callable[[str], StripeGateway]
 MAX_WEBHOOK_SECRETS = 2
 
 
@@ -79,8 +79,12 @@ def connect(
     workspace_id: str,
     api_key: str,
     webhook_secret: str | None = None,
+    *,
+    plan: EndpointPlan | None = None,
 ) -> Connection:
-    """Connect (or reconnect) the workspace to the account the key belongs to."""
+    """Connect (or reconnect) the workspace to the account the key belongs to. With no
+    `webhook_secret` and a `plan`, the bridge registers the workspace's webhook endpoint in the
+    account itself and keeps its signing secret."""
     box.check()  # no encryption key: say so before asking Stripe anything
     mode = _checked_mode(api_key)
     account = _verify(gateways, api_key)
@@ -104,6 +108,15 @@ def connect(
     _store_key(row, box, api_key)
     if webhook_secret:
         roll_webhook_secrets(row, box, webhook_secret)
+    elif plan is not None and row.webhook_endpoint_id is None:
+        gateway = gateways(api_key.strip(), account=row.account_id)
+        row.webhook_endpoint_id, secret = endpoints.register(gateway, plan, workspace_id)
+        set_webhook_secrets(row, box, [secret])
+    elif workspace_id != DEFAULT_WORKSPACE and row.webhook_secrets_encrypted is None:
+        raise BadRequest(
+            "give the webhook signing secret (whsec_…), or set BRIDGE_PUBLIC_URL so that the "
+            "bridge registers its webhook endpoint in the account itself"
+        )
     session.flush()  # a concurrent connect of the same account fails here (a unique index)
     log.info("stripe connected", workspace_id=workspace_id, account_id=row.account_id, mode=mode)
     return row
@@ -138,16 +151,41 @@ def update_key(
     return row
 
 
-def disconnect(session: Session, workspace_id: str) -> Connection:
+def disconnect(
+    session: Session,
+    workspace_id: str,
+    box: SecretBox | None = None,
+    gateways: GatewayFactory | None = None,
+) -> Connection:
     """Stop sync, pushes and event application at once; keep every record. The API key is
-    forgotten; the signing secrets are kept so that webhooks are still verified and answered."""
+    forgotten; the signing secrets are kept so that webhooks are still verified and answered.
+    A webhook endpoint the bridge registered is deleted from the account (with `box` and
+    `gateways`); one Stripe could not delete now stays named on the connection."""
     row = get(session, workspace_id, lock=True)
     if row is None or not is_connected(row):
         raise Conflict("not connected")
+    if row.webhook_endpoint_id and box is not None and gateways is not None:
+        _remove_endpoint(row, box, gateways)
     row.status, row.disconnected_at, row.updated_at = DISCONNECTED, utcnow(), utcnow()
     row.api_key_encrypted = None
     log.info("stripe disconnected", workspace_id=workspace_id, account_id=row.account_id)
     return row
+
+
+def _remove_endpoint(row: Connection, box: SecretBox, gateways: GatewayFactory) -> None:
+    gateway = gateway_for(row, box, gateways)
+    assert gateway is not None and row.webhook_endpoint_id is not None
+    try:
+        endpoints.remove(gateway, row.webhook_endpoint_id)
+    except BridgeError as exc:
+        log.warning(
+            "could not delete the webhook endpoint; delete it in the Stripe dashboard",
+            workspace_id=row.workspace_id,
+            endpoint_id=row.webhook_endpoint_id,
+            error=str(exc),
+        )
+        return
+    row.webhook_endpoint_id = None
 
 
 def _store_key(row: Connection, box: SecretBox, api_key: str) -> None:
@@ -210,9 +248,19 @@ def connected_gateway(
 ) -> StripeGateway:
     """A Stripe client with the workspace's key, or Conflict when not connected."""
     with session_factory() as session:
-        key = api_key(require_connected(session, workspace_id, action), box)
-    assert key is not None  # a connected row always holds its key
-    return gateways(key)
+        gateway = gateway_for(require_connected(session, workspace_id, action), box, gateways)
+    assert gateway is not None  # a connected row always holds its key
+    return gateway
+
+
+def gateway_for(
+    row: Connection | None, box: SecretBox, gateways: GatewayFactory
+) -> StripeGateway | None:
+    """A Stripe client for a connected workspace's account (its key, its rate budget)."""
+    key = api_key(row, box)
+    if row is None or key is None:
+        return None
+    return gateways(key, account=row.account_id)
 
 
 def refusal(status: str, mode: str, livemode: bool) -> str | None:
@@ -232,32 +280,3 @@ def refusal_now(
     row = get(session, workspace_id)
     mode = row.mode if row is not None else settings.inbound_mode
     return refusal(status_of(row), mode, event.livemode)
-
-
-def connect_from_settings(
-    session_factory: sessionmaker[Session],
-    box: SecretBox,
-    gateways: GatewayFactory,
-    settings: Settings,
-) -> None:
-    """STRIPE_API_KEY / STRIPE_WEBHOOK_SECRET in the environment connect the `default`
-    workspace at start (serve, scheduler, migrate). An operator's explicit `disconnect` is
-    respected: no auto-reconnect."""
-    if not settings.stripe_api_key:
-        return
-    try:
-        with session_factory.begin() as session:
-            row = get(session, DEFAULT_WORKSPACE, lock=True)
-            if row is not None and row.status == DISCONNECTED:
-                log.warning(
-                    "STRIPE_API_KEY is set but the connection was disconnected; not reconnecting"
-                )
-                return
-            if api_key(row, box) != settings.stripe_api_key.strip():
-                change = update_key if row is not None else connect
-                row = change(session, box, gateways, DEFAULT_WORKSPACE, settings.stripe_api_key)
-            env_secrets = settings.stripe_webhook_secrets[:MAX_WEBHOOK_SECRETS]
-            if row and env_secrets and set(webhook_secrets(row, box)) != set(env_secrets):
-                set_webhook_secrets(row, box, list(env_secrets))
-    except BridgeError as exc:
-        log.error("could not connect from STRIPE_API_KEY", error=str(exc))

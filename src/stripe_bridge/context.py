@@ -5,7 +5,7 @@ only the parts their signatures name (a session factory, a gateway factory, the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -13,11 +13,12 @@ import dramatiq
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from stripe_bridge.endpoints import EndpointPlan
 from stripe_bridge.handlers.base import Claim, Handler
 from stripe_bridge.models import Inbox, StripeEvent
 from stripe_bridge.secrets_box import SecretBox
 from stripe_bridge.settings import Settings
-from stripe_bridge.stripe_api import StripeGateway
+from stripe_bridge.stripe_api import GatewayFactory
 
 
 class JobQueue(Protocol):
@@ -43,7 +44,8 @@ class Context:
     broker: dramatiq.Broker
     jobs: JobQueue
     box: SecretBox
-    gateway: Callable[[str], StripeGateway]  # a Stripe client for an API key
+    gateway: GatewayFactory  # a Stripe client for an API key (and account)
+    endpoint_plan: EndpointPlan | None  # set: `connect` registers webhook endpoints itself
     handlers: dict[str, Handler]  # Stripe event type → handler
     claims: dict[str, Claim]  # Stripe event type → what its handler locks
     veles_handlers: dict[str, Handler]  # Veles event type → handler

@@ -34,6 +34,12 @@ from stripe_bridge.errors import TransientError, Unreachable
 
 WINDOW = 1.0  # seconds: Stripe counts requests per second
 WINDOW_US = 1_000_000
+# A call reaches Stripe a little after its grant, and not always equally late: grants that keep
+# `limit` per exact second can arrive as `limit + 1` in one of Stripe's. Counting the window
+# this much longer absorbs a spread of arrival delays up to it (the grants of any window of
+# 1 s + margin are at most `limit`, so their arrivals within any 1 s are too), for 91 % of
+# the limit. The composition root passes `window=WINDOW + ARRIVAL_MARGIN`.
+ARRIVAL_MARGIN = 0.1
 JITTER = 0.002  # seconds: at most this much is added, at random, to each wait
 DEFAULT_LIMITS = {"live": 100, "test": 25}  # Stripe's requests per second, by mode
 
@@ -68,8 +74,10 @@ class _SlidingWindow:
         sleep: Sleep = time.sleep,
         jitter: float = JITTER,
         rand: Callable[[], float] = random.random,
+        window: float = WINDOW,
     ) -> None:
         self._clock, self._sleep, self._jitter, self._rand = clock, sleep, jitter, rand
+        self._window = window
 
     def acquire(self, account: str, limit: int, *, timeout: float | None = None) -> float:
         if limit < 1:
@@ -106,8 +114,9 @@ class LocalRateBudget(_SlidingWindow):
         sleep: Sleep = time.sleep,
         jitter: float = JITTER,
         rand: Callable[[], float] = random.random,
+        window: float = WINDOW,
     ) -> None:
-        super().__init__(clock=clock, sleep=sleep, jitter=jitter, rand=rand)
+        super().__init__(clock=clock, sleep=sleep, jitter=jitter, rand=rand, window=window)
         self._grants: dict[str, deque[float]] = {}
         self._lock = threading.Lock()  # held for one attempt, never while a caller sleeps
 
@@ -117,12 +126,12 @@ class LocalRateBudget(_SlidingWindow):
             now = self._clock()
             if grants and grants[-1] > now:
                 now = grants[-1]  # a clock that stepped back: hold at the last grant
-            while grants and grants[0] <= now - WINDOW:
+            while grants and grants[0] <= now - self._window:
                 grants.popleft()
             if len(grants) < limit:
                 grants.append(now)
                 return True, now
-            return False, grants[len(grants) - limit] + WINDOW - now
+            return False, grants[len(grants) - limit] + self._window - now
 
 
 # One account's window: a sorted set of grant times (microseconds, Redis TIME, so the clocks
@@ -161,8 +170,9 @@ class RedisRateBudget(_SlidingWindow):
         sleep: Sleep = time.sleep,
         jitter: float = JITTER,
         rand: Callable[[], float] = random.random,
+        window: float = WINDOW,
     ) -> None:
-        super().__init__(clock=clock, sleep=sleep, jitter=jitter, rand=rand)
+        super().__init__(clock=clock, sleep=sleep, jitter=jitter, rand=rand, window=window)
         self._client = client
         self._prefix = key_prefix
         self._script = client.register_script(_ACQUIRE)
@@ -178,7 +188,8 @@ class RedisRateBudget(_SlidingWindow):
     def _attempt(self, account: str, limit: int) -> tuple[bool, float]:
         member = f"{os.getpid()}:{self._token}:{next(self._serial)}"
         try:
-            granted, value = self._script(keys=[self.key(account)], args=[limit, WINDOW_US, member])
+            window_us = round(self._window * WINDOW_US)
+            granted, value = self._script(keys=[self.key(account)], args=[limit, window_us, member])
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise Unreachable(f"the Stripe rate budget in Redis did not answer: {exc}") from exc
         return bool(granted), int(value) / WINDOW_US

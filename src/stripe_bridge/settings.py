@@ -132,6 +132,11 @@ class Settings(BaseModel):
     stripe_retry_base: float = _var("BRIDGE_STRIPE_RETRY_BASE", 0.5, ge=0)
     stripe_max_attempts: int = _var("BRIDGE_STRIPE_MAX_ATTEMPTS", 5, ge=1)
     stripe_timeout: float = _var("BRIDGE_STRIPE_TIMEOUT", 30.0, gt=0)
+    # most Stripe requests in any one second per account, every process together (None:
+    # Stripe's own limit by mode, 100 live and 25 test)
+    stripe_rate_limit: int | None = _var("BRIDGE_STRIPE_RATE_LIMIT", None, ge=1)
+    # set, `connect` registers the workspace's webhook endpoint in its Stripe account itself
+    public_url: Annotated[str | None, _url("http", "https")] = _var("BRIDGE_PUBLIC_URL")
     event_max_attempts: int = _var("BRIDGE_EVENT_MAX_ATTEMPTS", 8, ge=1)
     startup_wait: int = _var("BRIDGE_STARTUP_WAIT", 30, ge=0)
     sweep_interval: Seconds = _var("BRIDGE_SWEEP_INTERVAL", 30)

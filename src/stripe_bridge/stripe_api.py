@@ -1,15 +1,20 @@
-"""The one place that talks to Stripe: StripeClient, timeouts, retries, idempotency keys.
+"""The one place that talks to Stripe: StripeClient, timeouts, retries, idempotency keys, and
+the account's rate budget.
 
 Retries (tenacity, exponential backoff with full jitter) cover connection errors, 429 and 5xx,
 honouring `Retry-After` and `Stripe-Should-Retry` when Stripe sends them; any other 4xx is
-final. Every write takes an idempotency key from the caller. Answers are plain dicts."""
+final. Every write takes an idempotency key from the caller. Every attempt, a retry included,
+first takes room in the account's budget (`ratelimit`: shared by every process calling Stripe
+for that account, so none goes over Stripe's limit and one busy account never slows another).
+In platform mode the client carries `Stripe-Account`. Answers are plain dicts."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import stripe
 import structlog
@@ -18,6 +23,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from stripe_bridge.backoff import Backoff
 from stripe_bridge.errors import PermanentError, TransientError
 from stripe_bridge.metrics import STRIPE_CALLS, STRIPE_SECONDS, call_name
+from stripe_bridge.ratelimit import DEFAULT_LIMITS, RateBudget
 
 log = structlog.get_logger(__name__)
 
@@ -78,20 +84,46 @@ def wait_for(backoff: Backoff) -> Callable[[RetryCallState], float]:
     return wait
 
 
+class GatewayFactory(Protocol):
+    """A Stripe client for an API key (the composition root fixes everything else)."""
+
+    def __call__(
+        self, api_key: str, *, account: str | None = None, stripe_account: str | None = None
+    ) -> StripeGateway: ...
+
+
+def mode_of(api_key: str) -> str:
+    return "live" if api_key.split("_", 2)[1:2] == ["live"] else "test"
+
+
+def budget_key(api_key: str, account: str | None) -> str:
+    """The rate budget a key's calls draw on: its account's in its mode (Stripe counts test
+    and live apart), or, before the account is known, the key's own."""
+    owner = account or "key-" + hashlib.sha256(api_key.encode()).hexdigest()[:12]
+    return f"{owner}:{mode_of(api_key)}"
+
+
 class StripeGateway:
     def __init__(
         self,
         api_key: str,
         *,
+        account: str | None = None,
+        stripe_account: str | None = None,
         api_base: str | None = None,
         timeout: float = 30.0,
         max_attempts: int = 5,
         backoff: Backoff | None = None,
+        budget: RateBudget | None = None,
+        rate_limit: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        """`account`: the account the key acts on (its rate budget); `stripe_account`: a
+        connected account a platform key acts for (`Stripe-Account`, and its budget)."""
         stripe.enable_telemetry = False
         self._client = stripe.StripeClient(
             api_key,
+            stripe_account=stripe_account,
             stripe_version=API_VERSION,
             base_addresses={"api": api_base} if api_base else None,
             max_network_retries=0,
@@ -100,6 +132,21 @@ class StripeGateway:
         self._max_attempts = max_attempts
         self._backoff = backoff or Backoff()
         self._sleep = sleep
+        self._budget = budget
+        self._budget_key = budget_key(api_key, stripe_account or account)
+        self._limit = rate_limit or DEFAULT_LIMITS[mode_of(api_key)]
+        self._budget_wait = timeout
+
+    def _within_budget(self, fn: Callable[[], T]) -> Callable[[], T]:
+        if self._budget is None:
+            return fn
+        budget, key, limit, wait = self._budget, self._budget_key, self._limit, self._budget_wait
+
+        def attempt() -> T:
+            budget.acquire(key, limit, timeout=wait)  # RateBudgetExhausted: transient
+            return fn()
+
+        return attempt
 
     @property
     def v1(self) -> stripe.V1Services:
@@ -123,7 +170,7 @@ class StripeGateway:
         name = call_name(what)
         started = time.perf_counter()
         try:
-            result = retrying(fn)
+            result = retrying(self._within_budget(fn))
         except stripe.StripeError as exc:
             STRIPE_SECONDS.labels(name).observe(time.perf_counter() - started)
             STRIPE_CALLS.labels(name, "unavailable" if is_retriable(exc) else "refused").inc()

@@ -8,13 +8,21 @@ from dataclasses import asdict
 from typing import Any
 
 import orjson
+import structlog
+from sqlalchemy.orm import Session, sessionmaker
 from tqdm import tqdm
 
 from stripe_bridge import connection
 from stripe_bridge.cli.opened import opened, workspace_of
+from stripe_bridge.errors import BridgeError
+from stripe_bridge.models import DEFAULT_WORKSPACE, DISCONNECTED
 from stripe_bridge.operators.status import status_object
+from stripe_bridge.secrets_box import SecretBox
 from stripe_bridge.settings import Settings
+from stripe_bridge.stripe_api import GatewayFactory
 from stripe_bridge.sync import KINDS, SyncResult, check_kind, run_sync
+
+log = structlog.get_logger(__name__)
 
 
 def _change(settings: Settings, args: argparse.Namespace, action: str) -> int:
@@ -29,6 +37,7 @@ def _change(settings: Settings, args: argparse.Namespace, action: str) -> int:
                     workspace_id,
                     args.api_key,
                     args.webhook_secret,
+                    plan=bridge.endpoint_plan,
                 )
             elif action == "update-key":
                 connection.update_key(
@@ -40,7 +49,7 @@ def _change(settings: Settings, args: argparse.Namespace, action: str) -> int:
                     args.webhook_secret,
                 )
             else:
-                connection.disconnect(session, workspace_id)
+                connection.disconnect(session, workspace_id, bridge.box, bridge.gateway)
         with bridge.session_factory() as session:
             status = status_object(session, settings, workspace_id)
     if args.json:
@@ -95,6 +104,39 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
                 f"in {result.seconds:.1f} s"
             )
     return 0
+
+
+def connect_from_settings(
+    session_factory: sessionmaker[Session],
+    box: SecretBox,
+    gateways: GatewayFactory,
+    settings: Settings,
+) -> None:
+    """STRIPE_API_KEY / STRIPE_WEBHOOK_SECRET in the environment connect the `default`
+    workspace at start (serve, scheduler, migrate). An operator's explicit `disconnect` is
+    respected: no auto-reconnect."""
+    if not settings.stripe_api_key:
+        return
+    try:
+        with session_factory.begin() as session:
+            row = connection.get(session, DEFAULT_WORKSPACE, lock=True)
+            if row is not None and row.status == DISCONNECTED:
+                log.warning(
+                    "STRIPE_API_KEY is set but the connection was disconnected; not reconnecting"
+                )
+                return
+            if connection.api_key(row, box) != settings.stripe_api_key.strip():
+                change = connection.update_key if row is not None else connection.connect
+                row = change(session, box, gateways, DEFAULT_WORKSPACE, settings.stripe_api_key)
+            env_secrets = settings.stripe_webhook_secrets[: connection.MAX_WEBHOOK_SECRETS]
+            if (
+                row
+                and env_secrets
+                and set(connection.webhook_secrets(row, box)) != set(env_secrets)
+            ):
+                connection.set_webhook_secrets(row, box, list(env_secrets))
+    except BridgeError as exc:
+        log.error("could not connect from STRIPE_API_KEY", error=str(exc))
 
 
 def register(commands: Any) -> None:

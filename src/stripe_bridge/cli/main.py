@@ -24,8 +24,8 @@ from stripe_bridge.cli import connection as connection_commands
 from stripe_bridge.cli import operators as operator_commands
 from stripe_bridge.cli import review as review_commands
 from stripe_bridge.cli import workspaces as workspace_commands
+from stripe_bridge.cli.connection import connect_from_settings
 from stripe_bridge.cli.opened import opened, workspace_of
-from stripe_bridge.connection import connect_from_settings
 from stripe_bridge.context import Context
 from stripe_bridge.errors import BridgeError
 from stripe_bridge.migrate import upgrade

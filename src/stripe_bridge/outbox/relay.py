@@ -42,7 +42,7 @@ from stripe_bridge.outbox.push import Disconnected, Push, PushOptions
 from stripe_bridge.outbox.writer import CHANNEL
 from stripe_bridge.secrets_box import SecretBox
 from stripe_bridge.settings import Settings
-from stripe_bridge.stripe_api import StripeGateway, StripeRejected
+from stripe_bridge.stripe_api import GatewayFactory, StripeGateway, StripeRejected
 
 log = structlog.get_logger(__name__)
 
@@ -107,7 +107,7 @@ class Relay:
         self,
         session_factory: sessionmaker[Session],
         box: SecretBox,
-        gateway: Callable[[str], StripeGateway],
+        gateway: GatewayFactory,
         options: RelayOptions | None = None,
         after_step: Callable[[str], None] | None = None,
     ) -> None:
@@ -126,11 +126,13 @@ class Relay:
                 return False
             session.flush()  # the lease must be committed before the row leaves the session
             session.expunge(row)
-            api_key = connection.api_key(connection.get(session, row.workspace_id), self.box)
-        if api_key is None:  # disconnected since the claim: the row waits for a reconnect
+            gateway = connection.gateway_for(
+                connection.get(session, row.workspace_id), self.box, self.gateway
+            )
+        if gateway is None:  # disconnected since the claim: the row waits for a reconnect
             self._finish(row, status=PENDING, attempts_back=True)
             return True
-        self.push(row, api_key)
+        self.push(row, gateway)
         return True
 
     def drain(self) -> int:
@@ -140,7 +142,7 @@ class Relay:
             count += 1
         return count
 
-    def push(self, row: OutboxRow, api_key: str) -> None:
+    def push(self, row: OutboxRow, gateway: StripeGateway) -> None:
         bound = log.bind(
             workspace_id=row.workspace_id,
             outbox_id=row.id,
@@ -149,7 +151,7 @@ class Relay:
         )
         push = Push(
             self.session_factory,
-            self.gateway(api_key),
+            gateway,
             row,
             self.options.push,
             self.after_step,

@@ -59,8 +59,11 @@ async def put_connection(request: Request) -> Response:
     def work() -> dict[str, Any]:
         with bridge.session_factory.begin() as session:
             row = connection.get(session, workspace_id, lock=True)
-            change = connection.update_key if connection.is_connected(row) else connection.connect
-            change(session, bridge.box, bridge.gateway, workspace_id, api_key, webhook_secret)
+            args = (session, bridge.box, bridge.gateway, workspace_id, api_key, webhook_secret)
+            if connection.is_connected(row):
+                connection.update_key(*args)
+            else:
+                connection.connect(*args, plan=bridge.endpoint_plan)
         return _status(bridge, workspace_id)
 
     return JSON(await run_in_threadpool(work))
@@ -76,7 +79,7 @@ async def delete_connection(request: Request) -> Response:
 
     def work() -> dict[str, Any]:
         with bridge.session_factory.begin() as session:
-            connection.disconnect(session, workspace_id)
+            connection.disconnect(session, workspace_id, bridge.box, bridge.gateway)
         return _status(bridge, workspace_id)
 
     return JSON(await run_in_threadpool(work))
