@@ -26,7 +26,7 @@ from stripe_bridge.context import Context
 from stripe_bridge.db import Base
 from stripe_bridge.inbox.door import classify, parse_event, sign
 from stripe_bridge.inbox.store import store
-from stripe_bridge.jobs import EVENTS_QUEUE, VELES_QUEUE
+from stripe_bridge.jobs import BULK_QUEUE, EVENTS_QUEUE, VELES_QUEUE
 from stripe_bridge.models import DEFAULT_WORKSPACE, StripeEvent, Workspace
 from stripe_bridge.outbox.relay import Relay, RelayOptions, relay_options
 from stripe_bridge.settings import Settings
@@ -230,16 +230,16 @@ def relay_for(
     )
 
 
-def queued_jobs(bridge: Context) -> int:
-    """Messages waiting in the events queue (Redis list of message ids)."""
+def queued_jobs(bridge: Context, queue_name: str = EVENTS_QUEUE) -> int:
+    """Messages waiting in an events queue (Redis list of message ids)."""
     client = bridge.broker.client  # type: ignore[attr-defined]
-    return int(client.llen(f"{bridge.settings.redis_namespace}:{EVENTS_QUEUE}"))
+    return int(client.llen(f"{bridge.settings.redis_namespace}:{queue_name}"))
 
 
-def queued_event_ids(bridge: Context) -> list[str]:
+def queued_event_ids(bridge: Context, queue_name: str = EVENTS_QUEUE) -> list[str]:
     """The Stripe event ids the waiting jobs carry (a batch job carries several), in order."""
     client = bridge.broker.client  # type: ignore[attr-defined]
-    queue = f"{bridge.settings.redis_namespace}:{EVENTS_QUEUE}"
+    queue = f"{bridge.settings.redis_namespace}:{queue_name}"
     ids: list[str] = []
     for message_id in client.lrange(queue, 0, -1):
         message = dramatiq.Message.decode(client.hget(f"{queue}.msgs", message_id))
@@ -256,6 +256,7 @@ def run_jobs(bridge: Context, timeout_ms: int = 30_000) -> None:
     worker.start()
     try:
         bridge.broker.join(EVENTS_QUEUE, timeout=timeout_ms, interval=10)
+        bridge.broker.join(BULK_QUEUE, timeout=timeout_ms, interval=10)
         bridge.broker.join(VELES_QUEUE, timeout=timeout_ms, interval=10)
         worker.join()
     finally:

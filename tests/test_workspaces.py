@@ -5,19 +5,25 @@ applying, pushing, counts, dead letters, replays, tokens."""
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from typing import Any
 
+import dramatiq
 import orjson
 import pytest
 from starlette.testclient import TestClient
 from stripe import StripeClient
 
+from stripe_bridge import workspaces
 from stripe_bridge.context import Context
-from stripe_bridge.inbox.door import sign
-from stripe_bridge.models import Customer, StripeEvent, VelesOrder
+from stripe_bridge.inbox.door import Incoming, parse_event, sign
+from stripe_bridge.inbox.store import store
+from stripe_bridge.models import Customer, OutboxRow, StripeEvent, VelesOrder, utcnow
+from stripe_bridge.outbox.relay import claim
 from stripe_bridge.sync import run_sync
 from tests.fake_stripe import FakeStripe
 from tests.support import (
+    LIVE_KEY,
     OTHER_ACCOUNT_KEY,
     SECRET,
     TEST_KEY,
@@ -29,6 +35,7 @@ from tests.support import (
     run_jobs,
     signed_headers,
     veles_event,
+    wait_until,
 )
 
 SECRET_B = "whsec_test_workspace_b_0123456789"
@@ -217,14 +224,22 @@ def test_one_account_belongs_to_one_workspace(two: TestClient) -> None:
     create(two, "initech")
 
     response = api(
-        two, "PUT", "/workspaces/initech/connection", json={"api_key": TEST_KEY}
+        two,
+        "PUT",
+        "/workspaces/initech/connection",
+        json={"api_key": TEST_KEY, "webhook_secret": SECRET_B},
     )  # acme holds this account
 
     assert response.status_code == 409
     assert "another workspace" in response.json()["error"]["message"]
     # disconnected, the account may move
     assert api(two, "DELETE", "/workspaces/acme/connection").status_code == 200
-    moved = api(two, "PUT", "/workspaces/initech/connection", json={"api_key": TEST_KEY})
+    moved = api(
+        two,
+        "PUT",
+        "/workspaces/initech/connection",
+        json={"api_key": TEST_KEY, "webhook_secret": SECRET_B},
+    )
     assert moved.status_code == 200 and moved.json()["workspace_id"] == "initech"
 
 
@@ -276,3 +291,86 @@ def test_the_cli_acts_on_the_workspace_it_is_given(cli: Any, fake_stripe: FakeSt
     }
     assert token[0] == 0 and token[1].startswith("sbw_")
     assert cli("workspaces", "delete", "acme")[0] == 1  # still connected
+
+
+def test_a_workspace_connected_without_a_secret_or_public_url_is_refused(two: TestClient) -> None:
+    create(two, "initech")
+
+    response = api(two, "PUT", "/workspaces/initech/connection", json={"api_key": LIVE_KEY})
+
+    assert response.status_code == 400
+    assert "BRIDGE_PUBLIC_URL" in response.json()["error"]["message"]
+    assert api(two, "GET", "/workspaces/initech/connection").json()["status"] == "not_connected"
+
+
+def test_replays_of_one_workspace_do_not_hold_back_anothers_live_events(bridge: Context) -> None:
+    # Given: 2,000 of acme's events replayed (bulk), then one live delivery of globex's
+    with bridge.session_factory.begin() as session:
+        for workspace_id in ("acme", "globex"):
+            workspaces.create(session, workspace_id)
+        bulk = [incoming("acme", customer_event(f"cus_{n}", f"C{n}", f"c{n}@acme.example"))
+                for n in range(2000)]  # fmt: skip
+        live = incoming("globex", customer_event("cus_live", "Live", "l@globex.example"))
+        store(session, StripeEvent, [*bulk, live])
+    for start in range(0, len(bulk), 100):
+        ids = [item.id for item in bulk[start : start + 100]]
+        bridge.jobs.send_events("acme", ids, bulk=True)
+    bridge.jobs.send_events("globex", [live.id])
+
+    # When: one worker thread takes the jobs
+    worker = dramatiq.Worker(bridge.broker, worker_threads=1, worker_timeout=10)
+    worker.start()
+    try:
+        assert wait_until(lambda: status_of(bridge, "globex", live.id) == "processed", 30)
+        applied_of_acme = count_rows(bridge, Customer, Customer.workspace_id == "acme")
+    finally:
+        worker.stop()
+
+    # Then: globex's event went ahead of most of acme's backlog (one job of it at most before)
+    assert applied_of_acme <= 200
+
+
+def incoming(workspace_id: str, payload: dict[str, Any]) -> Incoming:
+    item = parse_event(orjson.dumps(payload))
+    item.workspace_id = workspace_id
+    return item
+
+
+def status_of(bridge: Context, workspace_id: str, event_id: str) -> str | None:
+    with bridge.session_factory() as session:
+        row = session.get(StripeEvent, (workspace_id, event_id))
+        return row.status if row is not None else None
+
+
+def test_the_relay_lets_workspaces_take_turns(two: TestClient, bridge: Context) -> None:
+    # Given: 30 rows of acme waiting, then one of globex
+    with bridge.session_factory.begin() as session:
+        for workspace_id, count in (("acme", 30), ("globex", 1)):
+            for n in range(count):
+                session.add(outbox_row(workspace_id, n))
+
+    # When: the relay claims rows one after another
+    order: list[str] = []
+    with bridge.session_factory.begin() as session:
+        served = ""
+        for _ in range(4):
+            row = claim(session, timedelta(minutes=5), served)
+            assert row is not None
+            order.append(served := row.workspace_id)
+
+    # Then: globex's one row is the second taken, not the 31st
+    assert order == ["acme", "globex", "acme", "acme"]
+
+
+def outbox_row(workspace_id: str, n: int) -> OutboxRow:
+    return OutboxRow(
+        workspace_id=workspace_id,
+        aggregate_type="order",
+        aggregate_id=f"ord_{n}",
+        kind="order.invoice",
+        payload={},
+        status="pending",
+        attempts=0,
+        next_attempt_at=utcnow(),
+        created_at=utcnow(),
+    )

@@ -121,6 +121,14 @@ def _scope(table: str, indexes: dict[str, list[str]], sqlite: bool) -> None:
 
 
 def _scope_outbox_and_sync_runs() -> None:
+    op.create_index(
+        "ix_outbox_open",
+        "outbox",
+        ["workspace_id", "id"],
+        unique=False,
+        postgresql_where=sa.text("status IN ('pending', 'in_flight')"),
+        sqlite_where=sa.text("status IN ('pending', 'in_flight')"),
+    )
     with op.batch_alter_table("outbox") as batch:
         batch.drop_constraint("uq_outbox_dedupe_key", type_="unique")
     op.create_index("uq_outbox_dedupe_key", "outbox", ["workspace_id", "dedupe_key"], unique=True)
@@ -188,6 +196,7 @@ def downgrade() -> None:
         sqlite_where=sa.text("status = 'running'"),
     )
     op.drop_index("uq_outbox_dedupe_key", table_name="outbox")
+    op.drop_index("ix_outbox_open", table_name="outbox")
     with op.batch_alter_table("outbox") as batch:
         batch.create_unique_constraint("uq_outbox_dedupe_key", ["dedupe_key"])
     for inbox in ("stripe_events", "veles_events"):

@@ -25,10 +25,15 @@ class JobQueue(Protocol):
     """Sending work to the workers (`jobs.Jobs` on the configured broker)."""
 
     def send_events(
-        self, workspace_id: str, event_ids: Iterable[str], inbox: Inbox = StripeEvent
+        self,
+        workspace_id: str,
+        event_ids: Iterable[str],
+        inbox: Inbox = StripeEvent,
+        *,
+        bulk: bool = False,
     ) -> list[str]:
         """Jobs for a workspace's stored events; answers the ids sent (the rest stay for the
-        sweeper)."""
+        sweeper). `bulk`: replays and recoveries, which live deliveries go before."""
         ...
 
     def send_sync(self, workspace_id: str, kind: str, trigger: str) -> None:

@@ -30,6 +30,10 @@ from stripe_bridge.sync import run_sync
 log = structlog.get_logger(__name__)
 
 EVENTS_QUEUE = "stripe-events"
+# Replays and recoveries: thousands of jobs of one workspace must not hold back the live
+# deliveries of the others. Their actor has a lower priority (a worker takes live jobs first)
+# and a queue of its own (its backlog is not in front of theirs).
+BULK_QUEUE = "stripe-events-bulk"
 VELES_QUEUE = "veles-events"
 SYNC_QUEUE = "sync"
 SYNC_TIME_LIMIT_MS = 2 * 60 * 60 * 1000
@@ -87,6 +91,7 @@ def _job_context(**ids: str) -> Iterator[None]:
 
 
 APPLY_STRIPE_EVENTS = "apply_stripe_events"
+APPLY_BULK_EVENTS = "apply_stripe_events_bulk"
 APPLY_VELES_EVENT = "apply_veles_event"
 SYNC_STRIPE = "sync_stripe"
 
@@ -139,13 +144,17 @@ def declare_actors(context: Context) -> None:
         with _job_context(workspace_id=workspace_id):
             run_sync(context, workspace_id, kind, trigger=trigger)
 
-    for fn, queue in ((apply_stripe_events, EVENTS_QUEUE), (apply_veles_event, VELES_QUEUE)):
+    for fn, name, queue, priority in (
+        (apply_stripe_events, APPLY_STRIPE_EVENTS, EVENTS_QUEUE, 0),
+        (apply_stripe_events, APPLY_BULK_EVENTS, BULK_QUEUE, 5),
+        (apply_veles_event, APPLY_VELES_EVENT, VELES_QUEUE, 0),
+    ):
         dramatiq.Actor(
             fn,
             broker=broker,
-            actor_name=fn.__name__,
+            actor_name=name,
             queue_name=queue,
-            priority=0,
+            priority=priority,
             options={**RETRY_OPTIONS, "max_retries": max_attempts},
         )
     dramatiq.Actor(
@@ -165,7 +174,12 @@ class Jobs:
         self.broker = broker
 
     def send_events(
-        self, workspace_id: str, event_ids: Iterable[str], inbox: Inbox = StripeEvent
+        self,
+        workspace_id: str,
+        event_ids: Iterable[str],
+        inbox: Inbox = StripeEvent,
+        *,
+        bulk: bool = False,
     ) -> list[str]:
         """Stripe events in batch jobs of at most `BATCH_SIZE` ids, Veles events one a job,
         each through dramatiq's public `enqueue` (a pipelined enqueue measured no faster for the
@@ -177,7 +191,7 @@ class Jobs:
             actor = self.broker.get_actor(APPLY_VELES_EVENT)
             messages = [([event_id], actor.message(event_id, workspace_id)) for event_id in ids]
         else:
-            actor = self.broker.get_actor(APPLY_STRIPE_EVENTS)
+            actor = self.broker.get_actor(APPLY_BULK_EVENTS if bulk else APPLY_STRIPE_EVENTS)
             messages = [(batch, actor.message(batch, workspace_id)) for batch in chunks(ids)]
         sent: list[str] = []
         try:

@@ -416,7 +416,14 @@ class OutboxRow(Scoped, Base):
     discard_reason: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
-        # the relay's claim, across workspaces
+        # the relay's claim, workspaces taking turns: only the rows still to push
+        Index(
+            "ix_outbox_open",
+            "workspace_id",
+            "id",
+            postgresql_where=text("status IN ('pending', 'in_flight')"),
+            sqlite_where=text("status IN ('pending', 'in_flight')"),
+        ),
         Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
         Index("ix_outbox_aggregate", "workspace_id", "aggregate_type", "aggregate_id", "id"),
         Index("uq_outbox_dedupe_key", "workspace_id", "dedupe_key", unique=True),

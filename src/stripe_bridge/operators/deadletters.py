@@ -181,7 +181,7 @@ def replay(
         replayed.append(letter.id)
         log.info("dead letter replayed", workspace_id=workspace_id, dead_letter=letter.id)
     for model, keys in to_send.items():  # Stripe events go out as batch jobs
-        bridge.jobs.send_events(workspace_id, keys, model)
+        bridge.jobs.send_events(workspace_id, keys, model, bulk=True)
     return replayed
 
 

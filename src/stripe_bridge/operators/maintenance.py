@@ -91,6 +91,7 @@ def _store(bridge: Context, batch: list[Incoming]) -> int:
     bridge.jobs.send_events(
         workspace_id,
         [item.id for item in batch if item.key in inserted and item.status == RECEIVED],
+        bulk=True,
     )
     return len(inserted)
 

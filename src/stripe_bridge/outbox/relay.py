@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import structlog
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, exists, or_, select, true, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from stripe_bridge import connection
@@ -46,6 +46,8 @@ from stripe_bridge.stripe_api import GatewayFactory, StripeGateway, StripeReject
 
 log = structlog.get_logger(__name__)
 
+OPEN = OutboxRow.status.in_((PENDING, IN_FLIGHT))  # the index `ix_outbox_open` holds these
+
 # An outbox row's kind → its push (one module per Stripe object).
 PUSHES: dict[str, Callable[[Push], None]] = {
     "order.invoice": invoices.push_order,
@@ -72,9 +74,11 @@ class RelayOptions:
     push: PushOptions = field(default_factory=PushOptions)
 
 
-def claim(session: Session, lease: timedelta) -> OutboxRow | None:
+def claim(session: Session, lease: timedelta, after: str = "") -> OutboxRow | None:
     """Lease the next due row that heads its aggregate, in a connected workspace, skipping rows
-    other relays hold."""
+    other relays hold. Workspaces take turns: the oldest due row of the first workspace after
+    `after` (the one served last), wrapping around, so that 50,000 rows of one workspace do
+    not hold back another's one (on an index of open rows alone)."""
     now = utcnow()
     earlier = aliased(OutboxRow)
     blocked = exists().where(
@@ -89,13 +93,17 @@ def claim(session: Session, lease: timedelta) -> OutboxRow | None:
         and_(OutboxRow.status == IN_FLIGHT, OutboxRow.lease_until < now),
     )
     connected = select(Connection.workspace_id).where(Connection.status == CONNECTED)
-    row = session.scalars(
-        select(OutboxRow)
-        .where(due, ~blocked, OutboxRow.workspace_id.in_(connected))
-        .order_by(OutboxRow.id)
-        .limit(1)
-        .with_for_update(skip_locked=True, of=OutboxRow)
-    ).first()
+    row = None
+    for turn in (OutboxRow.workspace_id > after, true()) if after else (true(),):
+        row = session.scalars(
+            select(OutboxRow)
+            .where(OPEN, due, ~blocked, OutboxRow.workspace_id.in_(connected), turn)
+            .order_by(OutboxRow.workspace_id, OutboxRow.id)
+            .limit(1)
+            .with_for_update(skip_locked=True, of=OutboxRow)
+        ).first()
+        if row is not None:
+            break
     if row is not None:
         row.status, row.lease_until = IN_FLIGHT, now + lease
         row.attempts += 1
@@ -117,13 +125,15 @@ class Relay:
         self.after_step = after_step
         self.wakeup = threading.Event()
         self.listening = threading.Event()  # set while NOTIFY can wake it (PostgreSQL)
+        self.served = ""  # the workspace served last: the next claim starts after it
 
     def run_once(self) -> bool:
         """Claim and push one row; answers whether a row was taken."""
         with self.session_factory.begin() as session:
-            row = claim(session, self.options.lease)
+            row = claim(session, self.options.lease, self.served)
             if row is None:
                 return False
+            self.served = row.workspace_id
             session.flush()  # the lease must be committed before the row leaves the session
             session.expunge(row)
             gateway = connection.gateway_for(
