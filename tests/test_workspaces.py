@@ -374,3 +374,10 @@ def outbox_row(workspace_id: str, n: int) -> OutboxRow:
         next_attempt_at=utcnow(),
         created_at=utcnow(),
     )
+
+
+def test_a_worker_takes_only_the_queues_it_is_given(cli: Any) -> None:
+    code, _out, err = cli("worker", "--queues", "sync,nope")
+
+    assert code == 1
+    assert "unknown queue(s) nope" in err and "stripe-events-bulk" in err

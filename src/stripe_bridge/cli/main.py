@@ -98,12 +98,29 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     with (
         bootstrap(settings) as bridge,
         _preflight(bridge),
-        worker(bridge, args.threads),
+        worker(bridge, args.threads, _queues(bridge, args.queues)),
         periodic(bridge, schedule_syncs=False),
     ):
-        log.info("worker running", threads=args.threads or settings.worker_threads)
+        log.info(
+            "worker running",
+            threads=args.threads or settings.worker_threads,
+            queues=args.queues or "all",
+        )
         wait_for_signal()
     return 0
+
+
+def _queues(bridge: Context, names: str | None) -> set[str] | None:
+    """`--queues a,b`: only these (e.g. syncs in processes of their own, so that many
+    workspaces' syncs never take every thread live deliveries need)."""
+    if not names:
+        return None
+    queues = {name.strip() for name in names.split(",") if name.strip()}
+    unknown = queues - set(bridge.broker.get_declared_queues())
+    if unknown:
+        known = ", ".join(sorted(bridge.broker.get_declared_queues()))
+        raise BridgeError(f"unknown queue(s) {', '.join(sorted(unknown))}: one of {known}")
+    return queues
 
 
 def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
@@ -206,9 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub = add(name, handler, text)
         sub.add_argument("--host", default="127.0.0.1")
         sub.add_argument("--port", type=int, default=8000)
-    add("worker", cmd_worker, "the job role: applies stored events").add_argument(
-        "--threads", type=int, default=None
-    )
+    sub = add("worker", cmd_worker, "the job role: applies stored events, runs syncs")
+    sub.add_argument("--threads", type=int, default=None)
+    sub.add_argument("--queues", help="comma-separated queues to consume (default: all)")
     add("relay", cmd_relay, "the outbox role: pushes orders and contracts to Stripe").add_argument(
         "--threads", type=int, default=None
     )

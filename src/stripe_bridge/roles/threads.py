@@ -19,10 +19,15 @@ log = structlog.get_logger(__name__)
 
 
 @contextmanager
-def worker(bridge: Context, threads: int | None = None) -> Iterator[dramatiq.Worker]:
-    """A Dramatiq worker consuming the bridge's queues in this process."""
+def worker(
+    bridge: Context, threads: int | None = None, queues: set[str] | None = None
+) -> Iterator[dramatiq.Worker]:
+    """A Dramatiq worker consuming the bridge's queues (or `queues`) in this process."""
     instance = dramatiq.Worker(
-        bridge.broker, worker_threads=threads or bridge.settings.worker_threads, worker_timeout=100
+        bridge.broker,
+        queues=queues,
+        worker_threads=threads or bridge.settings.worker_threads,
+        worker_timeout=100,
     )
     instance.start()
     try:
