@@ -289,10 +289,10 @@ def test_environment_key_bootstraps_the_connection_and_respects_a_disconnect(
                 ACCOUNT_ID,
                 TEST_KEY[-4:],
             )
-        from stripe_bridge import connection
+        from stripe_bridge import connection, endpoints
 
         with bridge.session_factory.begin() as session:
-            assert connection.webhook_secrets(session.get(Connection, "default"), bridge.box) == (
+            assert endpoints.webhook_secrets(session.get(Connection, "default"), bridge.box) == (
                 "whsec_env_one",
                 "whsec_env_two",
             )

@@ -8,8 +8,8 @@ import time
 import orjson
 import pytest
 
-from stripe_bridge.connection import refusal
 from stripe_bridge.errors import BadRequest, ConfigError
+from stripe_bridge.inbox.apply import refusal
 from stripe_bridge.inbox.door import classify, parse_event, parse_veles_event, sign, verify
 from stripe_bridge.matching.rules import derive_domain, normalise_domain
 from stripe_bridge.settings import Settings, mode_of_key

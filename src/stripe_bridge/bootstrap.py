@@ -25,7 +25,7 @@ from stripe_bridge.ratelimit import (
 )
 from stripe_bridge.secrets_box import box_from_settings
 from stripe_bridge.settings import Settings
-from stripe_bridge.stripe_api import StripeGateway
+from stripe_bridge.stripe_api import Gateways, StripeGateway
 
 
 def rate_budget(settings: Settings, broker: dramatiq.Broker) -> RateBudget:
@@ -47,14 +47,17 @@ def bootstrap(settings: Settings, *, broker: dramatiq.Broker | None = None) -> C
         broker=broker,
         jobs=Jobs(broker),
         box=box_from_settings(settings),
-        gateway=partial(
-            StripeGateway,
-            api_base=settings.stripe_api_base,
-            timeout=settings.stripe_timeout,
-            max_attempts=settings.stripe_max_attempts,
-            backoff=Backoff(base=settings.stripe_retry_base),
-            budget=rate_budget(settings, broker),
-            rate_limit=settings.stripe_rate_limit,
+        gateway=Gateways(
+            partial(
+                StripeGateway,
+                api_base=settings.stripe_api_base,
+                timeout=settings.stripe_timeout,
+                max_attempts=settings.stripe_max_attempts,
+                backoff=Backoff(base=settings.stripe_retry_base),
+                budget=rate_budget(settings, broker),
+                rate_limit=settings.stripe_rate_limit,
+            ),
+            settings.stripe_platform_key,
         ),
         endpoint_plan=EndpointPlan.of(settings.public_url, handlers.STRIPE_HANDLERS),
         handlers=dict(handlers.STRIPE_HANDLERS),

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from stripe_bridge import endpoints
-from stripe_bridge.endpoints import EndpointPlan
+from stripe_bridge.endpoints import (
+    EndpointPlan,
+    roll_webhook_secrets,
+    set_webhook_secrets,
+)
 from stripe_bridge.errors import BadRequest, BridgeError, ConfigError, Conflict
-from stripe_bridge.event import Event
 from stripe_bridge.models import (
     CONNECTED,
     DEFAULT_WORKSPACE,
@@ -28,12 +30,10 @@ from stripe_bridge.models import (
     utcnow,
 )
 from stripe_bridge.secrets_box import SecretBox
-from stripe_bridge.settings import Settings, mode_of_key
+from stripe_bridge.settings import mode_of_key
 from stripe_bridge.stripe_api import GatewayFactory, StripeGateway, StripeRejected
 
 log = structlog.get_logger(__name__)
-
-MAX_WEBHOOK_SECRETS = 2
 
 
 def account_name(account: dict[str, Any]) -> str | None:
@@ -59,6 +59,17 @@ def _verify(gateways: GatewayFactory, api_key: str) -> dict[str, Any]:
 
 def get(session: Session, workspace_id: str, *, lock: bool = False) -> Connection | None:
     return session.get(Connection, workspace_id, with_for_update=lock)
+
+
+def platform_workspace(session: Session, account_id: str) -> str | None:
+    """The workspace a platform-connected account belongs to (connected, else the one it was
+    last disconnected from: its events are still stored there, as ignored)."""
+    return session.scalar(
+        select(Connection.workspace_id)
+        .where(Connection.platform.is_(True), Connection.account_id == account_id)
+        .order_by((Connection.status == CONNECTED).desc(), Connection.updated_at.desc())
+        .limit(1)
+    )
 
 
 def holder_of(session: Session, account_id: str, mode: str) -> str | None:
@@ -88,23 +99,7 @@ def connect(
     box.check()  # no encryption key: say so before asking Stripe anything
     mode = _checked_mode(api_key)
     account = _verify(gateways, api_key)
-    row = get(session, workspace_id, lock=True)
-    if row is not None and row.account_id != account["id"]:
-        raise Conflict(
-            f"this workspace holds the data of {row.account_id}; connecting {account['id']} "
-            "would mix two Stripe accounts (use another workspace for another account)"
-        )
-    if row is not None and row.mode != mode:
-        raise Conflict(f"this workspace is connected in {row.mode} mode; the key is a {mode} key")
-    holder = holder_of(session, account["id"], mode)
-    if holder is not None and holder != workspace_id:
-        raise Conflict(f"{account['id']} ({mode}) is connected to another workspace")
-    if row is None:
-        row = Connection(workspace_id=workspace_id, account_id=account["id"], mode=mode)
-        session.add(row)
-    if row.status != CONNECTED:
-        row.connected_at, row.disconnected_at = utcnow(), None
-    row.status, row.account_name = CONNECTED, account_name(account)
+    row = _take(session, workspace_id, account, mode, platform=False)
     _store_key(row, box, api_key)
     if webhook_secret:
         roll_webhook_secrets(row, box, webhook_secret)
@@ -122,6 +117,51 @@ def connect(
     return row
 
 
+def connect_account(
+    session: Session, gateways: GatewayFactory, workspace_id: str, account_id: str, mode: str
+) -> Connection:
+    """Platform mode: connect the workspace to an account connected to the platform. Its calls
+    go with the platform's key and `Stripe-Account`; its events arrive on the platform's
+    Connect endpoint (no key or secret of its own is stored)."""
+    if not account_id.startswith("acct_"):
+        raise BadRequest("an account id starts with acct_")
+    try:
+        account = gateways.platform(account_id).retrieve_account()
+    except StripeRejected as exc:
+        raise BadRequest(f"the platform cannot act for {account_id}: {exc}") from None
+    row = _take(session, workspace_id, account, mode, platform=True)
+    row.api_key_encrypted = row.api_key_last4 = None
+    row.updated_at = utcnow()
+    session.flush()
+    log.info("stripe account connected", workspace_id=workspace_id, account_id=account_id)
+    return row
+
+
+def _take(
+    session: Session, workspace_id: str, account: dict[str, Any], mode: str, *, platform: bool
+) -> Connection:
+    """The workspace's row, connected to `account` (created, or reconnected): refused when the
+    workspace holds another account's data or mode, or another workspace holds the account."""
+    row = get(session, workspace_id, lock=True)
+    if row is not None and row.account_id != account["id"]:
+        raise Conflict(
+            f"this workspace holds the data of {row.account_id}; connecting {account['id']} "
+            "would mix two Stripe accounts (use another workspace for another account)"
+        )
+    if row is not None and row.mode != mode:
+        raise Conflict(f"this workspace is connected in {row.mode} mode; the key is a {mode} key")
+    holder = holder_of(session, account["id"], mode)
+    if holder is not None and holder != workspace_id:
+        raise Conflict(f"{account['id']} ({mode}) is connected to another workspace")
+    if row is None:
+        row = Connection(workspace_id=workspace_id, account_id=account["id"], mode=mode)
+        session.add(row)
+    if row.status != CONNECTED:
+        row.connected_at, row.disconnected_at = utcnow(), None
+    row.status, row.account_name, row.platform = CONNECTED, account_name(account), platform
+    return row
+
+
 def update_key(
     session: Session,
     box: SecretBox,
@@ -136,6 +176,8 @@ def update_key(
     row = get(session, workspace_id, lock=True)
     if row is None or not is_connected(row):
         raise Conflict("not connected: use `connect` first")
+    if row.platform:
+        raise Conflict("a platform connection has no key of its own (STRIPE_PLATFORM_KEY is used)")
     if mode != row.mode:
         raise Conflict(f"the new key is a {mode} key; this connection is in {row.mode} mode")
     account = _verify(gateways, api_key)
@@ -194,28 +236,6 @@ def _store_key(row: Connection, box: SecretBox, api_key: str) -> None:
     row.updated_at = utcnow()
 
 
-def webhook_secrets(row: Connection | None, box: SecretBox) -> tuple[str, ...]:
-    if row is None or row.webhook_secrets_encrypted is None:
-        return ()
-    return tuple(orjson.loads(box.open(row.webhook_secrets_encrypted)))
-
-
-def set_webhook_secrets(row: Connection, box: SecretBox, secrets: list[str]) -> None:
-    if not secrets or any(not secret.startswith("whsec_") for secret in secrets):
-        raise BadRequest("a webhook signing secret starts with whsec_")
-    unique = list(dict.fromkeys(secrets))[:MAX_WEBHOOK_SECRETS]
-    row.webhook_secrets_encrypted = box.seal(orjson.dumps(unique).decode())
-    row.updated_at = utcnow()
-
-
-def roll_webhook_secrets(row: Connection, box: SecretBox, value: str) -> None:
-    """`whsec_new` rolls: the new secret first, the previous newest kept as the second.
-    `whsec_a,whsec_b` replaces the set. Never more than two."""
-    given = [part.strip() for part in value.split(",") if part.strip()]
-    previous = list(webhook_secrets(row, box))
-    set_webhook_secrets(row, box, given if len(given) > 1 or not given else given + previous[:1])
-
-
 def api_key(row: Connection | None, box: SecretBox) -> str | None:
     if not is_connected(row) or row is None or row.api_key_encrypted is None:
         return None
@@ -256,27 +276,11 @@ def connected_gateway(
 def gateway_for(
     row: Connection | None, box: SecretBox, gateways: GatewayFactory
 ) -> StripeGateway | None:
-    """A Stripe client for a connected workspace's account (its key, its rate budget)."""
+    """A Stripe client for a connected workspace's account (its key, or in platform mode the
+    platform's with `Stripe-Account`; the account's rate budget)."""
+    if row is not None and row.platform and is_connected(row):
+        return gateways.platform(row.account_id)
     key = api_key(row, box)
     if row is None or key is None:
         return None
     return gateways(key, account=row.account_id)
-
-
-def refusal(status: str, mode: str, livemode: bool) -> str | None:
-    """Why a Stripe event must not be applied now, or None."""
-    if status == DISCONNECTED:
-        return "disconnected"
-    if livemode != (mode == "live"):
-        event_mode = "live" if livemode else "test"
-        return f"mode mismatch: {event_mode} event, bridge is in {mode} mode"
-    return None
-
-
-def refusal_now(
-    session: Session, settings: Settings, workspace_id: str, event: Event
-) -> str | None:
-    """The worker's check, in the applying transaction (no secrets decrypted)."""
-    row = get(session, workspace_id)
-    mode = row.mode if row is not None else settings.inbound_mode
-    return refusal(status_of(row), mode, event.livemode)

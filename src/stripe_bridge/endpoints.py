@@ -1,4 +1,5 @@
-"""The webhook endpoint the bridge registers in a workspace's Stripe account itself.
+"""A workspace's webhook endpoint: its signing secrets (two while rolling), and the endpoint
+the bridge registers in the workspace's Stripe account itself.
 
 With `BRIDGE_PUBLIC_URL` set and no signing secret given, `connect` creates the endpoint
 `<BRIDGE_PUBLIC_URL>/webhooks/stripe/<workspace>` for the event types the bridge handles, at the
@@ -13,10 +14,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
+import orjson
 import structlog
 from stripe.params import WebhookEndpointCreateParams
 
 from stripe_bridge.errors import BadRequest
+from stripe_bridge.models import Connection, utcnow
+from stripe_bridge.secrets_box import SecretBox
 from stripe_bridge.stripe_api import API_VERSION, StripeGateway, StripeRejected
 
 log = structlog.get_logger(__name__)
@@ -92,3 +96,28 @@ def remove(gateway: StripeGateway, endpoint_id: str) -> None:
         if exc.status != 404:
             raise
     log.info("webhook endpoint deleted", endpoint_id=endpoint_id)
+
+
+MAX_WEBHOOK_SECRETS = 2
+
+
+def webhook_secrets(row: Connection | None, box: SecretBox) -> tuple[str, ...]:
+    if row is None or row.webhook_secrets_encrypted is None:
+        return ()
+    return tuple(orjson.loads(box.open(row.webhook_secrets_encrypted)))
+
+
+def set_webhook_secrets(row: Connection, box: SecretBox, secrets: list[str]) -> None:
+    if not secrets or any(not secret.startswith("whsec_") for secret in secrets):
+        raise BadRequest("a webhook signing secret starts with whsec_")
+    unique = list(dict.fromkeys(secrets))[:MAX_WEBHOOK_SECRETS]
+    row.webhook_secrets_encrypted = box.seal(orjson.dumps(unique).decode())
+    row.updated_at = utcnow()
+
+
+def roll_webhook_secrets(row: Connection, box: SecretBox, value: str) -> None:
+    """`whsec_new` rolls: the new secret first, the previous newest kept as the second.
+    `whsec_a,whsec_b` replaces the set. Never more than two."""
+    given = [part.strip() for part in value.split(",") if part.strip()]
+    previous = list(webhook_secrets(row, box))
+    set_webhook_secrets(row, box, given if len(given) > 1 or not given else given + previous[:1])

@@ -16,11 +16,10 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import CurrentMessage
 from sqlalchemy.orm import Session
 
-from stripe_bridge.connection import refusal_now
 from stripe_bridge.context import Context
 from stripe_bridge.errors import PermanentError
 from stripe_bridge.event import Event
-from stripe_bridge.inbox.apply import apply_event
+from stripe_bridge.inbox.apply import apply_event, refusal_now
 from stripe_bridge.inbox.batch import apply_events, chunks
 from stripe_bridge.inbox.door import decode_veles_event
 from stripe_bridge.models import DEFAULT_WORKSPACE, Inbox, StripeEvent, VelesEvent

@@ -112,6 +112,14 @@ class Settings(BaseModel):
         (), validation_alias="STRIPE_WEBHOOK_SECRET", repr=False
     )
     stripe_api_base: Annotated[str | None, _url("http", "https")] = _var("STRIPE_API_BASE")
+    # platform mode (a Stripe App or Connect platform): its key, and its Connect endpoint's
+    # signing secret(s)
+    stripe_platform_key: Annotated[str | None, BeforeValidator(_api_key)] = Field(
+        None, validation_alias="STRIPE_PLATFORM_KEY", repr=False
+    )
+    stripe_connect_webhook_secrets: Annotated[tuple[str, ...], BeforeValidator(_split_secrets)] = (
+        Field((), validation_alias="STRIPE_CONNECT_WEBHOOK_SECRET", repr=False)
+    )
     stripe_mode: Annotated[Literal["test", "live"], BeforeValidator(_lower)] = _var(
         "STRIPE_MODE", "test"
     )

@@ -21,7 +21,7 @@ import structlog
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from stripe_bridge.backoff import Backoff
-from stripe_bridge.errors import PermanentError, TransientError
+from stripe_bridge.errors import ConfigError, PermanentError, TransientError
 from stripe_bridge.metrics import STRIPE_CALLS, STRIPE_SECONDS, call_name
 from stripe_bridge.ratelimit import DEFAULT_LIMITS, RateBudget
 
@@ -85,11 +85,32 @@ def wait_for(backoff: Backoff) -> Callable[[RetryCallState], float]:
 
 
 class GatewayFactory(Protocol):
-    """A Stripe client for an API key (the composition root fixes everything else)."""
+    """Stripe clients (the composition root fixes everything else): for an API key, or, in
+    platform mode, for a connected account through the platform's key."""
 
     def __call__(
         self, api_key: str, *, account: str | None = None, stripe_account: str | None = None
     ) -> StripeGateway: ...
+
+    def platform(self, account_id: str) -> StripeGateway: ...
+
+
+class Gateways:
+    """The `GatewayFactory` the composition root builds."""
+
+    def __init__(self, make: Callable[..., StripeGateway], platform_key: str | None) -> None:
+        self._make, self._platform_key = make, platform_key
+
+    def __call__(
+        self, api_key: str, *, account: str | None = None, stripe_account: str | None = None
+    ) -> StripeGateway:
+        return self._make(api_key, account=account, stripe_account=stripe_account)
+
+    def platform(self, account_id: str) -> StripeGateway:
+        """Calls for a connected account carry `Stripe-Account` (and draw on its budget)."""
+        if not self._platform_key:
+            raise ConfigError("platform mode needs STRIPE_PLATFORM_KEY")
+        return self._make(self._platform_key, stripe_account=account_id)
 
 
 def mode_of(api_key: str) -> str:

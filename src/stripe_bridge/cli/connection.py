@@ -12,13 +12,13 @@ import structlog
 from sqlalchemy.orm import Session, sessionmaker
 from tqdm import tqdm
 
-from stripe_bridge import connection
+from stripe_bridge import connection, endpoints
 from stripe_bridge.cli.opened import opened, workspace_of
 from stripe_bridge.errors import BridgeError
 from stripe_bridge.models import DEFAULT_WORKSPACE, DISCONNECTED
 from stripe_bridge.operators.status import status_object
 from stripe_bridge.secrets_box import SecretBox
-from stripe_bridge.settings import Settings
+from stripe_bridge.settings import Settings, mode_of_key
 from stripe_bridge.stripe_api import GatewayFactory
 from stripe_bridge.sync import KINDS, SyncResult, check_kind, run_sync
 
@@ -29,7 +29,16 @@ def _change(settings: Settings, args: argparse.Namespace, action: str) -> int:
     with opened(settings) as bridge:
         workspace_id = workspace_of(bridge, args.workspace)
         with bridge.session_factory.begin() as session:
-            if action == "connect":
+            if action == "connect" and getattr(args, "account", None):
+                if not settings.stripe_platform_key:
+                    raise BridgeError("connect --account is platform mode: set STRIPE_PLATFORM_KEY")
+                mode = mode_of_key(settings.stripe_platform_key)
+                connection.connect_account(
+                    session, bridge.gateway, workspace_id, args.account, mode
+                )
+            elif action != "disconnect" and not args.api_key:
+                raise BridgeError(f"{action} needs --api-key (or, in platform mode, --account)")
+            elif action == "connect":
                 connection.connect(
                     session,
                     bridge.box,
@@ -59,7 +68,12 @@ def _change(settings: Settings, args: argparse.Namespace, action: str) -> int:
     else:
         print(
             f"{status['status']}: {status['account_name'] or '-'} ({status['account_id']}, "
-            f"{status['mode']} mode), key …{status['api_key_last4']}"
+            f"{status['mode']} mode), "
+            + (
+                f"key …{status['api_key_last4']}"
+                if status["api_key_last4"]
+                else "through the platform"
+            )
         )
     return 0
 
@@ -128,13 +142,9 @@ def connect_from_settings(
             if connection.api_key(row, box) != settings.stripe_api_key.strip():
                 change = connection.update_key if row is not None else connection.connect
                 row = change(session, box, gateways, DEFAULT_WORKSPACE, settings.stripe_api_key)
-            env_secrets = settings.stripe_webhook_secrets[: connection.MAX_WEBHOOK_SECRETS]
-            if (
-                row
-                and env_secrets
-                and set(connection.webhook_secrets(row, box)) != set(env_secrets)
-            ):
-                connection.set_webhook_secrets(row, box, list(env_secrets))
+            env_secrets = settings.stripe_webhook_secrets[: endpoints.MAX_WEBHOOK_SECRETS]
+            if row and env_secrets and set(endpoints.webhook_secrets(row, box)) != set(env_secrets):
+                endpoints.set_webhook_secrets(row, box, list(env_secrets))
     except BridgeError as exc:
         log.error("could not connect from STRIPE_API_KEY", error=str(exc))
 
@@ -145,7 +155,11 @@ def register(commands: Any) -> None:
         ("update-key", cmd_update_key, "replace the API key of the connected account"),
     ):
         sub = commands.add_parser(name, help=text, description=text)
-        sub.add_argument("--api-key", required=True, help="sk_… or rk_… (test or live)")
+        sub.add_argument("--api-key", help="sk_… or rk_… (test or live)")
+        if name == "connect":
+            sub.add_argument(
+                "--account", help="platform mode: acct_… of an account connected to the platform"
+            )
         sub.add_argument(
             "--webhook-secret",
             help="whsec_…: rolls (new first, previous kept); a,b sets both",

@@ -11,11 +11,13 @@ import orjson
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
+from stripe_bridge import connection
 from stripe_bridge.event import Event
 from stripe_bridge.failures import describe, is_permanent, mark_failed, record_error
 from stripe_bridge.handlers.base import Handler
 from stripe_bridge.metrics import EVENTS, HANDLER_SECONDS
 from stripe_bridge.models import (
+    DISCONNECTED,
     FAILED,
     IGNORED,
     PROCESSED,
@@ -25,6 +27,7 @@ from stripe_bridge.models import (
     VelesEvent,
     utcnow,
 )
+from stripe_bridge.settings import Settings
 from stripe_bridge.uow import UnitOfWork
 
 log = structlog.get_logger(__name__)
@@ -56,6 +59,25 @@ def handle(
         return IGNORED
     handlers[event.type](event, uow)
     return PROCESSED
+
+
+def refusal(status: str, mode: str, livemode: bool) -> str | None:
+    """Why a Stripe event must not be applied now, or None."""
+    if status == DISCONNECTED:
+        return "disconnected"
+    if livemode != (mode == "live"):
+        event_mode = "live" if livemode else "test"
+        return f"mode mismatch: {event_mode} event, bridge is in {mode} mode"
+    return None
+
+
+def refusal_now(
+    session: Session, settings: Settings, workspace_id: str, event: Event
+) -> str | None:
+    """The worker's check, in the applying transaction (no secrets decrypted)."""
+    row = connection.get(session, workspace_id)
+    mode = row.mode if row is not None else settings.inbound_mode
+    return refusal(connection.status_of(row), mode, event.livemode)
 
 
 def apply_event(

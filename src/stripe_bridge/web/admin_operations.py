@@ -17,6 +17,7 @@ from stripe_bridge.context import Context
 from stripe_bridge.errors import BadRequest
 from stripe_bridge.operators import deadletters
 from stripe_bridge.operators.status import status_object
+from stripe_bridge.settings import mode_of_key
 from stripe_bridge.sync import check_kind
 from stripe_bridge.web.admin_auth import refuse_nul, scope
 from stripe_bridge.web.admin_review import body_field
@@ -40,19 +41,28 @@ async def get_connection(request: Request) -> Response:
 
 
 @declare(
-    "Connect, or update the key of the connected account",
+    "Connect, or update the key of the connected account; in platform mode, connect an account",
     answers={200: ref("Connection"), 400: None, 409: None, 422: None},
     body=obj(
-        {"api_key": string(minLength=1), "webhook_secret": string()}, optional=["webhook_secret"]
+        {"api_key": string(minLength=1), "webhook_secret": string(), "account_id": string()},
+        optional=["api_key", "webhook_secret", "account_id"],
     ),
 )
 async def put_connection(request: Request) -> Response:
-    """Connect, or update the key of the connected account: `{"api_key", "webhook_secret"?}`."""
+    """`{"api_key", "webhook_secret"?}`: connect, or update the key of the connected account;
+    `{"account_id"}` with STRIPE_PLATFORM_KEY: connect an account of the platform."""
     workspace_id = await scope(request)
     bridge: Context = request.app.state.bridge
+    raw = await request.body()
+    try:
+        body = orjson.loads(raw) if raw else {}
+    except orjson.JSONDecodeError:
+        raise BadRequest("body is not valid JSON") from None
+    if isinstance(body, dict) and "account_id" in body:
+        account_id = await body_field(request, "account_id")
+        return JSON(await run_in_threadpool(_connect_account, bridge, workspace_id, account_id))
     api_key = await body_field(request, "api_key")
-    body = orjson.loads(await request.body())
-    webhook_secret = body.get("webhook_secret")
+    webhook_secret = body.get("webhook_secret")  # a dict: body_field checked
     if webhook_secret is not None and not isinstance(webhook_secret, str):
         raise BadRequest("webhook_secret must be a string")
 
@@ -67,6 +77,16 @@ async def put_connection(request: Request) -> Response:
         return _status(bridge, workspace_id)
 
     return JSON(await run_in_threadpool(work))
+
+
+def _connect_account(bridge: Context, workspace_id: str, account_id: str) -> dict[str, Any]:
+    platform_key = bridge.settings.stripe_platform_key
+    if not platform_key:
+        raise BadRequest("connecting by account_id is platform mode: set STRIPE_PLATFORM_KEY")
+    with bridge.session_factory.begin() as session:
+        mode = mode_of_key(platform_key)
+        connection.connect_account(session, bridge.gateway, workspace_id, account_id, mode)
+    return _status(bridge, workspace_id)
 
 
 @declare(

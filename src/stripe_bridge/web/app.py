@@ -17,7 +17,13 @@ from stripe_bridge.models import VelesEvent
 from stripe_bridge.web import admin_api, admin_operations, admin_review, admin_workspaces
 from stripe_bridge.web.console import console
 from stripe_bridge.web.health import healthz, metrics, readyz
-from stripe_bridge.web.inbound import InboundConfig, make_flush, stripe_webhook, veles_event
+from stripe_bridge.web.inbound import (
+    InboundConfig,
+    connect_webhook,
+    make_flush,
+    stripe_webhook,
+    veles_event,
+)
 from stripe_bridge.web.responses import bridge_error, http_error, unexpected_error
 
 
@@ -46,6 +52,7 @@ def create_app(bridge: Context) -> Starlette:
     app = Starlette(
         routes=[
             Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
+            Route("/webhooks/stripe/connect", connect_webhook, methods=["POST"]),
             Route("/webhooks/stripe/{workspace_id}", stripe_webhook, methods=["POST"]),
             Route("/veles/events", veles_event, methods=["POST"]),
             Route("/healthz", healthz),

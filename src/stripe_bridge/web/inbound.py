@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 from starlette.responses import Response
 
-from stripe_bridge.connection import MAX_WEBHOOK_SECRETS, get, status_of, webhook_secrets
+from stripe_bridge.connection import get, platform_workspace, status_of
 from stripe_bridge.context import Context
+from stripe_bridge.endpoints import MAX_WEBHOOK_SECRETS, webhook_secrets
 from stripe_bridge.errors import (
     BadRequest,
     BridgeError,
@@ -30,7 +31,7 @@ from stripe_bridge.errors import (
 from stripe_bridge.inbox.door import Incoming, classify, parse_event, parse_veles_event, verify
 from stripe_bridge.inbox.store import Flush, JobSender, Key, store
 from stripe_bridge.metrics import WEBHOOKS
-from stripe_bridge.models import DEFAULT_WORKSPACE, RECEIVED, Inbox, StripeEvent
+from stripe_bridge.models import DEFAULT_WORKSPACE, IGNORED, RECEIVED, Inbox, StripeEvent
 from stripe_bridge.secrets_box import SecretBox
 from stripe_bridge.settings import Settings
 from stripe_bridge.web.responses import JSON
@@ -137,6 +138,33 @@ async def stripe_webhook(request: Request) -> bool:
     return bool(await state.group_commit.submit(incoming))
 
 
+@delivery("stripe", status_code=200)
+async def connect_webhook(request: Request) -> bool:
+    """POST /webhooks/stripe/connect: the platform's endpoint, every connected account's
+    events, verified with STRIPE_CONNECT_WEBHOOK_SECRET and routed by their `account` to the
+    workspace connected to it. An account no workspace holds is stored in `default`'s inbox as
+    ignored (`unknown_account`) and answered 200, so that Stripe stops retrying it."""
+    state = request.app.state
+    bridge: Context = state.bridge
+    body = await read_body(request, bridge.settings.max_body_bytes)
+    secrets = bridge.settings.stripe_connect_webhook_secrets[:MAX_WEBHOOK_SECRETS]
+    verify(
+        body, request.headers.get("stripe-signature"), secrets, bridge.settings.webhook_tolerance
+    )
+    incoming = parse_event(body)
+    account = incoming.extra.get("account")
+    workspace_id = await state.inbound.workspace_of(account) if account else None
+    if workspace_id is None:
+        incoming.status, incoming.reason = IGNORED, UNKNOWN_ACCOUNT
+    else:
+        incoming.workspace_id = workspace_id
+        classify(incoming, handled=bridge.handlers)
+    return bool(await state.group_commit.submit(incoming))
+
+
+UNKNOWN_ACCOUNT = "unknown_account"
+
+
 @delivery("veles", status_code=202)
 async def veles_event(request: Request) -> bool:
     """POST /veles/events: Veles' own events, signed like Stripe's with BRIDGE_VELES_SECRET."""
@@ -203,6 +231,25 @@ class InboundConfig:
             ttl,
         )
         self._cache: dict[str, _Cached] = {}
+        self._accounts: dict[str, tuple[float, str | None]] = {}
+
+    async def workspace_of(self, account_id: str) -> str | None:
+        """The workspace a connected account's events go to (read at most every `ttl`)."""
+        read_at, workspace_id = self._accounts.get(account_id, (-self._ttl - 1, None))
+        if time.monotonic() - read_at > self._ttl:
+            loop = asyncio.get_running_loop()
+            workspace_id = await loop.run_in_executor(None, self._read_account, account_id)
+            if len(self._accounts) >= MAX_CACHED:
+                self._accounts.clear()
+            self._accounts[account_id] = (time.monotonic(), workspace_id)
+        return workspace_id
+
+    def _read_account(self, account_id: str) -> str | None:
+        try:
+            with self._session_factory() as session:
+                return platform_workspace(session, account_id)
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable("the database is unavailable") from exc
 
     def _read(self, workspace_id: str) -> InboundView | None:
         try:

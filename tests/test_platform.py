@@ -1,0 +1,171 @@
+"""Platform mode: with STRIPE_PLATFORM_KEY, a workspace is connected by the id of an account
+connected to the platform; its calls carry `Stripe-Account`, and one Connect endpoint takes
+every connected account's events, each routed by its `account` to its workspace."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+from starlette.testclient import TestClient
+from stripe import StripeClient
+
+from stripe_bridge.context import Context
+from stripe_bridge.models import Customer, StripeEvent
+from stripe_bridge.sync import run_sync
+from stripe_bridge.web.app import create_app
+from tests.fake_stripe import FakeStripe
+from tests.support import (
+    admin_headers,
+    all_rows,
+    count_rows,
+    event,
+    own_bridge,
+    run_jobs,
+    signed_headers,
+)
+
+PLATFORM_KEY = "sk_test_51VelesPlatformKey0000"
+PLATFORM = "acct_1VelesPlatform00"
+CONNECT_SECRET = "whsec_test_connect_endpoint_0123"
+
+
+@pytest.fixture
+def platform(
+    database_url: str, redis_namespace: str, fake_stripe: FakeStripe
+) -> Iterator[tuple[TestClient, Context]]:
+    fake_stripe.add_platform(PLATFORM_KEY, PLATFORM)
+    for account in ("acct_1Connected0001", "acct_1Connected0002"):
+        fake_stripe.connect_account(PLATFORM, account)
+    with (
+        own_bridge(
+            database_url,
+            redis_namespace,
+            STRIPE_API_BASE=fake_stripe.url,
+            STRIPE_PLATFORM_KEY=PLATFORM_KEY,
+            STRIPE_CONNECT_WEBHOOK_SECRET=CONNECT_SECRET,
+        ) as bridge,
+        TestClient(create_app(bridge)) as client,
+    ):
+        for workspace_id in ("acme", "globex"):
+            response = client.post(
+                "/admin/api/workspaces", json={"id": workspace_id}, headers=admin_headers()
+            )
+            assert response.status_code == 201
+        yield client, bridge
+
+
+def connect(client: TestClient, workspace_id: str, account_id: str) -> Any:
+    return client.put(
+        f"/admin/api/workspaces/{workspace_id}/connection",
+        json={"account_id": account_id},
+        headers=admin_headers(),
+    )
+
+
+def post_connect(client: TestClient, payload: dict[str, Any], secret: str = CONNECT_SECRET) -> Any:
+    body = orjson.dumps(payload)
+    return client.post(
+        "/webhooks/stripe/connect", content=body, headers=signed_headers(body, secret)
+    )
+
+
+def account_event(account: str, customer_id: str, name: str) -> dict[str, Any]:
+    obj = {"id": customer_id, "object": "customer", "name": name, "email": None, "metadata": {}}
+    return {**event("customer.created", obj), "account": account}
+
+
+def test_a_workspace_connects_by_account_id(platform: tuple[TestClient, Context]) -> None:
+    client, _bridge = platform
+
+    connected = connect(client, "acme", "acct_1Connected0001")
+    taken = connect(client, "globex", "acct_1Connected0001")
+    stranger = connect(client, "globex", "acct_1NotOnThePlatform")
+
+    assert connected.status_code == 200, connected.text
+    body = connected.json()
+    assert (body["status"], body["account_id"], body["platform"]) == (
+        "connected",
+        "acct_1Connected0001",
+        True,
+    )
+    assert body["api_key_last4"] is None  # no key of its own is stored
+    assert taken.status_code == 409
+    assert stranger.status_code == 400
+    assert "cannot act for acct_1NotOnThePlatform" in stranger.json()["error"]["message"]
+
+
+def test_connect_events_are_routed_by_their_account(platform: tuple[TestClient, Context]) -> None:
+    client, bridge = platform
+    connect(client, "acme", "acct_1Connected0001")
+    connect(client, "globex", "acct_1Connected0002")
+
+    answers = [
+        post_connect(client, account_event("acct_1Connected0001", "cus_same", "Acme's")),
+        post_connect(client, account_event("acct_1Connected0002", "cus_same", "Globex's")),
+        post_connect(client, account_event("acct_1Nobody", "cus_x", "Nobody's")),
+        post_connect(client, account_event("acct_1Connected0001", "cus_y", "Y"), "whsec_wrong"),
+    ]
+    run_jobs(bridge)
+
+    assert [a.status_code for a in answers] == [200, 200, 200, 400]
+    names = {(row.workspace_id, row.name) for row in all_rows(bridge, Customer)}
+    assert names == {("acme", "Acme's"), ("globex", "Globex's")}
+    [unknown] = [row for row in all_rows(bridge, StripeEvent) if row.account == "acct_1Nobody"]
+    assert (unknown.workspace_id, unknown.status, unknown.reason) == (
+        "default",
+        "ignored",
+        "unknown_account",
+    )
+    assert count_rows(bridge, StripeEvent) == 3
+
+
+def test_calls_for_a_workspace_carry_its_account(
+    platform: tuple[TestClient, Context], fake_stripe: FakeStripe
+) -> None:
+    client, bridge = platform
+    connect(client, "acme", "acct_1Connected0001")
+    stripe = StripeClient(PLATFORM_KEY, base_addresses={"api": fake_stripe.url})
+    for name in ("One", "Two"):
+        stripe.v1.customers.create(
+            params={"name": name}, options={"stripe_account": "acct_1Connected0001"}
+        )
+    stripe.v1.customers.create(
+        params={"name": "Elsewhere"}, options={"stripe_account": "acct_1Connected0002"}
+    )
+
+    result = run_sync(bridge, "acme", "customers")
+
+    assert result.seen == 2
+    listed = [r for r in fake_stripe.requests if r.path == "/v1/customers" and r.method == "GET"]
+    assert {r.account for r in listed} == {"acct_1Connected0001"}
+    assert {row.name for row in all_rows(bridge, Customer)} == {"One", "Two"}
+
+
+def test_connecting_by_account_needs_the_platform_key(
+    client: TestClient,
+) -> None:
+    response = client.put(
+        "/admin/api/connection", json={"account_id": "acct_1Connected0001"}, headers=admin_headers()
+    )
+
+    assert response.status_code == 400
+    assert "STRIPE_PLATFORM_KEY" in response.json()["error"]["message"]
+
+
+def test_the_cli_connects_by_account(
+    cli: Any, fake_stripe: FakeStripe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_stripe.add_platform(PLATFORM_KEY, PLATFORM)
+    fake_stripe.connect_account(PLATFORM, "acct_1Connected0001")
+    without = cli("connect", "--account", "acct_1Connected0001")
+    monkeypatch.setenv("STRIPE_PLATFORM_KEY", PLATFORM_KEY)
+    assert cli("workspaces", "create", "acme")[0] == 0
+
+    code, out, err = cli("--workspace", "acme", "connect", "--account", "acct_1Connected0001")
+
+    assert without[0] == 1 and "STRIPE_PLATFORM_KEY" in without[2]
+    assert code == 0, err
+    assert "connected" in out and "through the platform" in out
