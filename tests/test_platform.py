@@ -5,15 +5,18 @@ every connected account's events, each routed by its `account` to its workspace.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import orjson
 import pytest
+from freezegun import freeze_time
 from starlette.testclient import TestClient
 from stripe import StripeClient
 
+from stripe_bridge import oauth
 from stripe_bridge.context import Context
-from stripe_bridge.models import Customer, StripeEvent
+from stripe_bridge.models import Connection, Customer, StripeEvent
 from stripe_bridge.sync import run_sync
 from stripe_bridge.web.app import create_app
 from tests.fake_stripe import FakeStripe
@@ -169,3 +172,92 @@ def test_the_cli_connects_by_account(
     assert without[0] == 1 and "STRIPE_PLATFORM_KEY" in without[2]
     assert code == 0, err
     assert "connected" in out and "through the platform" in out
+
+
+PUBLIC_URL = "https://bridge.example"
+CLIENT_ID = "ca_VelesAppClientId0001"
+# a platform of its own (the fake keeps platforms across tests, with their apps)
+APP_KEY = "sk_test_51VelesAppPlatformKey00"
+APP_PLATFORM = "acct_1VelesAppPlatfrm"
+
+
+@pytest.fixture
+def app_install(
+    database_url: str, redis_namespace: str, fake_stripe: FakeStripe
+) -> Iterator[tuple[TestClient, Context]]:
+    """Platform mode as a Stripe App: its client id, and the bridge's public address."""
+    callback = f"{PUBLIC_URL}/oauth/stripe/callback"
+    fake_stripe.add_platform(APP_KEY, APP_PLATFORM, client_id=CLIENT_ID, redirect_uris=(callback,))
+    with (
+        own_bridge(
+            database_url,
+            redis_namespace,
+            STRIPE_API_BASE=fake_stripe.url,
+            STRIPE_PLATFORM_KEY=APP_KEY,
+            STRIPE_APP_CLIENT_ID=CLIENT_ID,
+            BRIDGE_PUBLIC_URL=PUBLIC_URL,
+        ) as bridge,
+        TestClient(create_app(bridge)) as client,
+    ):
+        assert (
+            client.post(
+                "/admin/api/workspaces", json={"id": "acme"}, headers=admin_headers()
+            ).status_code
+            == 201
+        )
+        yield client, bridge
+
+
+def install(client: TestClient, fake_stripe: FakeStripe, account: str) -> Any:
+    """The workspace admin opens the install link, picks `account`; Stripe redirects back."""
+    link = client.get("/admin/api/workspaces/acme/oauth/install", headers=admin_headers())
+    assert link.status_code == 200, link.text
+    redirect = fake_stripe.approve_install(link.json()["url"], account)
+    assert redirect.startswith(f"{PUBLIC_URL}/oauth/stripe/callback?")
+    return client.get(redirect.removeprefix(PUBLIC_URL))
+
+
+def test_the_app_install_connects_the_workspace_and_its_tokens_refresh(
+    app_install: tuple[TestClient, Context], fake_stripe: FakeStripe
+) -> None:
+    client, bridge = app_install
+
+    answer = install(client, fake_stripe, "acct_1Installed0001")
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {
+        "connected": True,
+        "workspace_id": "acme",
+        "account_id": "acct_1Installed0001",
+    }
+    status = client.get("/admin/api/workspaces/acme/connection", headers=admin_headers()).json()
+    assert (status["status"], status["account_id"]) == ("connected", "acct_1Installed0001")
+    with bridge.session_factory() as session:
+        row = session.get(Connection, "acme")
+        assert row is not None and row.oauth_refresh_encrypted is not None
+        first_token = bridge.box.open(row.api_key_encrypted or b"")
+        assert first_token.encode() not in row.oauth_refresh_encrypted  # stored encrypted
+    # the access token is the workspace's key: a sync runs with it
+    assert run_sync(bridge, "acme", "customers").status == "completed"
+
+    # Then: within ten minutes of its expiry, the scheduler's tick gets the next token
+    with freeze_time(timedelta(minutes=55)):
+        assert oauth.refresh_due(bridge.session_factory, bridge.box, bridge.gateway) == 1
+    with bridge.session_factory() as session:
+        row = session.get(Connection, "acme")
+        assert row is not None and bridge.box.open(row.api_key_encrypted or b"") != first_token
+    assert run_sync(bridge, "acme", "customers").status == "completed"  # the new token works
+
+
+def test_a_callback_the_bridge_did_not_start_is_refused(
+    app_install: tuple[TestClient, Context], fake_stripe: FakeStripe
+) -> None:
+    client, _bridge = app_install
+    forged = fake_stripe.install_link(APP_PLATFORM, state="forged-state")
+    redirect = fake_stripe.approve_install(forged, "acct_1Installed0002")
+    denied = fake_stripe.approve_install(forged, approve=False)
+
+    assert client.get(redirect.removeprefix(PUBLIC_URL)).status_code == 400
+    assert client.get(denied.removeprefix(PUBLIC_URL)).status_code == 400
+    status = client.get("/admin/api/workspaces/acme/connection", headers=admin_headers()).json()
+    assert status["status"] == "not_connected"

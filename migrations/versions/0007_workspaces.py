@@ -153,6 +153,10 @@ def _scope_connection() -> None:
         batch.add_column(
             sa.Column("platform", sa.Boolean(), server_default=sa.text("false"), nullable=False)
         )
+        batch.add_column(sa.Column("oauth_refresh_encrypted", sa.LargeBinary(), nullable=True))
+        batch.add_column(
+            sa.Column("oauth_expires_at", sa.DateTime(timezone=True), nullable=True)
+        )
     with op.batch_alter_table("stripe_connection") as batch:
         batch.alter_column("workspace_id", server_default=None)
         batch.drop_constraint("pk_stripe_connection", type_="primary")
@@ -183,6 +187,8 @@ def downgrade() -> None:
     with op.batch_alter_table("stripe_connection") as batch:
         batch.alter_column("id", server_default=None)
         batch.create_primary_key("pk_stripe_connection", ["id"])
+        batch.drop_column("oauth_expires_at")
+        batch.drop_column("oauth_refresh_encrypted")
         batch.drop_column("platform")
         batch.drop_column("webhook_endpoint_id")
         batch.drop_column("workspace_id")

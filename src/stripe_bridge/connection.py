@@ -99,7 +99,7 @@ def connect(
     box.check()  # no encryption key: say so before asking Stripe anything
     mode = _checked_mode(api_key)
     account = _verify(gateways, api_key)
-    row = _take(session, workspace_id, account, mode, platform=False)
+    row = take(session, workspace_id, account, mode, platform=False)
     _store_key(row, box, api_key)
     if webhook_secret:
         roll_webhook_secrets(row, box, webhook_secret)
@@ -129,7 +129,7 @@ def connect_account(
         account = gateways.platform(account_id).retrieve_account()
     except StripeRejected as exc:
         raise BadRequest(f"the platform cannot act for {account_id}: {exc}") from None
-    row = _take(session, workspace_id, account, mode, platform=True)
+    row = take(session, workspace_id, account, mode, platform=True)
     row.api_key_encrypted = row.api_key_last4 = None
     row.updated_at = utcnow()
     session.flush()
@@ -137,7 +137,7 @@ def connect_account(
     return row
 
 
-def _take(
+def take(
     session: Session, workspace_id: str, account: dict[str, Any], mode: str, *, platform: bool
 ) -> Connection:
     """The workspace's row, connected to `account` (created, or reconnected): refused when the

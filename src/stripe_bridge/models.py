@@ -458,6 +458,10 @@ class Connection(Base):
     # the webhook endpoint the bridge registered in the account itself (deleted on disconnect)
     webhook_endpoint_id: Mapped[str | None] = mapped_column(String(255))
     platform: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # a Stripe App install (OAuth): the access token is the key; it expires, the refresh token
+    # (encrypted like keys) gets the next one before it does
+    oauth_refresh_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    oauth_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         # one account (in one mode) belongs to at most one workspace at a time: the only

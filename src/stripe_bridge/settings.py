@@ -117,6 +117,10 @@ class Settings(BaseModel):
     stripe_platform_key: Annotated[str | None, BeforeValidator(_api_key)] = Field(
         None, validation_alias="STRIPE_PLATFORM_KEY", repr=False
     )
+    stripe_app_client_id: str | None = _var("STRIPE_APP_CLIENT_ID")  # ca_…: the install link
+    stripe_install_url: Annotated[str, _url("http", "https")] = _var(
+        "STRIPE_APP_INSTALL_URL", "https://marketplace.stripe.com/oauth/v2/authorize"
+    )
     stripe_connect_webhook_secrets: Annotated[tuple[str, ...], BeforeValidator(_split_secrets)] = (
         Field((), validation_alias="STRIPE_CONNECT_WEBHOOK_SECRET", repr=False)
     )

@@ -14,7 +14,7 @@ import contextlib
 import hashlib
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import stripe
 import structlog
@@ -94,6 +94,8 @@ class GatewayFactory(Protocol):
 
     def platform(self, account_id: str) -> StripeGateway: ...
 
+    def platform_client(self) -> StripeGateway: ...
+
 
 class Gateways:
     """The `GatewayFactory` the composition root builds."""
@@ -108,9 +110,16 @@ class Gateways:
 
     def platform(self, account_id: str) -> StripeGateway:
         """Calls for a connected account carry `Stripe-Account` (and draw on its budget)."""
+        return self._make(self._key(), stripe_account=account_id)
+
+    def platform_client(self) -> StripeGateway:
+        """The platform's own calls (the OAuth exchange)."""
+        return self._make(self._key())
+
+    def _key(self) -> str:
         if not self._platform_key:
             raise ConfigError("platform mode needs STRIPE_PLATFORM_KEY")
-        return self._make(self._platform_key, stripe_account=account_id)
+        return self._platform_key
 
 
 def mode_of(api_key: str) -> str:
@@ -146,7 +155,7 @@ class StripeGateway:
             api_key,
             stripe_account=stripe_account,
             stripe_version=API_VERSION,
-            base_addresses={"api": api_base} if api_base else None,
+            base_addresses={"api": api_base, "connect": api_base} if api_base else None,
             max_network_retries=0,
             http_client=stripe.RequestsClient(timeout=timeout),
         )
@@ -218,6 +227,15 @@ class StripeGateway:
         STRIPE_SECONDS.labels(name).observe(time.perf_counter() - started)
         STRIPE_CALLS.labels(name, "ok").inc()
         return result
+
+    def oauth_token(self, params: dict[str, str]) -> dict[str, Any]:
+        """A Stripe App's OAuth exchange (`authorization_code` or `refresh_token`), with the
+        platform's key."""
+        answer = self.call(
+            "oauth token",
+            lambda: self._client.oauth.token(params=cast("Any", params)),
+        )
+        return plain(answer)
 
     # --- reads -----------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from sqlalchemy import func, select
 
+from stripe_bridge import oauth
 from stripe_bridge.context import Context
 from stripe_bridge.inbox.sweeper import sweep_once
 from stripe_bridge.models import CONNECTED, Connection, SyncRun, utcnow
@@ -75,6 +76,8 @@ class Scheduler:
         if self._last_sweep is None or now - self._last_sweep >= sweep_every:
             sweep(self.bridge)
             self._last_sweep = now
+        if self.bridge.settings.stripe_platform_key:  # installed apps' tokens, before expiry
+            oauth.refresh_due(self.bridge.session_factory, self.bridge.box, self.bridge.gateway)
         if self._last_prune is None or now - self._last_prune >= PRUNE_EVERY:
             prune(self.bridge)
             self._last_prune = now

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from stripe_bridge import connection
+from stripe_bridge import connection, oauth
 from stripe_bridge.context import Context
 from stripe_bridge.errors import BadRequest
 from stripe_bridge.operators import deadletters
@@ -213,6 +213,24 @@ async def replay_dead_letters(request: Request) -> Response:
     return JSON({"replayed": replayed, "dry_run": dry_run}, status_code=202)
 
 
+@declare(
+    "Platform mode: the Stripe App's install link for this workspace (good for 10 minutes)",
+    answers={200: obj({"url": string()}), 409: None},
+)
+async def install_link(request: Request) -> Response:
+    workspace_id = await scope(request)
+    bridge: Context = request.app.state.bridge
+    settings = bridge.settings
+    url = oauth.install_link(
+        bridge.box,
+        settings.stripe_install_url,
+        settings.stripe_app_client_id,
+        settings.public_url,
+        workspace_id,
+    )
+    return JSON({"url": url})
+
+
 routes = [
     Route("/dead-letters", list_dead_letters, methods=["GET"]),
     Route("/dead-letters/replay", replay_dead_letters, methods=["POST"]),
@@ -221,5 +239,6 @@ routes = [
     Route("/connection", put_connection, methods=["PUT"]),
     Route("/connection", delete_connection, methods=["DELETE"]),
     Route("/sync", sync_progress, methods=["GET"]),
+    Route("/oauth/install", install_link, methods=["GET"]),
     Route("/sync/{kind}", start_sync, methods=["POST"]),
 ]

@@ -10,6 +10,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.routing import Mount, Route
 
+from stripe_bridge import oauth
 from stripe_bridge.context import Context
 from stripe_bridge.errors import BridgeError
 from stripe_bridge.inbox.store import GroupCommit, JobSender
@@ -24,6 +25,7 @@ from stripe_bridge.web.inbound import (
     stripe_webhook,
     veles_event,
 )
+from stripe_bridge.web.oauth_callback import oauth_callback
 from stripe_bridge.web.responses import bridge_error, http_error, unexpected_error
 
 
@@ -55,6 +57,7 @@ def create_app(bridge: Context) -> Starlette:
             Route("/webhooks/stripe/connect", connect_webhook, methods=["POST"]),
             Route("/webhooks/stripe/{workspace_id}", stripe_webhook, methods=["POST"]),
             Route("/veles/events", veles_event, methods=["POST"]),
+            Route(oauth.CALLBACK_PATH, oauth_callback, methods=["GET"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
