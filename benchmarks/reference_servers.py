@@ -25,7 +25,7 @@ from typing import Any
 import dramatiq
 import orjson
 from dramatiq.brokers.redis import RedisBroker
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, inspect
 from sqlalchemy.dialects import postgresql
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -80,6 +80,10 @@ def naive_app() -> Starlette:
         .on_conflict_do_nothing()
         .returning(StripeEvent.id)
     )
+    # the database's own table (a `--ref` before workspaces has no workspace_id column)
+    scoped = "workspace_id" in {
+        column["name"] for column in inspect(engine).get_columns("stripe_events")
+    }
 
     def handle(body: bytes, header: str) -> tuple[int, bytes]:
         try:
@@ -101,6 +105,7 @@ def naive_app() -> Starlette:
             "status": "received",
             "reason": None,
             "attempts": 0,
+            **({"workspace_id": "default"} if scoped else {}),
         }
         with engine.begin() as connection:
             inserted = connection.execute(insert, row).first() is not None

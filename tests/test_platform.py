@@ -261,3 +261,19 @@ def test_a_callback_the_bridge_did_not_start_is_refused(
     assert client.get(denied.removeprefix(PUBLIC_URL)).status_code == 400
     status = client.get("/admin/api/workspaces/acme/connection", headers=admin_headers()).json()
     assert status["status"] == "not_connected"
+
+
+def test_only_the_operator_connects_by_account_id(platform: tuple[TestClient, Context]) -> None:
+    client, _bridge = platform
+    token = client.post("/admin/api/workspaces/acme/tokens", headers=admin_headers()).json()
+    tenant = {"Authorization": f"Bearer {token['token']}"}
+
+    response = client.put(
+        "/admin/api/workspaces/acme/connection",
+        json={"account_id": "acct_1Connected0001"},
+        headers=tenant,
+    )
+
+    # a workspace token proves no hold on an account of the platform: installing the app does
+    assert response.status_code == 401
+    assert connect(client, "acme", "acct_1Connected0001").status_code == 200  # the operator

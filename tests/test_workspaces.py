@@ -381,3 +381,30 @@ def test_a_worker_takes_only_the_queues_it_is_given(cli: Any) -> None:
 
     assert code == 1
     assert "unknown queue(s) nope" in err and "stripe-events-bulk" in err
+
+
+def test_an_operator_revokes_a_workspaces_tokens(two: TestClient) -> None:
+    token = api(two, "POST", "/workspaces/acme/tokens").json()["token"]
+    assert api(two, "GET", "/workspaces/acme/customers", token).status_code == 200
+
+    revoked = api(two, "DELETE", "/workspaces/acme/tokens")
+
+    assert revoked.json() == {"revoked": 1}
+    assert api(two, "GET", "/workspaces/acme/customers", token).status_code == 401
+    assert api(two, "DELETE", "/workspaces/acme/tokens", token).status_code == 401
+
+
+def test_an_event_of_a_deleted_workspace_is_not_applied(two: TestClient, bridge: Context) -> None:
+    create(two, "initech")
+    with bridge.session_factory.begin() as session:
+        store(session, StripeEvent, [incoming("initech", customer_event("cus_i", "I", "i@i.ex"))])
+    assert api(two, "DELETE", "/workspaces/initech").status_code == 200
+    with bridge.session_factory.begin() as session:  # stored after the delete (a stale cache)
+        late = incoming("initech", customer_event("cus_late", "Late", "l@i.ex"))
+        store(session, StripeEvent, [late])
+
+    bridge.jobs.send_events("initech", [late.id])
+    run_jobs(bridge)
+
+    assert status_of(bridge, "initech", late.id) == "ignored"
+    assert count_rows(bridge, Customer, Customer.workspace_id == "initech") == 0

@@ -20,7 +20,8 @@ depends_on: str | Sequence[str] | None = None
 
 DEFAULT = "default"
 
-# table → the indexes that gain `workspace_id` as their first column (name → columns)
+# table → the secondary indexes that gain `workspace_id` after their own columns (name →
+# columns); the primary keys and unique constraints are led by it (models.scoped_index says why)
 SCOPED: dict[str, dict[str, list[str]]] = {
     "stripe_events": {
         "ix_stripe_events_status_received_at": ["status", "received_at"],
@@ -58,7 +59,7 @@ SCOPED: dict[str, dict[str, list[str]]] = {
         "ix_veles_contracts_customer_id": ["customer_id"],
         "ix_veles_contracts_stripe_subscription_id": ["stripe_subscription_id"],
     },
-    "outbox": {"ix_outbox_aggregate": ["aggregate_type", "aggregate_id", "id"]},
+    "outbox": {"ix_outbox_aggregate": ["aggregate_type", "aggregate_id"]},
     "sync_runs": {"ix_sync_runs_kind_started_at": ["kind", "started_at"]},
 }
 # SQLite numbers only a single-column INTEGER PRIMARY KEY: these keep `id` alone there.
@@ -117,7 +118,8 @@ def _scope(table: str, indexes: dict[str, list[str]], sqlite: bool) -> None:
             batch.drop_constraint(f"pk_{table}", type_="primary")
             batch.create_primary_key(f"pk_{table}", ["workspace_id", "id"])
     for name, columns in indexes.items():
-        op.create_index(name, table, ["workspace_id", *columns], unique=False)
+        tail = ["workspace_id", "id"] if name == "ix_outbox_aggregate" else ["workspace_id"]
+        op.create_index(name, table, [*columns, *tail], unique=False)
 
 
 def _scope_outbox_and_sync_runs() -> None:
@@ -154,9 +156,7 @@ def _scope_connection() -> None:
             sa.Column("platform", sa.Boolean(), server_default=sa.text("false"), nullable=False)
         )
         batch.add_column(sa.Column("oauth_refresh_encrypted", sa.LargeBinary(), nullable=True))
-        batch.add_column(
-            sa.Column("oauth_expires_at", sa.DateTime(timezone=True), nullable=True)
-        )
+        batch.add_column(sa.Column("oauth_expires_at", sa.DateTime(timezone=True), nullable=True))
     with op.batch_alter_table("stripe_connection") as batch:
         batch.alter_column("workspace_id", server_default=None)
         batch.drop_constraint("pk_stripe_connection", type_="primary")
@@ -216,7 +216,8 @@ def downgrade() -> None:
                 batch.create_primary_key(f"pk_{table}", ["id"])
             batch.drop_column("workspace_id")
         for name, columns in indexes.items():
-            op.create_index(name, table, columns, unique=False)
+            tail = ["id"] if name == "ix_outbox_aggregate" else []
+            op.create_index(name, table, [*columns, *tail], unique=False)
     op.drop_index("ix_workspace_tokens_workspace_id", table_name="workspace_tokens")
     op.drop_table("workspace_tokens")
     op.drop_table("workspaces")

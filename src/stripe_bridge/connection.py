@@ -12,6 +12,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from stripe_bridge import endpoints
@@ -20,13 +21,14 @@ from stripe_bridge.endpoints import (
     roll_webhook_secrets,
     set_webhook_secrets,
 )
-from stripe_bridge.errors import BadRequest, BridgeError, ConfigError, Conflict
+from stripe_bridge.errors import BadRequest, BridgeError, ConfigError, Conflict, UnknownWorkspace
 from stripe_bridge.models import (
     CONNECTED,
     DEFAULT_WORKSPACE,
     DISCONNECTED,
     NOT_CONNECTED,
     Connection,
+    Workspace,
     utcnow,
 )
 from stripe_bridge.secrets_box import SecretBox
@@ -101,6 +103,7 @@ def connect(
     account = _verify(gateways, api_key)
     row = take(session, workspace_id, account, mode, platform=False)
     _store_key(row, box, api_key)
+    _claim_account(session)  # before anything is created in Stripe for it
     if webhook_secret:
         roll_webhook_secrets(row, box, webhook_secret)
     elif plan is not None and row.webhook_endpoint_id is None:
@@ -112,7 +115,7 @@ def connect(
             "give the webhook signing secret (whsec_…), or set BRIDGE_PUBLIC_URL so that the "
             "bridge registers its webhook endpoint in the account itself"
         )
-    session.flush()  # a concurrent connect of the same account fails here (a unique index)
+    session.flush()
     log.info("stripe connected", workspace_id=workspace_id, account_id=row.account_id, mode=mode)
     return row
 
@@ -132,16 +135,28 @@ def connect_account(
     row = take(session, workspace_id, account, mode, platform=True)
     row.api_key_encrypted = row.api_key_last4 = None
     row.updated_at = utcnow()
-    session.flush()
+    _claim_account(session)
     log.info("stripe account connected", workspace_id=workspace_id, account_id=account_id)
     return row
+
+
+def _claim_account(session: Session) -> None:
+    """Flush the row: a concurrent connect of the account elsewhere fails here (unique index)."""
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        raise Conflict("the account is connected to another workspace") from None
 
 
 def take(
     session: Session, workspace_id: str, account: dict[str, Any], mode: str, *, platform: bool
 ) -> Connection:
     """The workspace's row, connected to `account` (created, or reconnected): refused when the
-    workspace holds another account's data or mode, or another workspace holds the account."""
+    workspace holds another account's data or mode, or another workspace holds the account.
+    The workspace's own row is share-locked first: a concurrent delete waits, or went first."""
+    if session.get(Workspace, workspace_id, with_for_update={"read": True}) is None:
+        raise UnknownWorkspace(f"no workspace {workspace_id!r}")
     row = get(session, workspace_id, lock=True)
     if row is not None and row.account_id != account["id"]:
         raise Conflict(
@@ -243,8 +258,7 @@ def api_key(row: Connection | None, box: SecretBox) -> str | None:
 
 
 def is_connected(row: Connection | None) -> bool:
-    """The one answer to "is it connected?"."""
-    return row is not None and row.status == CONNECTED
+    return row is not None and row.status == CONNECTED  # the one answer to "connected?"
 
 
 def status_of(row: Connection | None) -> str:

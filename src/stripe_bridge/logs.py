@@ -11,7 +11,7 @@ from typing import IO, Any
 import structlog
 
 SECRET_PATTERN = re.compile(
-    r"\b(?:sk|rk|pk)_(?:test|live)_[A-Za-z0-9]+|\bwhsec_[A-Za-z0-9+/=]+"
+    r"\b(?:sk|rk|pk)_(?:test|live)_[A-Za-z0-9]+|\bwhsec_[A-Za-z0-9+/=]+|\bsbw_[A-Za-z0-9_-]+"
     r"|(?i:bearer)\s+[A-Za-z0-9._~+/=-]+"
 )
 

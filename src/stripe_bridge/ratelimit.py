@@ -126,7 +126,9 @@ class LocalRateBudget(_SlidingWindow):
             now = self._clock()
             if grants and grants[-1] > now:
                 now = grants[-1]  # a clock that stepped back: hold at the last grant
-            while grants and grants[0] <= now - self._window:
+            # (a nanosecond's slack: a float clock can land a hair short of the grant's expiry,
+            # and a wait of 1e-17 s never moves it there)
+            while grants and grants[0] <= now - self._window + 1e-9:
                 grants.popleft()
             if len(grants) < limit:
                 grants.append(now)

@@ -11,6 +11,7 @@ import re
 import secrets
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from stripe_bridge.db import Base
@@ -52,11 +53,15 @@ def exists(session: Session, workspace_id: str) -> bool:
 
 def create(session: Session, workspace_id: str, name: str | None = None) -> Workspace:
     check_id(workspace_id)
-    if session.get(Workspace, workspace_id, with_for_update=True) is not None:
+    if session.get(Workspace, workspace_id) is not None:
         raise Conflict(f"workspace {workspace_id!r} exists")
     row = Workspace(id=workspace_id, name=name or workspace_id, created_at=utcnow())
     session.add(row)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:  # created meanwhile by another request
+        raise Conflict(f"workspace {workspace_id!r} exists") from None
     return row
 
 
@@ -67,7 +72,8 @@ def list_all(session: Session) -> list[Workspace]:
 def delete_workspace(session: Session, workspace_id: str) -> None:
     """Delete a disconnected workspace and every record it holds (its Stripe account keeps its
     own data). `default` stays."""
-    require(session, workspace_id)
+    if session.get(Workspace, workspace_id, with_for_update=True) is None:  # connects wait
+        raise UnknownWorkspace(f"no workspace {workspace_id!r}")
     if workspace_id == DEFAULT_WORKSPACE:
         raise Conflict("the default workspace cannot be deleted")
     connection = session.get(Connection, workspace_id, with_for_update=True)
@@ -91,6 +97,15 @@ def issue_token(session: Session, workspace_id: str) -> str:
         WorkspaceToken(token_hash=_digest(token), workspace_id=workspace_id, created_at=utcnow())
     )
     return token
+
+
+def revoke_tokens(session: Session, workspace_id: str) -> int:
+    """Every token of the workspace stops working at once; answers how many there were."""
+    require(session, workspace_id)
+    result = session.execute(
+        delete(WorkspaceToken).where(WorkspaceToken.workspace_id == workspace_id)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def workspace_of_token(session: Session, token: str) -> str | None:

@@ -17,6 +17,7 @@ from stripe_bridge.failures import describe, is_permanent, mark_failed, record_e
 from stripe_bridge.handlers.base import Handler
 from stripe_bridge.metrics import EVENTS, HANDLER_SECONDS
 from stripe_bridge.models import (
+    DEFAULT_WORKSPACE,
     DISCONNECTED,
     FAILED,
     IGNORED,
@@ -29,6 +30,7 @@ from stripe_bridge.models import (
 )
 from stripe_bridge.settings import Settings
 from stripe_bridge.uow import UnitOfWork
+from stripe_bridge.workspaces import exists
 
 log = structlog.get_logger(__name__)
 
@@ -74,8 +76,11 @@ def refusal(status: str, mode: str, livemode: bool) -> str | None:
 def refusal_now(
     session: Session, settings: Settings, workspace_id: str, event: Event
 ) -> str | None:
-    """The worker's check, in the applying transaction (no secrets decrypted)."""
+    """The worker's check, in the applying transaction (no secrets decrypted). An event of a
+    workspace deleted since it was stored is not applied (its id may be given to another)."""
     row = connection.get(session, workspace_id)
+    if row is None and workspace_id != DEFAULT_WORKSPACE and not exists(session, workspace_id):
+        return "unknown_workspace"
     mode = row.mode if row is not None else settings.inbound_mode
     return refusal(connection.status_of(row), mode, event.livemode)
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from stripe_bridge.event import Event
@@ -51,6 +51,15 @@ from stripe_bridge.uow import UnitOfWork
 log = structlog.get_logger(__name__)
 
 BATCH_SIZE = 100
+
+
+def keys_in(workspace_id: str, event_ids: Sequence[str]) -> ColumnElement[bool]:
+    """`(workspace_id, id) IN (…)`: the primary key, whole. Written as `workspace_id = … AND id
+    IN …`, the planner (before the table is analyzed) took every row of the workspace from the
+    key's first column and filtered the ids (measured: the batch's UPDATE 5x slower)."""
+    return tuple_(StripeEvent.workspace_id, StripeEvent.id).in_(
+        [(workspace_id, event_id) for event_id in event_ids]
+    )
 
 
 def chunks(ids: Sequence[str], size: int = BATCH_SIZE) -> list[list[str]]:
@@ -116,11 +125,7 @@ def _apply_together(
     with session_factory.begin() as session:
         rows = session.execute(
             select(StripeEvent.id, StripeEvent.type, StripeEvent.payload)
-            .where(
-                StripeEvent.workspace_id == workspace_id,
-                StripeEvent.id.in_(event_ids),
-                StripeEvent.status == RECEIVED,
-            )
+            .where(keys_in(workspace_id, event_ids), StripeEvent.status == RECEIVED)
             .order_by(StripeEvent.id)
             .with_for_update(skip_locked=True)
         ).all()
@@ -256,7 +261,7 @@ def _record(uow: UnitOfWork, ids: list[str], status: str, reason: str | None) ->
         values["reason"] = reason
     uow.session.execute(
         update(StripeEvent)
-        .where(StripeEvent.workspace_id == uow.workspace_id, StripeEvent.id.in_(ids))
+        .where(keys_in(uow.workspace_id, ids))
         .values(**values)
         .execution_options(synchronize_session=False)
     )

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from stripe_bridge.connection import is_connected
 from stripe_bridge.models import (
+    CONNECTED,
     DEAD,
     DEFAULT_WORKSPACE,
     FAILED,
@@ -95,11 +96,12 @@ class DatabaseCollector(Collector):
 
 
 def _least_recent_syncs(session: Session) -> list[tuple[str, datetime | None]]:
-    """Each kind's last completed sync in the workspace least recently synced (bounded labels:
-    the admin API's per-workspace status names the workspace)."""
+    """Each kind's last completed sync in the connected workspace least recently synced
+    (bounded labels: the admin API's per-workspace status names the workspace)."""
+    connected = select(Connection.workspace_id).where(Connection.status == CONNECTED)
     last = (
         select(SyncRun.kind, func.max(SyncRun.finished_at).label("finished"))
-        .where(SyncRun.status == "completed")
+        .where(SyncRun.status == "completed", SyncRun.workspace_id.in_(connected))
         .group_by(SyncRun.workspace_id, SyncRun.kind)
         .subquery()
     )

@@ -9,6 +9,7 @@ from stripe.params import (
     CustomerCreateParams,
 )
 
+from stripe_bridge.models import DEFAULT_WORKSPACE
 from stripe_bridge.outbox.links import (
     linked_customer,
     linked_products,
@@ -36,7 +37,7 @@ def ensure_customer(push: Push, veles_customer_id: str) -> str:
             "create customer",
             lambda: push.gateway.v1.customers.create(
                 params=params,
-                options={"idempotency_key": f"veles-customer-{veles_customer_id}"},
+                options={"idempotency_key": customer_key(push.workspace_id, veles_customer_id)},
             ),
         )
         with push.session_factory.begin() as session:
@@ -49,3 +50,11 @@ def ensure_customer(push: Push, veles_customer_id: str) -> str:
 def linked_products_of(push: Push, lines: list[dict[str, Any]]) -> dict[str, str]:
     with push.session_factory() as session:
         return linked_products(session, push.workspace_id, {line["product_id"] for line in lines})
+
+
+def customer_key(workspace_id: str, veles_customer_id: str) -> str:
+    """Veles ids are unique within a workspace: so is the key (`default`'s keeps the form it had
+    before workspaces, so a push resumed across the upgrade replays, not doubles)."""
+    if workspace_id == DEFAULT_WORKSPACE:
+        return f"veles-customer-{veles_customer_id}"
+    return f"veles-customer-{workspace_id}-{veles_customer_id}"

@@ -136,9 +136,19 @@ class Relay:
             self.served = row.workspace_id
             session.flush()  # the lease must be committed before the row leaves the session
             session.expunge(row)
-            gateway = connection.gateway_for(
-                connection.get(session, row.workspace_id), self.box, self.gateway
-            )
+            failure: Exception | None = None
+            gateway: StripeGateway | None = None
+            try:
+                gateway = connection.gateway_for(
+                    connection.get(session, row.workspace_id), self.box, self.gateway
+                )
+            except Exception as exc:  # its key cannot be read, no platform key: this row waits
+                failure = exc
+        if failure is not None:  # the other workspaces' rows go on meanwhile
+            delay = self.options.backoff.delay(row.attempts)
+            self._finish(row, status=PENDING, exc=failure, retry_in=delay)
+            log.error("no Stripe client for the workspace", workspace_id=row.workspace_id)
+            return True
         if gateway is None:  # disconnected since the claim: the row waits for a reconnect
             self._finish(row, status=PENDING, attempts_back=True)
             return True

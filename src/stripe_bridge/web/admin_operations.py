@@ -19,7 +19,7 @@ from stripe_bridge.operators import deadletters
 from stripe_bridge.operators.status import status_object
 from stripe_bridge.settings import mode_of_key
 from stripe_bridge.sync import check_kind
-from stripe_bridge.web.admin_auth import refuse_nul, scope
+from stripe_bridge.web.admin_auth import refuse_nul, require_admin, scope
 from stripe_bridge.web.admin_review import body_field
 from stripe_bridge.web.openapi import Query, declare
 from stripe_bridge.web.openapi_schemas import COMPONENTS, array, boolean, obj, ref, string
@@ -59,6 +59,9 @@ async def put_connection(request: Request) -> Response:
     except orjson.JSONDecodeError:
         raise BadRequest("body is not valid JSON") from None
     if isinstance(body, dict) and "account_id" in body:
+        # the operator's alone: a workspace token proves no hold on an account of the platform
+        # (a workspace admin connects by installing the app, which does)
+        require_admin(request)
         account_id = await body_field(request, "account_id")
         return JSON(await run_in_threadpool(_connect_account, bridge, workspace_id, account_id))
     api_key = await body_field(request, "api_key")

@@ -125,9 +125,26 @@ async def issue_token(request: Request) -> Response:
     return JSON({"token": await run_in_threadpool(work)}, status_code=201)
 
 
+@declare(
+    "Revoke every token of the workspace (operator token)",
+    answers={200: obj({"revoked": {"type": "integer"}})},
+)
+async def revoke_tokens(request: Request) -> Response:
+    require_admin(request)
+    bridge: Context = request.app.state.bridge
+    workspace_id = str(request.path_params["workspace_id"])
+
+    def work() -> int:
+        with bridge.session_factory.begin() as session:
+            return workspaces.revoke_tokens(session, workspace_id)
+
+    return JSON({"revoked": await run_in_threadpool(work)})
+
+
 routes = [
     Route("/workspaces", list_workspaces, methods=["GET"]),
     Route("/workspaces", create_workspace, methods=["POST"]),
     Route("/workspaces/{workspace_id}", delete_workspace, methods=["DELETE"]),
     Route("/workspaces/{workspace_id}/tokens", issue_token, methods=["POST"]),
+    Route("/workspaces/{workspace_id}/tokens", revoke_tokens, methods=["DELETE"]),
 ]

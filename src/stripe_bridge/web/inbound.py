@@ -241,7 +241,8 @@ class InboundConfig:
             workspace_id = await loop.run_in_executor(None, self._read_account, account_id)
             if len(self._accounts) >= MAX_CACHED:
                 self._accounts.clear()
-            self._accounts[account_id] = (time.monotonic(), workspace_id)
+            if workspace_id is not None:  # one just connected must not wait a ttl to be seen
+                self._accounts[account_id] = (time.monotonic(), workspace_id)
         return workspace_id
 
     def _read_account(self, account_id: str) -> str | None:
@@ -271,7 +272,7 @@ class InboundConfig:
             loop = asyncio.get_running_loop()
             cached.refreshing = loop.run_in_executor(None, self._read, workspace_id)
             cached.refreshing.add_done_callback(partial(_store, cached))
-        if cached.read_once:
+        if cached.read_once and time.monotonic() - cached.read_at <= 2 * self._ttl:
             return _known(workspace_id, cached.view)  # stale by at most one refresh
         return _known(workspace_id, await asyncio.shield(cached.refreshing))
 
