@@ -4,7 +4,8 @@ under `/admin/api/workspaces/{workspace_id}/…` too (`web/app.py` mounts them).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import select
@@ -92,20 +93,28 @@ async def create_workspace(request: Request) -> Response:
     return JSON(await run_in_threadpool(work), status_code=201)
 
 
+T = TypeVar("T")
+
+
+async def _on_workspace(request: Request, action: Callable[[Session, str], T]) -> tuple[str, T]:
+    """An operator's action on the path's workspace, in one transaction."""
+    require_admin(request)
+    bridge: Context = request.app.state.bridge
+    workspace_id = str(request.path_params["workspace_id"])
+
+    def work() -> T:
+        with bridge.session_factory.begin() as session:
+            return action(session, workspace_id)
+
+    return workspace_id, await run_in_threadpool(work)
+
+
 @declare(
     "Delete a disconnected workspace and its records (operator token)",
     answers={200: obj({"id": string(), "deleted": {"type": "boolean"}}), 409: None},
 )
 async def delete_workspace(request: Request) -> Response:
-    require_admin(request)
-    bridge: Context = request.app.state.bridge
-    workspace_id = str(request.path_params["workspace_id"])
-
-    def work() -> None:
-        with bridge.session_factory.begin() as session:
-            workspaces.delete_workspace(session, workspace_id)
-
-    await run_in_threadpool(work)
+    workspace_id, _ = await _on_workspace(request, workspaces.delete_workspace)
     return JSON({"id": workspace_id, "deleted": True})
 
 
@@ -114,15 +123,8 @@ async def delete_workspace(request: Request) -> Response:
     answers={201: obj({"token": string()})},
 )
 async def issue_token(request: Request) -> Response:
-    require_admin(request)
-    bridge: Context = request.app.state.bridge
-    workspace_id = str(request.path_params["workspace_id"])
-
-    def work() -> str:
-        with bridge.session_factory.begin() as session:
-            return workspaces.issue_token(session, workspace_id)
-
-    return JSON({"token": await run_in_threadpool(work)}, status_code=201)
+    _, token = await _on_workspace(request, workspaces.issue_token)
+    return JSON({"token": token}, status_code=201)
 
 
 @declare(
@@ -130,15 +132,8 @@ async def issue_token(request: Request) -> Response:
     answers={200: obj({"revoked": {"type": "integer"}})},
 )
 async def revoke_tokens(request: Request) -> Response:
-    require_admin(request)
-    bridge: Context = request.app.state.bridge
-    workspace_id = str(request.path_params["workspace_id"])
-
-    def work() -> int:
-        with bridge.session_factory.begin() as session:
-            return workspaces.revoke_tokens(session, workspace_id)
-
-    return JSON({"revoked": await run_in_threadpool(work)})
+    _, revoked = await _on_workspace(request, workspaces.revoke_tokens)
+    return JSON({"revoked": revoked})
 
 
 routes = [
