@@ -4,6 +4,7 @@ every connected account's events, each routed by its `account` to its workspace.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -16,18 +17,22 @@ from stripe import StripeClient
 
 from stripe_bridge import oauth
 from stripe_bridge.context import Context
+from stripe_bridge.inbox.door import sign
 from stripe_bridge.models import Connection, Customer, StripeEvent
 from stripe_bridge.sync import run_sync
 from stripe_bridge.web.app import create_app
 from tests.fake_stripe import FakeStripe
 from tests.support import (
+    VELES_SECRET,
     admin_headers,
     all_rows,
     count_rows,
     event,
     own_bridge,
+    relay_for,
     run_jobs,
     signed_headers,
+    veles_event,
 )
 
 PLATFORM_KEY = "sk_test_51VelesPlatformKey0000"
@@ -277,3 +282,38 @@ def test_only_the_operator_connects_by_account_id(platform: tuple[TestClient, Co
     # a workspace token proves no hold on an account of the platform: installing the app does
     assert response.status_code == 401
     assert connect(client, "acme", "acct_1Connected0001").status_code == 200  # the operator
+
+
+def test_an_order_of_a_platform_workspace_is_pushed_into_its_account(
+    platform: tuple[TestClient, Context], fake_stripe: FakeStripe
+) -> None:
+    client, bridge = platform
+    connect(client, "acme", "acct_1Connected0001")
+    stripe = StripeClient(PLATFORM_KEY, base_addresses={"api": fake_stripe.url})
+    on_acme = {"stripe_account": "acct_1Connected0001"}
+    stripe.v1.products.create(params={"name": "Seats"}, options=on_acme)
+    assert run_sync(bridge, "acme", "products").seen == 1
+    for event_type, data in (
+        ("customer.upserted", {"id": "v_1", "name": "Hooli", "email": "h@hooli.example"}),
+        ("product.upserted", {"id": "vp_1", "name": "Seats"}),
+        (
+            "order.committed",
+            {
+                "id": "ord_1",
+                "customer_id": "v_1",
+                "currency": "usd",
+                "lines": [{"product_id": "vp_1", "quantity": 1, "unit_amount": 900}],
+            },
+        ),
+    ):
+        body = orjson.dumps({**veles_event(event_type, data), "workspace_id": "acme"})
+        headers = {"Veles-Signature": sign(body, VELES_SECRET, int(time.time()))}
+        assert client.post("/veles/events", content=body, headers=headers).status_code == 202
+        run_jobs(bridge)
+
+    assert relay_for(bridge).drain() == 1
+
+    [invoice] = fake_stripe.objects("invoice", account="acct_1Connected0001")
+    assert invoice["metadata"]["veles_order_id"] == "ord_1"
+    writes = [r for r in fake_stripe.requests if r.method == "POST" and r.path.startswith("/v1/")]
+    assert writes and {r.account for r in writes} == {"acct_1Connected0001"}
