@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Engine,
     MetaData,
     String,
     Table,
+    and_,
     bindparam,
     create_engine,
     event,
     func,
     literal_column,
     select,
+    tuple_,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -129,3 +133,32 @@ def claim_rows_statement(model: type[Any]) -> Any:
         # loaded as ORM entities, and executed as one statement (not as an ORM bulk INSERT)
         _CLAIM_MANY_STATEMENTS[model] = select(model).from_statement(claim)
     return _CLAIM_MANY_STATEMENTS[model]
+
+
+def key_is_one_of(
+    session: Session, model: Any, keys: Sequence[tuple[str, str]]
+) -> ColumnElement[bool]:
+    """`model`'s rows whose `(workspace_id, id)` is one of `keys`, as a WHERE condition that
+    finds each through the primary key whatever the table's statistics say.
+
+    PostgreSQL: a join with `unnest(:workspace_ids, :ids) AS keys(workspace_id, id)` (in an
+    UPDATE it becomes `UPDATE … FROM`). Written as `workspace_id = … AND id IN (…)` or as
+    `(workspace_id, id) IN (…)`, the planner — on a table not analyzed yet, as when
+    autovacuum is off or has not come round — estimated the workspace's rows at 0.5 % of the
+    table and took `workspace_id = …` alone as the index condition: every row of the workspace
+    was read to find the batch's hundred (measured: 55 ms instead of 1.6 ms for 100 of 30,000,
+    growing with the table). With no constant on the table, probing the key per pair is the
+    plan. SQLite: `(workspace_id, id) IN (…)`."""
+    if session.get_bind().dialect.name != "postgresql":
+        return tuple_(model.workspace_id, model.id).in_(list(keys))
+    listed = (
+        func.unnest(
+            bindparam(None, [workspace for workspace, _id in keys], type_=postgresql.ARRAY(String)),
+            bindparam(
+                None, [key_id for _workspace, key_id in keys], type_=postgresql.ARRAY(String)
+            ),
+        )
+        .table_valued("workspace_id", "id")
+        .render_derived(name="keys")
+    )
+    return and_(model.workspace_id == listed.c.workspace_id, model.id == listed.c.id)

@@ -24,10 +24,10 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from stripe_bridge.db import insert_ignoring_conflicts
+from stripe_bridge.db import insert_ignoring_conflicts, key_is_one_of
 from stripe_bridge.errors import StoreUnavailable
 from stripe_bridge.failures import is_permanent
 from stripe_bridge.inbox.batch import BATCH_SIZE
@@ -100,8 +100,13 @@ def unmark_enqueued(session: Session, inbox: Inbox, keys: Iterable[Key]) -> None
 def _set_enqueued(session: Session, inbox: Inbox, keys: Iterable[Key], at: datetime | None) -> None:
     keys = list(keys)
     if keys:
-        selected = tuple_(inbox.workspace_id, inbox.id).in_(keys)
-        session.execute(update(inbox).where(selected).values(enqueued_at=at))
+        selected = key_is_one_of(session, inbox, keys)
+        session.execute(
+            update(inbox)
+            .where(selected)
+            .values(enqueued_at=at)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def counts_by_status(
