@@ -2,7 +2,8 @@
 --
 --   BENCH_REQUESTS=deliveries.tsv wrk -t2 -c32 -d10s --latency -s deliveries.lua http://127.0.0.1:P
 --
--- The file holds one delivery a line, `<Stripe-Signature>\t<body>` (run.py writes it). Thread k of
+-- The file holds one delivery a line, `<Stripe-Signature>\t<body>` (run.py writes it), or
+-- `<path>\t<Stripe-Signature>\t<body>` for another route than /webhooks/stripe. Thread k of
 -- n sends lines k, k+n, k+2n, … in order, so a duplicate still follows its original; a thread
 -- that runs out starts again from its first line and counts a wrap (every later delivery is then
 -- a duplicate, which run.py reports).
@@ -23,8 +24,14 @@ function init(args)
   local line_number = 0
   for line in io.lines(path) do
     if line_number % count == thread_index then
+      local route = "/webhooks/stripe"
+      if line:sub(1, 1) == "/" then  -- `<path>\t<Stripe-Signature>\t<body>`
+        local first = line:find("\t", 1, true)
+        route = line:sub(1, first - 1)
+        line = line:sub(first + 1)
+      end
       local tab = line:find("\t", 1, true)
-      prepared[#prepared + 1] = wrk.format("POST", "/webhooks/stripe", {
+      prepared[#prepared + 1] = wrk.format("POST", route, {
         ["Content-Type"] = "application/json",
         ["Stripe-Signature"] = line:sub(1, tab - 1),
       }, line:sub(tab + 1))

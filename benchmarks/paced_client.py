@@ -27,11 +27,14 @@ PATH = "/webhooks/stripe"
 def load_requests(path: Path, port: int) -> list[bytes]:
     requests = []
     for line in path.read_bytes().splitlines():
+        route = PATH.encode()
+        if line.startswith(b"/"):  # `<path>\t<Stripe-Signature>\t<body>`
+            route, line = line.split(b"\t", 1)
         header, body = line.split(b"\t", 1)
         requests.append(
             b"POST %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n"
             b"Stripe-Signature: %s\r\nContent-Length: %d\r\n\r\n%s"
-            % (PATH.encode(), port, header, len(body), body)
+            % (route, port, header, len(body), body)
         )
     return requests
 

@@ -8,6 +8,7 @@ import argparse
 import math
 import os
 import random
+import secrets
 import subprocess
 import sys
 import time
@@ -47,6 +48,7 @@ class Bench:
     templates: list[Template]
     weights: list[float]
     source: Path | None = None
+    secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(32))  # BRIDGE_SECRET_KEY
     rng: random.Random = field(default_factory=lambda: random.Random(20250501))
     processes: list[Process] = field(default_factory=list)
     tags: Iterator[int] = field(default_factory=lambda: iter(range(10**6)))
@@ -103,6 +105,7 @@ class Bench:
             BRIDGE_REDIS_URL=self.args.redis_url,
             BRIDGE_REDIS_NAMESPACE=self.namespace,
             STRIPE_WEBHOOK_SECRET=self.secret,
+            BRIDGE_SECRET_KEY=self.secret_key,
             STRIPE_MODE="test",
             BRIDGE_LOG_FORMAT="json",
             BRIDGE_VAR_DIR=str(self.out / "var"),

@@ -16,6 +16,8 @@ from benchmarks.phases import NOISY
 TARGET_RATIO = 2.0  # stripe-bridge at saturation ≥ 2x the naive endpoint
 TARGET_P99_MS = 20.0  # p99 ack at 1,000 deliveries/s offered
 TARGET_APPLIED = 2000.0  # events/s applied by the workers on the Redis broker
+WORKSPACES_RATIO = 0.90  # spread over many workspaces / one workspace, ingest and apply
+TARGET_FAIR_S = 2.0  # p99 delay of quiet workspaces' events while a noisy one replays
 SERVERS = ("bare", "naive", "stripe-bridge")
 
 
@@ -120,7 +122,53 @@ def verdicts(results: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
                 applied >= TARGET_APPLIED and not apply["left_received"],
             )
         )
+    spread = results.get("workspaces")
+    if spread:
+        count = spread["count"]
+        for part, key in (("ingest", "ingest_ratio"), ("apply", "apply_ratio")):
+            out.append(
+                (
+                    f"{part} spread over {count} workspaces vs one (same run)",
+                    f"≥ {WORKSPACES_RATIO:.2f}x",
+                    f"{spread[key]:.2f}x",
+                    spread[key] >= WORKSPACES_RATIO,
+                )
+            )
+        for fair in spread["fairness"]:
+            if fair["mode"] != "bulk":
+                continue
+            quiet = fair["quiet"]
+            p99 = quiet["p99_s"] if quiet["p99_s"] is not None else float("inf")
+            out.append(
+                (
+                    "quiet workspaces' events applied (p99) while a noisy one replays "
+                    f"{fair['noisy_applied']:,} dead letters",
+                    f"< {TARGET_FAIR_S:.0f} s",
+                    f"{p99 * 1e3:,.0f} ms (p50 {(quiet['p50_s'] or 0) * 1e3:,.0f} ms, "
+                    f"max {(quiet['max_s'] or 0) * 1e3:,.0f} ms, {quiet['events']:,} events)",
+                    p99 < TARGET_FAIR_S and not quiet["unapplied"],
+                )
+            )
     return out
+
+
+def workspaces_lines(spread: dict[str, Any]) -> list[str]:
+    lines = ["", f"Workspaces ({spread['count']}): single and spread in the order S, M, M, S"]
+    for shape, runs in spread["runs"].items():
+        ingest = ", ".join(f"{run['ingest']['accepted_per_s']:,.0f}" for run in runs)
+        applied = ", ".join(f"{run['apply']['applied_per_s']:,.0f}" for run in runs)
+        lines.append(f"- {shape}: ingest {ingest}/s; workers {applied} events/s")
+    for fair in spread["fairness"]:
+        quiet = fair["quiet"]
+        lines.append(
+            f"- fairness, noisy {fair['mode']}: {fair['noisy_applied']:,} noisy events applied, "
+            f"all drained {fair['seconds_to_drain']:.1f} s after the noisy work began; quiet "
+            f"events {quiet['events']:,}: applied after p50 {(quiet['p50_s'] or 0) * 1e3:,.0f} "
+            f"ms, p99 {(quiet['p99_s'] or 0) * 1e3:,.0f} ms, max "
+            f"{(quiet['max_s'] or 0) * 1e3:,.0f} ms; other processes "
+            f"{fair['other_cores']:.2f} cores"
+        )
+    return lines
 
 
 def render(results: dict[str, Any]) -> str:
@@ -146,6 +194,8 @@ def render(results: dict[str, Any]) -> str:
             f"{cpu['postgresql']:.0f} · Redis {cpu['redis']:.0f}; machine busy "
             f"{apply['machine_busy']:.0%}; other processes {apply['other_cores']:.2f} cores"
         )
+    if results.get("workspaces"):
+        lines += workspaces_lines(results["workspaces"])
     checks = [
         f"{name} {phase}: {r['stored']:,} rows stored for "
         f"{r['accepted'] - r['duplicates']:,} non-duplicate answers"

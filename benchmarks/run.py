@@ -34,7 +34,7 @@ import psycopg
 import redis
 from psycopg import sql
 
-from benchmarks import profiling, report
+from benchmarks import profiling, report, workspaces
 from benchmarks.deliveries import load_templates
 from benchmarks.machine import describe, free_port
 from benchmarks.phases import ROOT, Bench, Server, apply_backlog, drive, profile_web, run_wrk
@@ -92,6 +92,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--worker-threads", type=int, default=8)
     add("--apply-timeout", type=float, default=60.0, help="give up draining after this long")
     add("--no-apply", action="store_true", help="measure ingest only (no workers)")
+    add(
+        "--workspaces", type=int, default=200, help="the multi-workspace run's workspaces (0: skip)"
+    )
+    add("--quiet-rate", type=float, default=200.0, help="deliveries/s of the quiet workspaces")
+    add("--fair-backlog", type=int, default=20_000, help="the noisy workspace's deliveries")
+    add("--fair-seconds", type=float, default=15.0, help="how long the quiet workspaces send")
     add("--servers", default="bare,naive", help="reference servers to measure (comma-separated)")
     add(
         "--web-cmd",
@@ -185,6 +191,15 @@ def run(bench: Bench, results: dict[str, Any]) -> None:
         print(f"  workers: {applied['applied_per_s']:,.0f} events/s applied; "
               f"{applied['left_received']:,} left after {applied['seconds_from_launch']:.0f} s",
               flush=True)  # fmt: skip
+
+    if args.workspaces and not args.no_apply:
+        if bench.query("SELECT to_regclass('workspaces') IS NOT NULL")[0][0]:
+            print(f"  workspaces: {args.workspaces} connected…", flush=True)
+            results["workspaces"] = workspaces.run(
+                bench, servers[-1], worker, shlex.split(BRIDGE_CLI)
+            )
+        else:
+            print("  (no workspaces in this ref: the multi-workspace run is skipped)")
 
     missed = [label for label, _, _, ok in report.verdicts(results) if not ok]
     always = args.profile == "always"

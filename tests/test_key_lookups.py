@@ -19,7 +19,8 @@ from sqlalchemy import Connection, text
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
-from stripe_bridge.inbox.batch import _record, received_locked
+from stripe_bridge.inbox.apply import received_locked
+from stripe_bridge.inbox.batch import _record
 from stripe_bridge.inbox.store import mark_enqueued
 from stripe_bridge.models import PROCESSED, StripeEvent
 from stripe_bridge.uow import UnitOfWork

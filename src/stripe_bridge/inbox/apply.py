@@ -4,14 +4,17 @@ the batch path's fallback when a batch fails (`batch.py`)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import orjson
 import structlog
+from sqlalchemy import String, bindparam, func, select, true
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, sessionmaker
 
 from stripe_bridge import connection
+from stripe_bridge.db import key_is_one_of
 from stripe_bridge.event import Event
 from stripe_bridge.failures import describe, is_permanent, mark_failed, record_error
 from stripe_bridge.handlers.base import Handler
@@ -204,3 +207,44 @@ def _record_transient(
     except Exception as record_exc:  # the database itself may be what failed
         log.error("could not record the failure", event_id=key[1], error=repr(record_exc))
         return RECEIVED
+
+
+def received_locked(session: Session, workspace_id: str, event_ids: Sequence[str]) -> Sequence[Any]:
+    """The workspace's `event_ids` still `received`, locked for this transaction (`SKIP
+    LOCKED`: a row another job holds is that job's), in id order: `(id, type, payload)`.
+
+    PostgreSQL: each id looked up on its own through the primary key, in a LATERAL subquery
+    that the locking clause keeps the planner from flattening (`unnest(:ids) CROSS JOIN
+    LATERAL (SELECT … WHERE workspace_id = … AND id = listed.id … FOR UPDATE SKIP LOCKED)`):
+    the plan holds whatever the statistics say (see `db.key_is_one_of`)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return session.execute(
+            select(StripeEvent.id, StripeEvent.type, StripeEvent.payload)
+            .where(
+                key_is_one_of(session, StripeEvent, [(workspace_id, id_) for id_ in event_ids]),
+                StripeEvent.status == RECEIVED,
+            )
+            .order_by(StripeEvent.id)
+            .with_for_update(skip_locked=True)
+        ).all()
+    listed = (
+        func.unnest(bindparam(None, sorted(set(event_ids)), type_=postgresql.ARRAY(String)))
+        .table_valued("id")
+        .render_derived(name="listed")
+    )
+    one = (
+        select(StripeEvent.id, StripeEvent.type, StripeEvent.payload)
+        .where(
+            StripeEvent.workspace_id == workspace_id,
+            StripeEvent.id == listed.c.id,
+            StripeEvent.status == RECEIVED,
+        )
+        .with_for_update(skip_locked=True)
+        .lateral("claimed")
+    )
+    return session.execute(
+        select(one.c.id, one.c.type, one.c.payload)
+        .select_from(listed)
+        .join(one, true())
+        .order_by(one.c.id)
+    ).all()

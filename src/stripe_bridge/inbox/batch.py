@@ -24,8 +24,7 @@ from typing import Any
 
 import orjson
 import structlog
-from sqlalchemy import String, bindparam, func, select, true, update
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from stripe_bridge.db import key_is_one_of
@@ -33,14 +32,13 @@ from stripe_bridge.event import Event
 from stripe_bridge.failures import describe
 from stripe_bridge.handlers.base import Claim, Handler, claim_rows, write_mirrors
 from stripe_bridge.handlers.orders import preload_links
-from stripe_bridge.inbox.apply import MAX_ATTEMPTS, Accept, apply_event, handle
+from stripe_bridge.inbox.apply import MAX_ATTEMPTS, Accept, apply_event, handle, received_locked
 from stripe_bridge.matching.linking import matching_lock, preload_pools
 from stripe_bridge.matching.rules import Keys, derive_domain, normalise_product_name
 from stripe_bridge.metrics import EVENTS, HANDLER_SECONDS
 from stripe_bridge.models import (
     IGNORED,
     PROCESSED,
-    RECEIVED,
     Customer,
     Invoice,
     Product,
@@ -53,47 +51,6 @@ from stripe_bridge.uow import UnitOfWork
 log = structlog.get_logger(__name__)
 
 BATCH_SIZE = 100
-
-
-def received_locked(session: Session, workspace_id: str, event_ids: Sequence[str]) -> Sequence[Any]:
-    """The workspace's `event_ids` still `received`, locked for this transaction (`SKIP
-    LOCKED`: a row another job holds is that job's), in id order: `(id, type, payload)`.
-
-    PostgreSQL: each id looked up on its own through the primary key, in a LATERAL subquery
-    that the locking clause keeps the planner from flattening (`unnest(:ids) CROSS JOIN
-    LATERAL (SELECT … WHERE workspace_id = … AND id = listed.id … FOR UPDATE SKIP LOCKED)`):
-    the plan holds whatever the statistics say (see `db.key_is_one_of`)."""
-    if session.get_bind().dialect.name != "postgresql":
-        return session.execute(
-            select(StripeEvent.id, StripeEvent.type, StripeEvent.payload)
-            .where(
-                key_is_one_of(session, StripeEvent, [(workspace_id, id_) for id_ in event_ids]),
-                StripeEvent.status == RECEIVED,
-            )
-            .order_by(StripeEvent.id)
-            .with_for_update(skip_locked=True)
-        ).all()
-    listed = (
-        func.unnest(bindparam(None, sorted(set(event_ids)), type_=postgresql.ARRAY(String)))
-        .table_valued("id")
-        .render_derived(name="listed")
-    )
-    one = (
-        select(StripeEvent.id, StripeEvent.type, StripeEvent.payload)
-        .where(
-            StripeEvent.workspace_id == workspace_id,
-            StripeEvent.id == listed.c.id,
-            StripeEvent.status == RECEIVED,
-        )
-        .with_for_update(skip_locked=True)
-        .lateral("claimed")
-    )
-    return session.execute(
-        select(one.c.id, one.c.type, one.c.payload)
-        .select_from(listed)
-        .join(one, true())
-        .order_by(one.c.id)
-    ).all()
 
 
 def chunks(ids: Sequence[str], size: int = BATCH_SIZE) -> list[list[str]]:
