@@ -67,7 +67,10 @@ def test_an_operator_picks_a_workspace_and_a_workspace_token_sees_only_its_own(
             page.click("#save-token")
             picker = page.locator("#workspace")
             playwright.expect(page.locator("#workspace-picker")).to_be_visible()
-            assert picker.locator("option").all_inner_texts() == ["Acme (acme)", "Default (default)"]
+            assert picker.locator("option").all_inner_texts() == [
+                "Acme (acme)",
+                "Default (default)",
+            ]
             playwright.expect(picker).to_have_value("default")
             playwright.expect(page.locator("#general")).not_to_contain_text(acme_account)
 
