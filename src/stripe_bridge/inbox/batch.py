@@ -57,39 +57,39 @@ def chunks(ids: Sequence[str], size: int = BATCH_SIZE) -> list[list[str]]:
     return [list(ids[start : start + size]) for start in range(0, len(ids), size)]
 
 
-Key = tuple[str, str]  # (workspace_id, event id)
-
-
 def apply_events(
     session_factory: sessionmaker[Session],
     handlers: Mapping[str, Handler],
     claims: Mapping[str, Claim],
-    keys: Sequence[Key],
+    workspace_id: str,
+    event_ids: Sequence[str],
     *,
     max_attempts: int = MAX_ATTEMPTS,
     accept: Accept = lambda _session, _workspace, _event: None,
-) -> dict[Key, str]:
-    """Apply the `received` events among `keys` (of one or several workspaces); answers the
-    status of each one applied (processed or ignored; failed ones only when they had to be
-    applied one by one)."""
+) -> dict[str, str]:
+    """Apply the `received` events among the workspace's `event_ids`; answers the status of
+    each one applied (processed or ignored; failed ones only when they had to be applied one
+    by one)."""
     started = time.perf_counter()
     types: set[str] = set()
     try:
-        applied = _apply_together(session_factory, handlers, claims, keys, accept, types)
+        applied = _apply_together(
+            session_factory, handlers, claims, workspace_id, event_ids, accept, types
+        )
     except Exception as exc:
         structlog.contextvars.clear_contextvars()
         log.warning(
             "batch failed; applying its events one by one",
-            workspace_ids=sorted({workspace_id for workspace_id, _id in keys}),
-            stripe_event_ids=[event_id for _workspace, event_id in keys],
+            workspace_id=workspace_id,
+            stripe_event_ids=list(event_ids),
             event_types=sorted(types),
             error=describe(exc),
         )
-        return _one_by_one(session_factory, handlers, keys, max_attempts, accept)
+        return _one_by_one(session_factory, handlers, workspace_id, event_ids, max_attempts, accept)
     finally:
         structlog.contextvars.clear_contextvars()
     share = (time.perf_counter() - started) / max(1, len(applied))
-    for (workspace_id, event_id), (event_type, status) in applied.items():
+    for event_id, (event_type, status) in applied.items():
         log.info(
             "event applied",
             workspace_id=workspace_id,
@@ -99,39 +99,32 @@ def apply_events(
         )
         EVENTS.labels("stripe", event_type, status).inc()
         HANDLER_SECONDS.labels("stripe").observe(share)
-    return {key: status for key, (_type, status) in applied.items()}
+    return {event_id: status for event_id, (_type, status) in applied.items()}
 
 
 def _apply_together(
     session_factory: sessionmaker[Session],
     handlers: Mapping[str, Handler],
     claims: Mapping[str, Claim],
-    keys: Sequence[Key],
+    workspace_id: str,
+    event_ids: Sequence[str],
     accept: Accept,
     types: set[str],
-) -> dict[Key, tuple[str, str]]:
-    """One transaction for the batch, one unit of work in it per workspace, the workspaces in
-    id order (so two batches sharing workspaces take their locks in the same order); `types`
-    collects the event types seen (for the log)."""
-    by_workspace: dict[str, list[str]] = defaultdict(list)
-    for workspace_id, event_id in keys:
-        by_workspace[workspace_id].append(event_id)
-    applied: dict[Key, tuple[str, str]] = {}
+) -> dict[str, tuple[str, str]]:
+    """One transaction for the batch; `types` collects the event types seen (for the log)."""
+    applied: dict[str, tuple[str, str]] = {}
     with session_factory.begin() as session:
-        for workspace_id in sorted(by_workspace):
-            rows = received_locked(session, workspace_id, by_workspace[workspace_id])
-            if not rows:
-                continue
-            types.update(event_type for _id, event_type, _payload in rows)
-            events = [Event.from_payload(orjson.loads(payload)) for _id, _type, payload in rows]
-            uow = UnitOfWork(session, workspace_id)
-            done: dict[str, tuple[str, str]] = {}
-            to_apply, ignored = _refusals(uow, events, accept, done)
-            _handle_all(uow, handlers, claims, to_apply, done)
-            _record(uow, [event.id for event in to_apply], PROCESSED, None)
-            for reason, ids in ignored.items():
-                _record(uow, ids, IGNORED, reason)
-            applied.update({(workspace_id, event_id): done[event_id] for event_id in done})
+        rows = received_locked(session, workspace_id, event_ids)
+        if not rows:
+            return applied
+        types.update(event_type for _id, event_type, _payload in rows)
+        events = [Event.from_payload(orjson.loads(payload)) for _id, _type, payload in rows]
+        uow = UnitOfWork(session, workspace_id)
+        to_apply, ignored = _refusals(uow, events, accept, applied)
+        _handle_all(uow, handlers, claims, to_apply, applied)
+        _record(uow, [event.id for event in to_apply], PROCESSED, None)
+        for reason, ids in ignored.items():
+            _record(uow, ids, IGNORED, reason)
     return applied
 
 
@@ -263,17 +256,18 @@ def _record(uow: UnitOfWork, ids: list[str], status: str, reason: str | None) ->
 def _one_by_one(
     session_factory: sessionmaker[Session],
     handlers: Mapping[str, Handler],
-    keys: Sequence[Key],
+    workspace_id: str,
+    event_ids: Sequence[str],
     max_attempts: int,
     accept: Accept,
-) -> dict[Key, str]:
-    statuses: dict[Key, str] = {}
+) -> dict[str, str]:
+    statuses: dict[str, str] = {}
     transient: Exception | None = None
-    for workspace_id, event_id in keys:
+    for event_id in event_ids:
         structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(workspace_id=workspace_id, stripe_event_id=event_id)
+        structlog.contextvars.bind_contextvars(stripe_event_id=event_id)
         try:
-            statuses[(workspace_id, event_id)] = apply_event(
+            statuses[event_id] = apply_event(
                 session_factory,
                 handlers,
                 workspace_id,
