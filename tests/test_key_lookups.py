@@ -19,6 +19,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
+from stripe_bridge.handlers.orders import preload_links
 from stripe_bridge.inbox.apply import received_locked
 from stripe_bridge.inbox.batch import _record
 from stripe_bridge.inbox.store import mark_enqueued
@@ -60,9 +61,11 @@ def statements(connection: Connection) -> Iterator[list[tuple[str, Any]]]:
         sa_event.remove(connection, "before_cursor_execute", record)
 
 
-def rows_read(connection: Connection, statement: str, parameters: Any) -> int:
-    """The most rows any scan of `stripe_events` in the statement's plan produced or threw
-    away, measured by running it (inside the test's transaction)."""
+def rows_read(
+    connection: Connection, statement: str, parameters: Any, table: str = "stripe_events"
+) -> int:
+    """The most rows any scan of `table` in the statement's plan produced or threw away,
+    measured by running it (inside the test's transaction)."""
     plan = connection.exec_driver_sql(
         f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", parameters
     ).scalar_one()
@@ -75,7 +78,7 @@ def rows_read(connection: Connection, statement: str, parameters: Any) -> int:
     scans = [
         node
         for node in walk(plan[0]["Plan"])
-        if node.get("Relation Name") == "stripe_events" and "Scan" in node["Node Type"]
+        if node.get("Relation Name") == table and "Scan" in node["Node Type"]
     ]
     assert scans, plan
     return max(
@@ -84,11 +87,17 @@ def rows_read(connection: Connection, statement: str, parameters: Any) -> int:
     )
 
 
-def lookup(session: Session, call: Callable[[], object]) -> tuple[str, Any]:
+def lookups(
+    session: Session, call: Callable[[], object], table: str = "stripe_events"
+) -> list[tuple[str, Any]]:
     connection = session.connection()
     with statements(connection) as seen:
         call()
-    touching = [(sql, params) for sql, params in seen if "stripe_events" in sql]
+    return [(sql, params) for sql, params in seen if table in sql]
+
+
+def lookup(session: Session, call: Callable[[], object]) -> tuple[str, Any]:
+    touching = lookups(session, call)
     assert len(touching) == 1, touching
     return touching[0]
 
@@ -132,3 +141,50 @@ def test_the_sweepers_mark_reads_only_the_batch(db_session: Session, stored: lis
         )
     ).all()
     assert marked == [("default", 50), ("other", 50)]
+
+
+@pytest.mark.parametrize(
+    ("table", "link_column", "kind"),
+    [
+        ("veles_orders", "stripe_invoice_id", "invoices"),
+        ("veles_contracts", "stripe_subscription_id", "subscriptions"),
+    ],
+)
+def test_a_batchs_orders_and_contracts_are_found_by_key(
+    db_session: Session, table: str, link_column: str, kind: str
+) -> None:
+    """20,000 of the workspace's orders (contracts); a batch of 100 invoices (subscriptions),
+    half naming their order in metadata, half known by the Stripe id the relay stored."""
+    extra = "'month', '2026-01-01', " if table == "veles_contracts" else ""
+    columns = (
+        "workspace_id, id, customer_id, currency, "
+        + ("interval, start_date, " if table == "veles_contracts" else "")
+        + f"lines, status, {link_column}, created_at"
+    )
+    db_session.execute(
+        text(
+            f"INSERT INTO {table} ({columns}) SELECT 'default', 'v_' || lpad(g::text, 6, '0'),"
+            f" 'cust', 'usd', {extra}'[]', 'pushed', 's_' || lpad(g::text, 6, '0'), now()"
+            f" FROM generate_series(1, {STORED}) g"
+        )
+    )
+    by_metadata = [(f"s_{n:06d}", f"v_{n:06d}") for n in range(7_001, 7_051)]
+    by_stripe_id: list[tuple[str, str | None]] = [(f"s_{n:06d}", None) for n in range(7_051, 7_101)]
+    pairs: list[tuple[str, str | None]] = [*by_metadata, *by_stripe_id]
+    uow = UnitOfWork(db_session, "default")
+
+    def preload() -> None:
+        preload_links(uow, **{"invoices": [], "subscriptions": [], kind: pairs})
+
+    found = lookups(db_session, preload, table)
+    assert found
+    for statement in found:
+        assert rows_read(db_session.connection(), *statement, table=table) <= 2 * BATCH
+    links = uow.links
+    assert links is not None
+    if kind == "invoices":
+        assert sorted(links.orders) == [f"v_{n:06d}" for n in range(7_001, 7_101)]
+        assert links.orders_by_invoice["s_007090"].id == "v_007090"
+    else:
+        assert sorted(links.contracts) == [f"v_{n:06d}" for n in range(7_001, 7_101)]
+        assert links.contracts_by_subscription["s_007090"].id == "v_007090"

@@ -4,10 +4,14 @@ relay when Stripe answers a push."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any, TypeVar
 
-from sqlalchemy import or_, select
+from sqlalchemy import String, bindparam, func, select, true
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import Session
 
+from stripe_bridge.db import key_is_one_of
 from stripe_bridge.models import Invoice, Subscription, VelesContract, VelesOrder, utcnow
 from stripe_bridge.uow import OrderLinks, UnitOfWork
 
@@ -48,9 +52,9 @@ def preload_links(
     invoices: Iterable[tuple[str, str | None]],
     subscriptions: Iterable[tuple[str, str | None]],
 ) -> None:
-    """Lock and load, in one query each, the orders of `invoices` and the contracts of
-    `subscriptions` (pairs of the Stripe id and the Veles id from its metadata)."""
-    session, links = uow.session, OrderLinks()
+    """Lock and load, in two queries each (`_locked`), the orders of `invoices` and the
+    contracts of `subscriptions` (pairs of the Stripe id and the Veles id from its metadata)."""
+    links = OrderLinks()
     for invoice_id, order_id in invoices:
         links.invoice_ids.add(invoice_id)
         if order_id:
@@ -60,32 +64,91 @@ def preload_links(
         if contract_id:
             links.contract_ids.add(contract_id)
     if links.invoice_ids:
-        orders = select(VelesOrder).where(
-            VelesOrder.workspace_id == uow.workspace_id,
-            or_(
-                VelesOrder.id.in_(links.order_ids),
-                VelesOrder.stripe_invoice_id.in_(links.invoice_ids),
-            ),
-        )
-        for order in session.scalars(orders.order_by(VelesOrder.id).with_for_update()):
+        for order in _locked(
+            uow, VelesOrder, links.order_ids, VelesOrder.stripe_invoice_id, links.invoice_ids
+        ):
             links.orders[order.id] = order
             if order.stripe_invoice_id:
                 links.orders_by_invoice.setdefault(order.stripe_invoice_id, order)
     if links.subscription_ids:
-        contracts = select(VelesContract).where(
-            VelesContract.workspace_id == uow.workspace_id,
-            or_(
-                VelesContract.id.in_(links.contract_ids),
-                VelesContract.stripe_subscription_id.in_(links.subscription_ids),
-            ),
-        )
-        for contract in session.scalars(contracts.order_by(VelesContract.id).with_for_update()):
+        for contract in _locked(
+            uow,
+            VelesContract,
+            links.contract_ids,
+            VelesContract.stripe_subscription_id,
+            links.subscription_ids,
+        ):
             links.contracts[contract.id] = contract
             if contract.stripe_subscription_id:
                 links.contracts_by_subscription.setdefault(
                     contract.stripe_subscription_id, contract
                 )
     uow.links = links
+
+
+R = TypeVar("R", VelesOrder, VelesContract)
+
+
+def _locked(
+    uow: UnitOfWork, model: type[R], ids: set[str], column: Any, stripe_ids: set[str]
+) -> Sequence[R]:
+    """The workspace's `model` rows named by id or whose Stripe id (`column`) is one of
+    `stripe_ids`, locked in id order. PostgreSQL: every row found through an index by its key,
+    whatever the statistics say (`tests/test_key_lookups.py`): written as `workspace_id = … AND
+    (id IN … OR column IN …)`, or as a join with the listed keys, a table not analyzed yet was
+    read whole for every batch."""
+    session, workspace_id = uow.session, uow.workspace_id
+    linked = session.scalars(_by_stripe_id(session, model, workspace_id, column, stripe_ids)).all()
+    wanted = sorted(ids | set(linked))
+    if not wanted:
+        return []
+    if session.get_bind().dialect.name != "postgresql":
+        keys = [(workspace_id, id_) for id_ in wanted]
+        return session.scalars(
+            select(model)
+            .where(key_is_one_of(session, model, keys))
+            .order_by(model.id)
+            .with_for_update()
+        ).all()
+    listed = _listed(wanted)
+    one = (
+        select(model)
+        .where(model.workspace_id == workspace_id, model.id == listed.c.id)
+        .with_for_update()
+        .lateral("locked")
+    )
+    locked = select(model).from_statement(
+        select(*one.c).select_from(listed).join(one, true()).order_by(one.c.id)
+    )
+    return session.scalars(locked).all()
+
+
+def _listed(ids: list[str]) -> Any:
+    return (
+        func.unnest(bindparam(None, ids, type_=postgresql.ARRAY(String)))
+        .table_valued("id")
+        .render_derived(name="listed")
+    )
+
+
+def _by_stripe_id(
+    session: Session, model: type[R], workspace_id: str, column: Any, stripe_ids: set[str]
+) -> Any:
+    """The ids of the rows whose `column` is one of `stripe_ids`. PostgreSQL: each looked up on
+    its own through the column's index, in a LATERAL subquery that `OFFSET 0` keeps the planner
+    from flattening into a join (which, on a table not analyzed yet, it planned as a hash join
+    over the whole table)."""
+    if session.get_bind().dialect.name != "postgresql":
+        keys = [(workspace_id, id_) for id_ in sorted(stripe_ids)]
+        return select(model.id).where(key_is_one_of(session, model, keys, column))
+    listed = _listed(sorted(stripe_ids))
+    one = (
+        select(model.id)
+        .where(model.workspace_id == workspace_id, column == listed.c.id)
+        .offset(0)
+        .lateral("found")
+    )
+    return select(one.c.id).select_from(listed).join(one, true())
 
 
 def order_for_invoice(uow: UnitOfWork, invoice: Invoice) -> VelesOrder | None:
