@@ -135,6 +135,17 @@ def claim_rows_statement(model: type[Any]) -> Any:
     return _CLAIM_MANY_STATEMENTS[model]
 
 
+def listed_ids(ids: Sequence[str]) -> Any:
+    """PostgreSQL: `unnest(:ids) AS listed(id)`, the ids in the order given: the outer side of a
+    `CROSS JOIN LATERAL (… WHERE workspace_id = … AND id = listed.id …)`, which looks each row
+    up through its index whatever the table's statistics say (see `key_is_one_of`)."""
+    return (
+        func.unnest(bindparam(None, list(ids), type_=postgresql.ARRAY(String)))
+        .table_valued("id")
+        .render_derived(name="listed")
+    )
+
+
 def key_is_one_of(
     session: Session, model: Any, keys: Sequence[tuple[str, str]], column: Any = None
 ) -> ColumnElement[bool]:

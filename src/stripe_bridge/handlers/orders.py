@@ -7,11 +7,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import String, bindparam, func, select, true
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import select, true
 from sqlalchemy.orm import Session
 
-from stripe_bridge.db import key_is_one_of
+from stripe_bridge.db import key_is_one_of, listed_ids
 from stripe_bridge.models import Invoice, Subscription, VelesContract, VelesOrder, utcnow
 from stripe_bridge.uow import OrderLinks, UnitOfWork
 
@@ -110,7 +109,7 @@ def _locked(
             .order_by(model.id)
             .with_for_update()
         ).all()
-    listed = _listed(wanted)
+    listed = listed_ids(wanted)
     one = (
         select(model)
         .where(model.workspace_id == workspace_id, model.id == listed.c.id)
@@ -123,14 +122,6 @@ def _locked(
     return session.scalars(locked).all()
 
 
-def _listed(ids: list[str]) -> Any:
-    return (
-        func.unnest(bindparam(None, ids, type_=postgresql.ARRAY(String)))
-        .table_valued("id")
-        .render_derived(name="listed")
-    )
-
-
 def _by_stripe_id(
     session: Session, model: type[R], workspace_id: str, column: Any, stripe_ids: set[str]
 ) -> Any:
@@ -141,7 +132,7 @@ def _by_stripe_id(
     if session.get_bind().dialect.name != "postgresql":
         keys = [(workspace_id, id_) for id_ in sorted(stripe_ids)]
         return select(model.id).where(key_is_one_of(session, model, keys, column))
-    listed = _listed(sorted(stripe_ids))
+    listed = listed_ids(sorted(stripe_ids))
     one = (
         select(model.id)
         .where(model.workspace_id == workspace_id, column == listed.c.id)

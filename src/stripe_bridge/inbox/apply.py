@@ -9,12 +9,11 @@ from typing import Any, cast
 
 import orjson
 import structlog
-from sqlalchemy import String, bindparam, func, select, true
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import select, true
 from sqlalchemy.orm import Session, sessionmaker
 
 from stripe_bridge import connection
-from stripe_bridge.db import key_is_one_of
+from stripe_bridge.db import key_is_one_of, listed_ids
 from stripe_bridge.event import Event
 from stripe_bridge.failures import describe, is_permanent, mark_failed, record_error
 from stripe_bridge.handlers.base import Handler
@@ -227,11 +226,7 @@ def received_locked(session: Session, workspace_id: str, event_ids: Sequence[str
             .order_by(StripeEvent.id)
             .with_for_update(skip_locked=True)
         ).all()
-    listed = (
-        func.unnest(bindparam(None, sorted(set(event_ids)), type_=postgresql.ARRAY(String)))
-        .table_valued("id")
-        .render_derived(name="listed")
-    )
+    listed = listed_ids(sorted(set(event_ids)))
     one = (
         select(StripeEvent.id, StripeEvent.type, StripeEvent.payload)
         .where(
