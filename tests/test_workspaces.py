@@ -408,3 +408,26 @@ def test_an_event_of_a_deleted_workspace_is_not_applied(two: TestClient, bridge:
 
     assert status_of(bridge, "initech", late.id) == "ignored"
     assert count_rows(bridge, Customer, Customer.workspace_id == "initech") == 0
+
+
+def test_an_event_of_another_account_at_a_workspaces_door_is_not_applied(
+    two: TestClient, bridge: Context
+) -> None:
+    """A key-mode endpoint that also listens to connected accounts (Connect) delivers their
+    events with `account`: their objects are not the workspace's, and are not mirrored."""
+    acme_account = api(two, "GET", "/workspaces/acme/connection").json()["account_id"]
+    own = {**customer_event("cus_own", "Own", "o@acme.example"), "account": acme_account}
+    other = {**customer_event("cus_theirs", "Theirs", "t@else.example"), "account": "acct_else"}
+
+    assert post_to(two, "acme", own, SECRET).status_code == 200
+    assert post_to(two, "acme", other, SECRET).status_code == 200
+    run_jobs(bridge)
+
+    assert status_of(bridge, "acme", own["id"]) == "processed"
+    assert status_of(bridge, "acme", other["id"]) == "ignored"
+    with bridge.session_factory() as session:
+        row = session.get(StripeEvent, ("acme", other["id"]))
+        assert row is not None
+        assert row.reason == f"other account: acct_else, workspace is connected to {acme_account}"
+        assert session.get(Customer, ("acme", "cus_theirs")) is None
+        assert session.get(Customer, ("acme", "cus_own")) is not None

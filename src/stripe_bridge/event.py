@@ -20,6 +20,8 @@ class Event:
     api_version: str | None
     object: Mapping[str, Any]
     previous_attributes: Mapping[str, Any] | None
+    # A Connect event's connected account (`account`); None for the account's own events.
+    account: str | None = None
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> Event:
@@ -37,6 +39,7 @@ class Event:
                 api_version=payload.get("api_version"),
                 object=obj,
                 previous_attributes=prev if isinstance(prev, Mapping) else None,
+                account=account if isinstance(account := payload.get("account"), str) else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise PermanentError(f"malformed event payload: {exc!r}") from exc

@@ -79,12 +79,18 @@ def refusal_now(
     session: Session, settings: Settings, workspace_id: str, event: Event
 ) -> str | None:
     """The worker's check, in the applying transaction (no secrets decrypted). An event of a
-    workspace deleted since it was stored is not applied (its id may be given to another)."""
+    workspace deleted since it was stored is not applied (its id may be given to another), nor
+    one of a connected account other than the workspace's (an endpoint that also listens to
+    the account's Connect accounts delivers their events with `account`)."""
     row = connection.get(session, workspace_id)
     if row is None and workspace_id != DEFAULT_WORKSPACE and not exists(session, workspace_id):
         return "unknown_workspace"
     mode = row.mode if row is not None else settings.inbound_mode
-    return refusal(connection.status_of(row), mode, event.livemode)
+    reason = refusal(connection.status_of(row), mode, event.livemode)
+    other = row is not None and event.account not in (None, row.account_id)
+    if reason is None and row is not None and other:  # a Connect event at the account's door
+        return f"other account: {event.account}, workspace is connected to {row.account_id}"
+    return reason
 
 
 def apply_event(

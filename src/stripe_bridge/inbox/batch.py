@@ -132,14 +132,15 @@ def _refusals(
     uow: UnitOfWork, events: list[Event], accept: Accept, applied: dict[str, tuple[str, str]]
 ) -> tuple[list[Event], dict[str, list[str]]]:
     """The events to apply, and the refused ones by reason. Whether an event may be applied
-    depends on the connection and the event's mode only: asked once per mode."""
-    verdicts: dict[bool, str | None] = {}
+    depends on the connection and the event's mode and account only: asked once for each."""
+    verdicts: dict[tuple[bool, str | None], str | None] = {}
     to_apply: list[Event] = []
     ignored: dict[str, list[str]] = defaultdict(list)
     for event in events:
-        if event.livemode not in verdicts:
-            verdicts[event.livemode] = accept(uow.session, uow.workspace_id, event)
-        reason = verdicts[event.livemode]
+        asked = (event.livemode, event.account)
+        if asked not in verdicts:
+            verdicts[asked] = accept(uow.session, uow.workspace_id, event)
+        reason = verdicts[asked]
         if reason:
             ignored[reason].append(event.id)
             applied[event.id] = (event.type, IGNORED)
