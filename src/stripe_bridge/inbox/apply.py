@@ -87,8 +87,8 @@ def refusal_now(
         return "unknown_workspace"
     mode = row.mode if row is not None else settings.inbound_mode
     reason = refusal(connection.status_of(row), mode, event.livemode)
-    other = row is not None and event.account not in (None, row.account_id)
-    if reason is None and row is not None and other:  # a Connect event at the account's door
+    # a Connect event at the account's own door
+    if reason is None and row is not None and event.account not in (None, row.account_id):
         return f"other account: {event.account}, workspace is connected to {row.account_id}"
     return reason
 
