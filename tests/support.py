@@ -243,8 +243,9 @@ def queued_event_ids(bridge: Context, queue_name: str = EVENTS_QUEUE) -> list[st
     ids: list[str] = []
     for message_id in client.lrange(queue, 0, -1):
         message = dramatiq.Message.decode(client.hget(f"{queue}.msgs", message_id))
-        argument = message.args[0]  # (ids, workspace_id)
-        ids.extend(argument if isinstance(argument, list) else [argument])
+        argument = message.args[0]  # (ids, workspace_id), or ([[workspace_id, id], …],)
+        items = argument if isinstance(argument, list) else [argument]
+        ids.extend(item[1] if isinstance(item, list) else item for item in items)
     return ids
 
 

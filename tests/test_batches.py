@@ -19,10 +19,13 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
-from stripe_bridge import connection
+from stripe_bridge import connection, workspaces
 from stripe_bridge.context import Context
 from stripe_bridge.event import Event
+from stripe_bridge.inbox.apply import Key
 from stripe_bridge.inbox.batch import BATCH_SIZE
+from stripe_bridge.inbox.door import classify, parse_event
+from stripe_bridge.inbox.store import store
 from stripe_bridge.models import (
     Customer,
     Invoice,
@@ -1147,3 +1150,67 @@ def test_generated_stories_shuffled_into_concurrent_batches_end_in_their_last_sn
             wrong[story.object_id] = (story_state(story.kind, row), expected)
     assert not wrong, f"{len(wrong)} rows differ, e.g. {dict(list(wrong.items())[:3])}"
     assert set(statuses(bridge).values()) == {"processed"}
+
+
+def spread(bridge: Context, prefix: str, count: int, payloads: list[dict[str, Any]]) -> list[Key]:
+    """`count` connected workspaces `<prefix>-NNN`, each with its own account, holding
+    `payloads` stored as their doors store them: each object's events in one workspace
+    (the objects dealt round them), so that the story of every object stays whole."""
+    names = [f"{prefix}-{n:03d}" for n in range(count)]
+    with bridge.session_factory.begin() as session:
+        for n, workspace_id in enumerate(names):
+            workspaces.create(session, workspace_id)
+            account = {"id": f"acct_{prefix}{n:03d}", "settings": {}}
+            connection.take(session, workspace_id, account, "test", platform=False)
+    objects = sorted({payload["data"]["object"]["id"] for payload in payloads})
+    batch = []
+    for payload in payloads:
+        incoming = parse_event(orjson.dumps(payload))
+        classify(incoming, handled=bridge.handlers)
+        incoming.workspace_id = names[objects.index(payload["data"]["object"]["id"]) % count]
+        batch.append(incoming)
+    with bridge.session_factory.begin() as session:
+        store(session, StripeEvent, batch)
+    return [incoming.key for incoming in batch]
+
+
+def mirrors_of(bridge: Context, prefix: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """Every mirror row of the workspaces `<prefix>-…`, by table and object id."""
+    found = {}
+    with bridge.session_factory() as session:
+        for model in (Customer, Invoice, Price, Product, Subscription):
+            for row in session.scalars(select(model).where(model.workspace_id.like(f"{prefix}-%"))):
+                found[(model.__tablename__, row.id)] = columns(row) | {"workspace_id": None}
+    return found
+
+
+def test_a_job_of_many_workspaces_costs_the_statements_of_a_job_of_one(bridge: Context) -> None:
+    """A batch spread over many workspaces (one or two events of each, as when deliveries
+    come from hundreds of workspaces) runs the same statements as one of a single workspace:
+    each claim, lock and lookup serves all its workspaces at once. The outcome is the same."""
+    story = [load_fixture("current", event_type) for event_type in EVENT_TYPES]
+    random.Random(3).shuffle(story)
+    objects = len({payload["data"]["object"]["id"] for payload in story})
+    assert objects == 8
+    runs: dict[int, tuple[Recorder, dict[tuple[str, str], dict[str, Any]]]] = {}
+    for count in (1, objects):  # all in one workspace; each object in a workspace of its own
+        keys = spread(bridge, f"spread{count}", count, story)
+        assert len({workspace_id for workspace_id, _id in keys}) == count
+        bridge.jobs.send_keys(keys)
+        assert queued_jobs(bridge) == 1
+        with recording(bridge) as done:
+            run_jobs(bridge)
+        with bridge.session_factory() as session:
+            outcome = session.execute(
+                select(StripeEvent.status, StripeEvent.attempts)
+                .where(StripeEvent.workspace_id.like(f"spread{count}-%"))
+                .distinct()
+            ).all()
+        assert outcome == [("processed", 1)]
+        runs[count] = (done, mirrors_of(bridge, f"spread{count}"))
+
+    (one, one_mirrors), (many, many_mirrors) = runs[1], runs[objects]
+    assert one.commits == many.commits == 1
+    assert len(many.statements) == len(one.statements), [sql for sql, _ in many.statements]
+    assert many_mirrors == one_mirrors
+    assert len(one_mirrors) == sum(mirror_objects(story).values())

@@ -23,6 +23,8 @@ from stripe_bridge.handlers.orders import preload_links
 from stripe_bridge.inbox.apply import received_locked
 from stripe_bridge.inbox.batch import _record
 from stripe_bridge.inbox.store import mark_enqueued
+from stripe_bridge.matching.linking import preload_pools
+from stripe_bridge.matching.rules import Keys
 from stripe_bridge.models import PROCESSED, StripeEvent
 from stripe_bridge.uow import UnitOfWork
 
@@ -103,29 +105,30 @@ def lookup(session: Session, call: Callable[[], object]) -> tuple[str, Any]:
 
 
 def test_the_claim_reads_only_the_batch(db_session: Session, stored: list[str]) -> None:
-    rows = received_locked(db_session, "default", stored)
-    assert [row[0] for row in rows] == stored
-    statement = lookup(db_session, lambda: received_locked(db_session, "default", stored))
+    keys = [("default", event_id) for event_id in stored]
+    rows = received_locked(db_session, keys)
+    assert [(row[0], row[1]) for row in rows] == keys
+    statement = lookup(db_session, lambda: received_locked(db_session, keys))
+    assert rows_read(db_session.connection(), *statement) <= BATCH
+
+
+def test_a_claim_of_several_workspaces_reads_only_their_keys(
+    db_session: Session, stored: list[str]
+) -> None:
+    """Half the batch in `default`, half in `other` (same ids): each key finds its own row."""
+    keys = [("other", event_id) for event_id in stored[50:]] + [
+        ("default", event_id) for event_id in stored[:50]
+    ]
+    rows = received_locked(db_session, keys)
+    assert [(row[0], row[1]) for row in rows] == sorted(keys)
+    statement = lookup(db_session, lambda: received_locked(db_session, keys))
     assert rows_read(db_session.connection(), *statement) <= BATCH
 
 
 def test_recording_the_outcome_reads_only_the_batch(db_session: Session, stored: list[str]) -> None:
-    uow = UnitOfWork(db_session, "default")
-    statement = lookup(db_session, lambda: _record(uow, stored, PROCESSED, None))
+    keys = [("default", event_id) for event_id in stored]
+    statement = lookup(db_session, lambda: _record(db_session, keys, PROCESSED, None))
     assert rows_read(db_session.connection(), *statement) <= BATCH
-    statuses = db_session.execute(
-        text(
-            "SELECT workspace_id, status, count(*) FROM stripe_events"
-            " WHERE status <> 'received' GROUP BY 1, 2"
-        )
-    ).all()
-    # run twice (the call and its EXPLAIN ANALYZE), in default only: the other workspace's
-    # events with the same ids are untouched
-    assert statuses == [("default", PROCESSED, BATCH)]
-    attempts = db_session.scalars(
-        text("SELECT DISTINCT attempts FROM stripe_events WHERE status = 'processed'")
-    ).all()
-    assert attempts == [2]
 
 
 def test_the_sweepers_mark_reads_only_the_batch(db_session: Session, stored: list[str]) -> None:
@@ -172,9 +175,12 @@ def test_a_batchs_orders_and_contracts_are_found_by_key(
     by_stripe_id: list[tuple[str, str | None]] = [(f"s_{n:06d}", None) for n in range(7_051, 7_101)]
     pairs: list[tuple[str, str | None]] = [*by_metadata, *by_stripe_id]
     uow = UnitOfWork(db_session, "default")
+    wanted = [("default", stripe_id, veles_id) for stripe_id, veles_id in pairs]
 
     def preload() -> None:
-        preload_links(uow, **{"invoices": [], "subscriptions": [], kind: pairs})
+        preload_links(
+            db_session, {"default": uow}, **{"invoices": [], "subscriptions": [], kind: wanted}
+        )
 
     found = lookups(db_session, preload, table)
     assert found
@@ -188,3 +194,52 @@ def test_a_batchs_orders_and_contracts_are_found_by_key(
     else:
         assert sorted(links.contracts) == [f"v_{n:06d}" for n in range(7_001, 7_101)]
         assert links.contracts_by_subscription["s_007090"].id == "v_007090"
+
+
+def test_a_batchs_matching_candidates_are_found_by_key(db_session: Session) -> None:
+    """20,000 Veles customers and products in `default` and the same in `other`; a batch of
+    customers and products of both workspaces reads each candidate through its key's index,
+    and each workspace's pool holds only its own candidates."""
+    for workspace in ("default", "other"):
+        db_session.execute(
+            text(
+                "INSERT INTO veles_customers (workspace_id, id, name, email_key, domain_key,"
+                " name_key) SELECT :ws, 'vc_' || g, 'Co ' || g, 'a@co' || g || '.com',"
+                " 'co' || g || '.com', 'co ' || g FROM generate_series(1, :count) g"
+            ),
+            {"ws": workspace, "count": STORED},
+        )
+        db_session.execute(
+            text(
+                "INSERT INTO veles_products (workspace_id, id, name, name_key) SELECT :ws,"
+                " 'vp_' || g, 'Plan ' || g, 'plan ' || g FROM generate_series(1, :count) g"
+            ),
+            {"ws": workspace, "count": STORED},
+        )
+    customers = [("default", Keys(f"a@co{n}.com", None, None)) for n in range(1, 26)]
+    customers += [("other", Keys(None, f"co{n}.com", f"co {n + 1}")) for n in range(101, 126)]
+    products = [("default", f"plan {n}") for n in range(1, 26)]
+    products += [("other", f"plan {n}") for n in range(201, 226)] + [("other", None)]
+
+    found = lookups(db_session, lambda: preload_pools(db_session, customers, products), "veles_")
+    assert len(found) == 4  # email, domain, name, product names: each for both workspaces
+    for statement in found:
+        table = "veles_products" if "FROM veles_products" in statement[0] else "veles_customers"
+        assert rows_read(db_session.connection(), *statement, table=table) <= BATCH
+
+    pools = preload_pools(db_session, customers, products)
+    assert sorted(pools) == ["default", "other"]
+    assert sorted(pools["default"].customers) == sorted(
+        (f"vc_{n}", Keys(f"a@co{n}.com", f"co{n}.com", f"co {n}")) for n in range(1, 26)
+    )
+    # by domain co101…co125 and by name co 102…co 126: each candidate once
+    other_ids = sorted(veles_id for veles_id, _keys in pools["other"].customers)
+    assert other_ids == sorted(f"vc_{n}" for n in range(101, 127))
+    assert sorted(pools["default"].products) == sorted(
+        (f"vp_{n}", f"plan {n}") for n in range(1, 26)
+    )
+    assert sorted(veles_id for veles_id, _key in pools["other"].products) == sorted(
+        f"vp_{n}" for n in range(201, 226)
+    )
+    assert pools["other"].covers(Keys(None, "co101.com", "co 102"))
+    assert not pools["default"].covers(Keys(None, "co101.com", None))

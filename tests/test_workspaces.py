@@ -21,6 +21,7 @@ from stripe_bridge.inbox.store import store
 from stripe_bridge.models import Customer, OutboxRow, StripeEvent, VelesOrder, utcnow
 from stripe_bridge.outbox.relay import claim
 from stripe_bridge.sync import run_sync
+from stripe_bridge.web.app import create_app
 from tests.fake_stripe import FakeStripe
 from tests.support import (
     LIVE_KEY,
@@ -31,6 +32,9 @@ from tests.support import (
     admin_headers,
     count_rows,
     event,
+    own_bridge,
+    queued_event_ids,
+    queued_jobs,
     relay_for,
     run_jobs,
     signed_headers,
@@ -122,6 +126,32 @@ def test_the_same_ids_in_two_workspaces_stay_apart(two: TestClient, bridge: Cont
     # the default workspace holds nothing of either
     assert api(two, "GET", "/customers").json()["data"] == []
     assert count_rows(bridge, Customer) == 2
+
+
+def test_one_job_applies_several_workspaces_events_each_in_its_own(
+    two: TestClient, bridge: Context, database_url: str, redis_namespace: str
+) -> None:
+    # Given: the web's job sender holds deliveries of both workspaces, for the same Stripe id
+    acme = customer_event("cus_same", "Hooli (Acme's)", "ann@acme.example")
+    globex = customer_event("cus_same", "Hooli (Globex's)", "gus@globex.example")
+    lingering = own_bridge(database_url, redis_namespace, BRIDGE_ENQUEUE_LINGER_MS="60000")
+    with lingering as web, TestClient(create_app(web)) as client:
+        assert post_to(client, "acme", acme, SECRET).status_code == 200
+        assert post_to(client, "globex", globex, SECRET_B).status_code == 200
+    # the app stopped: what waited went out as one job carrying both workspaces' keys
+    assert queued_jobs(bridge) == 1
+    assert sorted(queued_event_ids(bridge)) == sorted([acme["id"], globex["id"]])
+
+    # When: a worker runs it
+    run_jobs(bridge)
+
+    # Then: each event is applied in its own workspace, in one transaction
+    [a] = api(two, "GET", "/workspaces/acme/customers").json()["data"]
+    [g] = api(two, "GET", "/workspaces/globex/customers").json()["data"]
+    assert (a["name"], g["name"]) == ("Hooli (Acme's)", "Hooli (Globex's)")
+    for workspace_id in ("acme", "globex"):
+        events = api(two, "GET", f"/workspaces/{workspace_id}/events").json()["data"]
+        assert [event["status"] for event in events] == ["processed"]
 
 
 def test_a_workspace_secret_does_not_open_another_workspace(

@@ -5,7 +5,7 @@ only the parts their signatures name (a session factory, a gateway factory, the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -34,6 +34,11 @@ class JobQueue(Protocol):
     ) -> list[str]:
         """Jobs for a workspace's stored events; answers the ids sent (the rest stay for the
         sweeper). `bulk`: replays and recoveries, which live deliveries go before."""
+        ...
+
+    def send_keys(self, keys: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Live jobs for stored Stripe events of any workspaces, `(workspace_id, event_id)`
+        (the web's job sender); answers the keys sent."""
         ...
 
     def send_sync(self, workspace_id: str, kind: str, trigger: str) -> None:

@@ -5,7 +5,7 @@ embedded `serve` each get their own, and no module does I/O at import time."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 import dramatiq
@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 from stripe_bridge.context import Context
 from stripe_bridge.errors import PermanentError
 from stripe_bridge.event import Event
-from stripe_bridge.inbox.apply import apply_event, refusal_now
-from stripe_bridge.inbox.batch import apply_events, chunks
+from stripe_bridge.inbox.apply import Key, apply_event, refusal_now
+from stripe_bridge.inbox.batch import BATCH_SIZE, apply_events, chunks
 from stripe_bridge.inbox.door import decode_veles_event
 from stripe_bridge.models import DEFAULT_WORKSPACE, Inbox, StripeEvent, VelesEvent
 from stripe_bridge.settings import Settings
@@ -89,6 +89,15 @@ def _job_context(**ids: str) -> Iterator[None]:
         structlog.contextvars.clear_contextvars()
 
 
+def _keys(items: list[str | list[str]], workspace_id: str) -> list[Key]:
+    """A batch job's events: each item an event id of `workspace_id`'s, or a `[workspace_id,
+    event_id]` pair (the web's job sender mixes workspaces). The workspace defaults to
+    `default`: a job a 0.8 web sent still runs."""
+    return [
+        (item[0], item[1]) if isinstance(item, list) else (workspace_id, item) for item in items
+    ]
+
+
 APPLY_STRIPE_EVENTS = "apply_stripe_events"
 APPLY_BULK_EVENTS = "apply_stripe_events_bulk"
 APPLY_VELES_EVENT = "apply_veles_event"
@@ -112,16 +121,16 @@ def declare_actors(context: Context) -> None:
     def accept(session: Session, workspace_id: str, event: Event) -> str | None:
         return refusal_now(session, context.settings, workspace_id, event)
 
-    # The workspace comes last, defaulting to `default`: a job a 0.8 web sent still runs.
-    def apply_stripe_events(event_ids: list[str], workspace_id: str = DEFAULT_WORKSPACE) -> None:
-        """What the web, the sweeper and replays send: a batch of one workspace's events."""
-        with _job_context(workspace_id=workspace_id):
+    def apply_stripe_events(
+        event_ids: list[str | list[str]], workspace_id: str = DEFAULT_WORKSPACE
+    ) -> None:
+        """What the web, the sweeper and replays send: a batch of stored events."""
+        with _job_context():
             apply_events(
                 context.session_factory,
                 context.handlers,
                 context.claims,
-                workspace_id,
-                event_ids,
+                _keys(event_ids, workspace_id),
                 max_attempts=max_attempts,
                 accept=accept,
             )
@@ -206,6 +215,25 @@ class Jobs:
                 error=type(exc).__name__,
             )
             return sent
+
+    def send_keys(self, keys: Sequence[Key]) -> list[Key]:
+        """Stripe events of any workspaces (the web's job sender), live, in jobs of at most
+        `BATCH_SIZE` keys. Answers the keys sent; on a broker error the rest stay `received`
+        for the sweeper."""
+        actor = self.broker.get_actor(APPLY_STRIPE_EVENTS)
+        sent: list[Key] = []
+        try:
+            for start in range(0, len(keys), BATCH_SIZE):
+                batch = list(keys[start : start + BATCH_SIZE])
+                self.broker.enqueue(actor.message([[ws, event_id] for ws, event_id in batch]))
+                sent.extend(batch)
+        except Exception as exc:
+            log.warning(
+                "broker unavailable; the sweeper will re-enqueue",
+                events=len(keys) - len(sent),
+                error=type(exc).__name__,
+            )
+        return sent
 
     def send_sync(self, workspace_id: str, kind: str, trigger: str) -> None:
         self.broker.get_actor(SYNC_STRIPE).send(kind, trigger, workspace_id)

@@ -54,23 +54,32 @@ def lock_row(uow: UnitOfWork, model: type[M], object_id: str) -> M:
     return row
 
 
-def claim_rows(uow: UnitOfWork, model: type[M], object_ids: Iterable[str]) -> None:
-    """Claim (create if missing, lock, load) the mirror rows of a whole batch in one statement,
-    so the batch's `lock_row` calls need no round trip. PostgreSQL only: the embedded SQLite
-    claims row by row (its writers are serial anyway)."""
-    ids = sorted(set(object_ids))
-    if not ids or uow.session.get_bind().dialect.name != "postgresql":
+def claim_rows(
+    session: Session,
+    uows: Mapping[str, UnitOfWork],
+    model: type[M],
+    keys: Iterable[tuple[str, str]],
+) -> None:
+    """Claim (create if missing, lock, load) the mirror rows of a whole batch, `(workspace_id,
+    object_id)` of any of `uows`' workspaces, in one statement, so the batch's `lock_row` calls
+    need no round trip. PostgreSQL only: the embedded SQLite claims row by row (its writers are
+    serial anyway)."""
+    keys = sorted(set(keys))
+    if not keys or session.get_bind().dialect.name != "postgresql":
         return
-    rows = uow.session.scalars(
+    rows = session.scalars(
         claim_rows_statement(model),
-        {"workspace_id": uow.workspace_id, "object_ids": ids},
+        {
+            "workspace_ids": [workspace_id for workspace_id, _id in keys],
+            "object_ids": [object_id for _workspace, object_id in keys],
+        },
         execution_options={"populate_existing": True},
     )
-    if uow.rows is None:
-        uow.rows = {}
-    claimed = uow.rows
     for row in rows:
-        claimed[(model, row.id)] = row
+        uow = uows[row.workspace_id]
+        if uow.rows is None:
+            uow.rows = {}
+        uow.rows[(model, row.id)] = row
 
 
 _WRITE_STATEMENTS: dict[type[Any], tuple[Any, list[tuple[str, str]]]] = {}

@@ -4,13 +4,13 @@ relay when Stripe answers a push."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import select, true
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from stripe_bridge.db import key_is_one_of, listed_ids
+from stripe_bridge.db import looked_up
 from stripe_bridge.models import Invoice, Subscription, VelesContract, VelesOrder, utcnow
 from stripe_bridge.uow import OrderLinks, UnitOfWork
 
@@ -46,100 +46,74 @@ def record_invoice_status(
 
 
 def preload_links(
-    uow: UnitOfWork,
+    session: Session,
+    uows: Mapping[str, UnitOfWork],
     *,
-    invoices: Iterable[tuple[str, str | None]],
-    subscriptions: Iterable[tuple[str, str | None]],
+    invoices: Iterable[tuple[str, str, str | None]],
+    subscriptions: Iterable[tuple[str, str, str | None]],
 ) -> None:
     """Lock and load, in two queries each (`_locked`), the orders of `invoices` and the
-    contracts of `subscriptions` (pairs of the Stripe id and the Veles id from its metadata)."""
-    links = OrderLinks()
-    for invoice_id, order_id in invoices:
-        links.invoice_ids.add(invoice_id)
+    contracts of `subscriptions` (the workspace, the Stripe id and the Veles id from its
+    metadata), for every workspace of the batch (each of `uows` named gets its `links`)."""
+    links: dict[str, OrderLinks] = {}
+    for workspace_id, invoice_id, order_id in invoices:
+        link = links.setdefault(workspace_id, OrderLinks())
+        link.invoice_ids.add(invoice_id)
         if order_id:
-            links.order_ids.add(order_id)
-    for subscription_id, contract_id in subscriptions:
-        links.subscription_ids.add(subscription_id)
+            link.order_ids.add(order_id)
+    for workspace_id, subscription_id, contract_id in subscriptions:
+        link = links.setdefault(workspace_id, OrderLinks())
+        link.subscription_ids.add(subscription_id)
         if contract_id:
-            links.contract_ids.add(contract_id)
-    if links.invoice_ids:
-        for order in _locked(
-            uow, VelesOrder, links.order_ids, VelesOrder.stripe_invoice_id, links.invoice_ids
-        ):
-            links.orders[order.id] = order
-            if order.stripe_invoice_id:
-                links.orders_by_invoice.setdefault(order.stripe_invoice_id, order)
-    if links.subscription_ids:
-        for contract in _locked(
-            uow,
-            VelesContract,
-            links.contract_ids,
-            VelesContract.stripe_subscription_id,
-            links.subscription_ids,
-        ):
-            links.contracts[contract.id] = contract
-            if contract.stripe_subscription_id:
-                links.contracts_by_subscription.setdefault(
-                    contract.stripe_subscription_id, contract
-                )
-    uow.links = links
+            link.contract_ids.add(contract_id)
+
+    def keys(attribute: str) -> set[tuple[str, str]]:
+        return {(ws, id_) for ws, link in links.items() for id_ in getattr(link, attribute)}
+
+    for order in _locked(
+        session, VelesOrder, keys("order_ids"), VelesOrder.stripe_invoice_id, keys("invoice_ids")
+    ):
+        link = links[order.workspace_id]
+        link.orders[order.id] = order
+        if order.stripe_invoice_id:
+            link.orders_by_invoice.setdefault(order.stripe_invoice_id, order)
+    for contract in _locked(
+        session,
+        VelesContract,
+        keys("contract_ids"),
+        VelesContract.stripe_subscription_id,
+        keys("subscription_ids"),
+    ):
+        link = links[contract.workspace_id]
+        link.contracts[contract.id] = contract
+        if contract.stripe_subscription_id:
+            link.contracts_by_subscription.setdefault(contract.stripe_subscription_id, contract)
+    for workspace_id, link in links.items():
+        uows[workspace_id].links = link
 
 
 R = TypeVar("R", VelesOrder, VelesContract)
 
 
 def _locked(
-    uow: UnitOfWork, model: type[R], ids: set[str], column: Any, stripe_ids: set[str]
+    session: Session,
+    model: type[R],
+    ids: set[tuple[str, str]],
+    column: Any,
+    stripe_ids: set[tuple[str, str]],
 ) -> Sequence[R]:
-    """The workspace's `model` rows named by id or whose Stripe id (`column`) is one of
-    `stripe_ids`, locked in id order. PostgreSQL: every row found through an index by its key,
-    whatever the statistics say (`tests/test_key_lookups.py`): written as `workspace_id = … AND
-    (id IN … OR column IN …)`, or as a join with the listed keys, a table not analyzed yet was
-    read whole for every batch."""
-    session, workspace_id = uow.session, uow.workspace_id
-    linked = session.scalars(_by_stripe_id(session, model, workspace_id, column, stripe_ids)).all()
-    wanted = sorted(ids | set(linked))
-    if not wanted:
+    """The `model` rows named by `(workspace_id, id)` or whose `(workspace_id, column)` is one
+    of `stripe_ids`, locked in key order; every row found through an index by its key, whatever
+    the statistics say (`db.looked_up`; `tests/test_key_lookups.py`)."""
+    if stripe_ids:
+        linked = session.execute(
+            looked_up(session, [model.workspace_id, model.id], model, stripe_ids, column=column)
+        )
+        ids = ids | {(workspace_id, id_) for workspace_id, id_ in linked}
+    if not ids:
         return []
-    if session.get_bind().dialect.name != "postgresql":
-        keys = [(workspace_id, id_) for id_ in wanted]
-        return session.scalars(
-            select(model)
-            .where(key_is_one_of(session, model, keys))
-            .order_by(model.id)
-            .with_for_update()
-        ).all()
-    listed = listed_ids(wanted)
-    one = (
-        select(model)
-        .where(model.workspace_id == workspace_id, model.id == listed.c.id)
-        .with_for_update()
-        .lateral("locked")
-    )
-    locked = select(model).from_statement(
-        select(*one.c).select_from(listed).join(one, true()).order_by(one.c.id)
-    )
-    return session.scalars(locked).all()
-
-
-def _by_stripe_id(
-    session: Session, model: type[R], workspace_id: str, column: Any, stripe_ids: set[str]
-) -> Any:
-    """The ids of the rows whose `column` is one of `stripe_ids`. PostgreSQL: each looked up on
-    its own through the column's index, in a LATERAL subquery that `OFFSET 0` keeps the planner
-    from flattening into a join (which, on a table not analyzed yet, it planned as a hash join
-    over the whole table)."""
-    if session.get_bind().dialect.name != "postgresql":
-        keys = [(workspace_id, id_) for id_ in sorted(stripe_ids)]
-        return select(model.id).where(key_is_one_of(session, model, keys, column))
-    listed = listed_ids(sorted(stripe_ids))
-    one = (
-        select(model.id)
-        .where(model.workspace_id == workspace_id, column == listed.c.id)
-        .offset(0)
-        .lateral("found")
-    )
-    return select(one.c.id).select_from(listed).join(one, true())
+    found = looked_up(session, [model], model, ids, lock=True)
+    return session.scalars(select(model).from_statement(found)).all()
 
 
 def order_for_invoice(uow: UnitOfWork, invoice: Invoice) -> VelesOrder | None:

@@ -4,16 +4,16 @@ the batch path's fallback when a batch fails (`batch.py`)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import orjson
 import structlog
-from sqlalchemy import select, true
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from stripe_bridge import connection
-from stripe_bridge.db import key_is_one_of, listed_ids
+from stripe_bridge.db import looked_up
 from stripe_bridge.event import Event
 from stripe_bridge.failures import describe, is_permanent, mark_failed, record_error
 from stripe_bridge.handlers.base import Handler
@@ -25,9 +25,11 @@ from stripe_bridge.models import (
     IGNORED,
     PROCESSED,
     RECEIVED,
+    Connection,
     Inbox,
     StripeEvent,
     VelesEvent,
+    Workspace,
     utcnow,
 )
 from stripe_bridge.settings import Settings
@@ -148,6 +150,41 @@ def apply_event(
     return status
 
 
+def apply_each(
+    session_factory: sessionmaker[Session],
+    handlers: Mapping[str, Handler],
+    keys: Sequence[Key],
+    *,
+    max_attempts: int = MAX_ATTEMPTS,
+    accept: Accept = lambda _session, _workspace, _event: None,
+) -> dict[Key, str]:
+    """Apply stored Stripe events one at a time, each in its own transaction (a failed batch's
+    fallback): one bad event fails alone. The first transient error is re-raised once all have
+    been tried (the job retries; events already applied are skipped)."""
+    statuses: dict[Key, str] = {}
+    transient: Exception | None = None
+    for workspace_id, event_id in keys:
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(workspace_id=workspace_id, stripe_event_id=event_id)
+        try:
+            statuses[(workspace_id, event_id)] = apply_event(
+                session_factory,
+                handlers,
+                workspace_id,
+                event_id,
+                max_attempts=max_attempts,
+                accept=accept,
+                skip_locked=True,  # a row another job holds is that job's to apply
+            )
+        except Exception as exc:  # recorded on the event by apply_event; the job retries
+            transient = transient or exc
+        finally:
+            structlog.contextvars.clear_contextvars()
+    if transient is not None:
+        raise transient
+    return statuses
+
+
 def _apply_row(
     session: Session,
     row: StripeEvent | VelesEvent,
@@ -214,38 +251,34 @@ def _record_transient(
         return RECEIVED
 
 
-def received_locked(session: Session, workspace_id: str, event_ids: Sequence[str]) -> Sequence[Any]:
-    """The workspace's `event_ids` still `received`, locked for this transaction (`SKIP
-    LOCKED`: a row another job holds is that job's), in id order: `(id, type, payload)`.
-
-    PostgreSQL: each id looked up on its own through the primary key, in a LATERAL subquery
-    that the locking clause keeps the planner from flattening (`unnest(:ids) CROSS JOIN
-    LATERAL (SELECT … WHERE workspace_id = … AND id = listed.id … FOR UPDATE SKIP LOCKED)`):
-    the plan holds whatever the statistics say (see `db.key_is_one_of`)."""
-    if session.get_bind().dialect.name != "postgresql":
-        return session.execute(
-            select(StripeEvent.id, StripeEvent.type, StripeEvent.payload)
-            .where(
-                key_is_one_of(session, StripeEvent, [(workspace_id, id_) for id_ in event_ids]),
-                StripeEvent.status == RECEIVED,
-            )
-            .order_by(StripeEvent.id)
-            .with_for_update(skip_locked=True)
-        ).all()
-    listed = listed_ids(sorted(set(event_ids)))
-    one = (
-        select(StripeEvent.id, StripeEvent.type, StripeEvent.payload)
-        .where(
-            StripeEvent.workspace_id == workspace_id,
-            StripeEvent.id == listed.c.id,
-            StripeEvent.status == RECEIVED,
-        )
-        .with_for_update(skip_locked=True)
-        .lateral("claimed")
-    )
+def received_locked(session: Session, keys: Iterable[Key]) -> Sequence[Any]:
+    """The events among `keys` (of any workspaces) still `received`, locked for this transaction
+    (`SKIP LOCKED`: a row another job holds is that job's), in key order: `(workspace_id, id,
+    type, payload)`. Each looked up through the primary key (`db.looked_up`)."""
     return session.execute(
-        select(one.c.id, one.c.type, one.c.payload)
-        .select_from(listed)
-        .join(one, true())
-        .order_by(one.c.id)
+        looked_up(
+            session,
+            [StripeEvent.workspace_id, StripeEvent.id, StripeEvent.type, StripeEvent.payload],
+            StripeEvent,
+            keys,
+            where=[StripeEvent.status == RECEIVED],
+            lock="skip_locked",
+        )
     ).all()
+
+
+def prime_refusals(session: Session, workspace_ids: Collection[str]) -> list[object]:
+    """Load the workspaces' connections and workspace rows in two queries, so that
+    `refusal_now`'s lookups for a batch of many workspaces find them in the session. Answers the
+    rows: the caller keeps them (the session holds its objects weakly)."""
+    if not workspace_ids:
+        return []
+    ids = sorted(workspace_ids)
+    connections = list(session.scalars(select(Connection).where(Connection.workspace_id.in_(ids))))
+    unconnected = sorted(set(ids) - {row.workspace_id for row in connections})
+    workspaces = (
+        list(session.scalars(select(Workspace).where(Workspace.id.in_(unconnected))))
+        if unconnected
+        else []
+    )
+    return [*connections, *workspaces]

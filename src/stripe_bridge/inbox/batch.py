@@ -32,8 +32,16 @@ from stripe_bridge.event import Event
 from stripe_bridge.failures import describe
 from stripe_bridge.handlers.base import Claim, Handler, claim_rows, write_mirrors
 from stripe_bridge.handlers.orders import preload_links
-from stripe_bridge.inbox.apply import MAX_ATTEMPTS, Accept, apply_event, handle, received_locked
-from stripe_bridge.matching.linking import matching_lock, preload_pools
+from stripe_bridge.inbox.apply import (
+    MAX_ATTEMPTS,
+    Accept,
+    Key,
+    apply_each,
+    handle,
+    prime_refusals,
+    received_locked,
+)
+from stripe_bridge.matching.linking import matching_locks, preload_pools
 from stripe_bridge.matching.rules import Keys, derive_domain, normalise_product_name
 from stripe_bridge.metrics import EVENTS, HANDLER_SECONDS
 from stripe_bridge.models import (
@@ -61,35 +69,32 @@ def apply_events(
     session_factory: sessionmaker[Session],
     handlers: Mapping[str, Handler],
     claims: Mapping[str, Claim],
-    workspace_id: str,
-    event_ids: Sequence[str],
+    keys: Sequence[Key],
     *,
     max_attempts: int = MAX_ATTEMPTS,
     accept: Accept = lambda _session, _workspace, _event: None,
-) -> dict[str, str]:
-    """Apply the `received` events among the workspace's `event_ids`; answers the status of
-    each one applied (processed or ignored; failed ones only when they had to be applied one
-    by one)."""
+) -> dict[Key, str]:
+    """Apply the `received` events among `keys` (of one or several workspaces); answers the
+    status of each one applied (processed or ignored; failed ones only when they had to be
+    applied one by one)."""
     started = time.perf_counter()
     types: set[str] = set()
     try:
-        applied = _apply_together(
-            session_factory, handlers, claims, workspace_id, event_ids, accept, types
-        )
+        applied = _apply_together(session_factory, handlers, claims, keys, accept, types)
     except Exception as exc:
         structlog.contextvars.clear_contextvars()
         log.warning(
             "batch failed; applying its events one by one",
-            workspace_id=workspace_id,
-            stripe_event_ids=list(event_ids),
+            workspace_ids=sorted({workspace_id for workspace_id, _id in keys}),
+            stripe_event_ids=[event_id for _workspace, event_id in keys],
             event_types=sorted(types),
             error=describe(exc),
         )
-        return _one_by_one(session_factory, handlers, workspace_id, event_ids, max_attempts, accept)
+        return apply_each(session_factory, handlers, keys, max_attempts=max_attempts, accept=accept)
     finally:
         structlog.contextvars.clear_contextvars()
     share = (time.perf_counter() - started) / max(1, len(applied))
-    for event_id, (event_type, status) in applied.items():
+    for (workspace_id, event_id), (event_type, status) in applied.items():
         log.info(
             "event applied",
             workspace_id=workspace_id,
@@ -99,62 +104,76 @@ def apply_events(
         )
         EVENTS.labels("stripe", event_type, status).inc()
         HANDLER_SECONDS.labels("stripe").observe(share)
-    return {event_id: status for event_id, (_type, status) in applied.items()}
+    return {key: status for key, (_type, status) in applied.items()}
 
 
 def _apply_together(
     session_factory: sessionmaker[Session],
     handlers: Mapping[str, Handler],
     claims: Mapping[str, Claim],
-    workspace_id: str,
-    event_ids: Sequence[str],
+    keys: Sequence[Key],
     accept: Accept,
     types: set[str],
-) -> dict[str, tuple[str, str]]:
-    """One transaction for the batch; `types` collects the event types seen (for the log)."""
-    applied: dict[str, tuple[str, str]] = {}
+) -> dict[Key, tuple[str, str]]:
+    """One transaction for the batch, one unit of work in it per workspace; every statement
+    serves all the batch's workspaces at once (a batch spread over many workspaces holds one or
+    two events of each). `types` collects the event types seen (for the log)."""
+    applied: dict[Key, tuple[str, str]] = {}
     with session_factory.begin() as session:
-        rows = received_locked(session, workspace_id, event_ids)
+        rows = received_locked(session, keys)
         if not rows:
             return applied
-        types.update(event_type for _id, event_type, _payload in rows)
-        events = [Event.from_payload(orjson.loads(payload)) for _id, _type, payload in rows]
-        uow = UnitOfWork(session, workspace_id)
-        to_apply, ignored = _refusals(uow, events, accept, applied)
-        _handle_all(uow, handlers, claims, to_apply, applied)
-        _record(uow, [event.id for event in to_apply], PROCESSED, None)
-        for reason, ids in ignored.items():
-            _record(uow, ids, IGNORED, reason)
+        types.update(event_type for _ws, _id, event_type, _payload in rows)
+        events: dict[str, list[Event]] = defaultdict(list)
+        for workspace_id, _id, _type, payload in rows:
+            events[workspace_id].append(Event.from_payload(orjson.loads(payload)))
+        uows = {workspace_id: UnitOfWork(session, workspace_id) for workspace_id in events}
+        primed = prime_refusals(session, events)  # noqa: F841 (held for the transaction)
+        ignored: dict[str, list[Key]] = defaultdict(list)
+        to_apply = {
+            workspace_id: _refusals(uows[workspace_id], batch, accept, applied, ignored)
+            for workspace_id, batch in events.items()
+        }
+        _handle_all(session, uows, handlers, claims, to_apply, applied)
+        done = [(ws, event.id) for ws, batch in to_apply.items() for event in batch]
+        _record(session, done, PROCESSED, None)
+        for reason, refused in ignored.items():
+            _record(session, refused, IGNORED, reason)
     return applied
 
 
 def _refusals(
-    uow: UnitOfWork, events: list[Event], accept: Accept, applied: dict[str, tuple[str, str]]
-) -> tuple[list[Event], dict[str, list[str]]]:
-    """The events to apply, and the refused ones by reason. Whether an event may be applied
-    depends on the connection and the event's mode and account only: asked once for each."""
+    uow: UnitOfWork,
+    events: list[Event],
+    accept: Accept,
+    applied: dict[Key, tuple[str, str]],
+    ignored: dict[str, list[Key]],
+) -> list[Event]:
+    """The workspace's events to apply; the refused ones go to `ignored` by reason. Whether an
+    event may be applied depends on the connection and the event's mode and account only:
+    asked once for each."""
     verdicts: dict[tuple[bool, str | None], str | None] = {}
     to_apply: list[Event] = []
-    ignored: dict[str, list[str]] = defaultdict(list)
     for event in events:
         asked = (event.livemode, event.account)
         if asked not in verdicts:
             verdicts[asked] = accept(uow.session, uow.workspace_id, event)
         reason = verdicts[asked]
         if reason:
-            ignored[reason].append(event.id)
-            applied[event.id] = (event.type, IGNORED)
+            ignored[reason].append((uow.workspace_id, event.id))
+            applied[(uow.workspace_id, event.id)] = (event.type, IGNORED)
         else:
             to_apply.append(event)
-    return to_apply, ignored
+    return to_apply
 
 
 def _handle_all(
-    uow: UnitOfWork,
+    session: Session,
+    uows: Mapping[str, UnitOfWork],
     handlers: Mapping[str, Handler],
     claims: Mapping[str, Claim],
-    events: list[Event],
-    applied: dict[str, tuple[str, str]],
+    events: Mapping[str, list[Event]],
+    applied: dict[Key, tuple[str, str]],
 ) -> None:
     """Customers and products take a matching lock, which serialises every transaction that
     holds it until it commits: they go last, so that the lock is held briefly.
@@ -163,41 +182,51 @@ def _handle_all(
     query (Veles records) they do not write, so nothing needs flushing before a query: the
     changes go out together, as one executemany per table. (SQLite claims row by row, and
     needs its flushes.)"""
-    parts = (
-        [event for event in events if not claims[event.type].matching_lock],
-        [event for event in events if claims[event.type].matching_lock],
-    )
-    postgres = uow.session.get_bind().dialect.name == "postgresql"
-    with uow.session.no_autoflush if postgres else nullcontext():
-        for part in parts:
+    postgres = session.get_bind().dialect.name == "postgresql"
+    with session.no_autoflush if postgres else nullcontext():
+        for matching in (False, True):
+            part = {
+                ws: picked
+                for ws, batch in events.items()
+                if (picked := [e for e in batch if bool(claims[e.type].matching_lock) == matching])
+            }
             if not part:
                 continue
-            prepare(uow, claims, part)
-            for event in part:
-                structlog.contextvars.bind_contextvars(
-                    stripe_event_id=event.id, event_type=event.type
-                )
-                applied[event.id] = (event.type, handle(uow, handlers, event, None))
-        if uow.rows:
-            write_mirrors(uow.session, uow.rows.values())
+            prepare(session, uows, claims, part)
+            for workspace_id, batch in part.items():
+                for event in batch:
+                    structlog.contextvars.bind_contextvars(
+                        workspace_id=workspace_id, stripe_event_id=event.id, event_type=event.type
+                    )
+                    status = handle(uows[workspace_id], handlers, event, None)
+                    applied[(workspace_id, event.id)] = (event.type, status)
+        write_mirrors(session, [row for uow in uows.values() for row in (uow.rows or {}).values()])
 
 
-def prepare(uow: UnitOfWork, claims: Mapping[str, Claim], events: list[Event]) -> None:
-    """Lock and load what `events` need, in the order the one-event path takes it: matching
-    locks, then each table's rows (tables in name order, rows in id order), then the Veles
-    records they may match or update."""
-    by_model: dict[type[Any], list[Event]] = defaultdict(list)
-    locks: set[str] = set()
-    for event in events:
-        claim = claims[event.type]
-        by_model[claim.model].append(event)
-        if claim.matching_lock:
-            locks.add(claim.matching_lock)
-    for name in sorted(locks - uow.locks):
-        matching_lock(uow.session, uow.workspace_id, name)
-    uow.locks |= locks
+def prepare(
+    session: Session,
+    uows: Mapping[str, UnitOfWork],
+    claims: Mapping[str, Claim],
+    events: Mapping[str, list[Event]],
+) -> None:
+    """Lock and load what `events` (by workspace) need, in the order the one-event path takes
+    it, in one statement each for all the workspaces: matching locks, then each table's rows
+    (tables in name order, rows in key order), then the Veles records they may match or
+    update."""
+    by_model: dict[type[Any], list[tuple[str, Event]]] = defaultdict(list)
+    locks: set[tuple[str, str]] = set()
+    for workspace_id, batch in events.items():
+        for event in batch:
+            claim = claims[event.type]
+            by_model[claim.model].append((workspace_id, event))
+            if claim.matching_lock and claim.matching_lock not in uows[workspace_id].locks:
+                locks.add((workspace_id, claim.matching_lock))
+    matching_locks(session, locks)
+    for workspace_id, name in locks:
+        uows[workspace_id].locks.add(name)
     for model in sorted(by_model, key=lambda model: str(model.__tablename__)):
-        claim_rows(uow, model, [event.object["id"] for event in by_model[model]])
+        keys = [(ws, event.object["id"]) for ws, event in by_model[model]]
+        claim_rows(session, uows, model, keys)
 
     def veles_id(event: Event, key: str) -> str | None:
         metadata = event.object.get("metadata")
@@ -205,38 +234,40 @@ def prepare(uow: UnitOfWork, claims: Mapping[str, Claim], events: list[Event]) -
         return value if isinstance(value, str) else None
 
     if Customer in by_model or Product in by_model:
-        uow.pools = preload_pools(
-            uow.session,
-            uow.workspace_id,
+        pools = preload_pools(
+            session,
             customers=[
-                Keys.of(
-                    event.object.get("name"),
-                    event.object.get("email"),
-                    derive_domain(event.object.get("email"), event.object.get("metadata")),
-                )
-                for event in by_model.get(Customer, ())
+                (ws, Keys.of(e.object.get("name"), e.object.get("email"), _domain(e)))
+                for ws, e in by_model.get(Customer, ())
             ],
             product_names=[
-                normalise_product_name(event.object.get("name"))
-                for event in by_model.get(Product, ())
+                (ws, normalise_product_name(e.object.get("name")))
+                for ws, e in by_model.get(Product, ())
             ],
         )
+        for workspace_id, pool in pools.items():
+            uows[workspace_id].pools = pool
     if Invoice in by_model or Subscription in by_model:
         preload_links(
-            uow,
+            session,
+            uows,
             invoices=[
-                (event.object["id"], veles_id(event, "veles_order_id"))
-                for event in by_model.get(Invoice, ())
+                (ws, e.object["id"], veles_id(e, "veles_order_id"))
+                for ws, e in by_model.get(Invoice, ())
             ],
             subscriptions=[
-                (event.object["id"], veles_id(event, "veles_contract_id"))
-                for event in by_model.get(Subscription, ())
+                (ws, e.object["id"], veles_id(e, "veles_contract_id"))
+                for ws, e in by_model.get(Subscription, ())
             ],
         )
 
 
-def _record(uow: UnitOfWork, ids: list[str], status: str, reason: str | None) -> None:
-    if not ids:
+def _domain(event: Event) -> str | None:
+    return derive_domain(event.object.get("email"), event.object.get("metadata"))
+
+
+def _record(session: Session, keys: list[Key], status: str, reason: str | None) -> None:
+    if not keys:
         return
     values: dict[str, Any] = {
         "status": status,
@@ -246,41 +277,9 @@ def _record(uow: UnitOfWork, ids: list[str], status: str, reason: str | None) ->
     }
     if reason is not None:
         values["reason"] = reason
-    uow.session.execute(
+    session.execute(
         update(StripeEvent)
-        .where(key_is_one_of(uow.session, StripeEvent, [(uow.workspace_id, id_) for id_ in ids]))
+        .where(key_is_one_of(session, StripeEvent, keys))
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-
-
-def _one_by_one(
-    session_factory: sessionmaker[Session],
-    handlers: Mapping[str, Handler],
-    workspace_id: str,
-    event_ids: Sequence[str],
-    max_attempts: int,
-    accept: Accept,
-) -> dict[str, str]:
-    statuses: dict[str, str] = {}
-    transient: Exception | None = None
-    for event_id in event_ids:
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(stripe_event_id=event_id)
-        try:
-            statuses[event_id] = apply_event(
-                session_factory,
-                handlers,
-                workspace_id,
-                event_id,
-                max_attempts=max_attempts,
-                accept=accept,
-                skip_locked=True,  # a row another job holds is that job's to apply
-            )
-        except Exception as exc:  # recorded on the event by apply_event; the job retries
-            transient = transient or exc
-        finally:
-            structlog.contextvars.clear_contextvars()
-    if transient is not None:
-        raise transient
-    return statuses

@@ -7,12 +7,14 @@ moment cannot miss each other: whichever commits second sees the first. Manual d
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy import Select, func, or_, select, text
 from sqlalchemy.orm import Session
 
+from stripe_bridge.db import looked_up
 from stripe_bridge.matching.rules import (
     NO_MATCH,
     Decision,
@@ -73,42 +75,74 @@ class MatchingPools:
         )
 
 
+def matching_locks(session: Session, held: Iterable[tuple[str, str]]) -> None:
+    """`matching_lock` for many `(workspace_id, name)` at once (a batch of several workspaces),
+    in one statement that takes them in the order of their lock ids: every batch takes its
+    locks in the same order, so two batches cannot deadlock on them."""
+    keys = sorted({f"{name}:{workspace_id}" for workspace_id, name in held})
+    if keys and session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text(
+                "SELECT pg_advisory_xact_lock(lock_id) FROM (SELECT DISTINCT hashtext(key)"
+                " AS lock_id FROM unnest(CAST(:keys AS text[])) AS key ORDER BY lock_id"
+                " OFFSET 0) AS sorted"
+            ),
+            {"keys": keys},
+        )
+
+
 def preload_pools(
     session: Session,
-    workspace_id: str,
-    customers: Iterable[Keys],
-    product_names: Iterable[str | None],
-) -> MatchingPools:
-    """Read the candidates for every customer key and product name of a batch: one query each."""
-    customers = list(customers)
-    pools = MatchingPools(
-        emails={keys.email for keys in customers if keys.email is not None},
-        domains={keys.domain for keys in customers if keys.domain is not None},
-        names={keys.name for keys in customers if keys.name is not None},
-        product_names={name for name in product_names if name is not None},
-    )
-    conditions = _where_keys(VelesCustomer, *customers)
-    if conditions:
-        query = select(
-            VelesCustomer.id,
-            VelesCustomer.email_key,
-            VelesCustomer.domain_key,
-            VelesCustomer.name_key,
-        ).where(
-            VelesCustomer.workspace_id == workspace_id,
-            or_(*conditions),  # type: ignore[arg-type]
+    customers: Iterable[tuple[str, Keys]],
+    product_names: Iterable[tuple[str, str | None]],
+) -> dict[str, MatchingPools]:
+    """Read the candidates for every customer key and product name of a batch, `(workspace_id,
+    …)` of any workspaces: one query per key kind, each key looked up through its index."""
+    pools: dict[str, MatchingPools] = defaultdict(MatchingPools)
+    for workspace_id, keys in customers:
+        pool = pools[workspace_id]
+        for column in ("email", "domain", "name"):
+            value = getattr(keys, column)
+            if value is not None:
+                getattr(pool, f"{column}s").add(value)
+    for workspace_id, name in product_names:
+        pool = pools[workspace_id]
+        if name is not None:
+            pool.product_names.add(name)
+    found: set[tuple[str, str]] = set()
+    for column in ("email", "domain", "name"):
+        wanted = [(ws, key) for ws, pool in pools.items() for key in getattr(pool, f"{column}s")]
+        if not wanted:
+            continue
+        query = looked_up(
+            session,
+            [
+                VelesCustomer.workspace_id,
+                VelesCustomer.id,
+                VelesCustomer.email_key,
+                VelesCustomer.domain_key,
+                VelesCustomer.name_key,
+            ],
+            VelesCustomer,
+            wanted,
+            column=getattr(VelesCustomer, f"{column}_key"),
         )
-        pools.customers = [
-            (veles_id, Keys(email, domain, name))
-            for veles_id, email, domain, name in session.execute(query)
-        ]
-    if pools.product_names:
-        products = select(VelesProduct.id, VelesProduct.name_key).where(
-            VelesProduct.workspace_id == workspace_id,
-            VelesProduct.name_key.in_(pools.product_names),
+        for workspace_id, veles_id, email, domain, name in session.execute(query):
+            if (workspace_id, veles_id) not in found:
+                found.add((workspace_id, veles_id))
+                pools[workspace_id].customers.append((veles_id, Keys(email, domain, name)))
+    names = [(ws, name) for ws, pool in pools.items() for name in pool.product_names]
+    if names:
+        products = looked_up(
+            session,
+            [VelesProduct.workspace_id, VelesProduct.id, VelesProduct.name_key],
+            VelesProduct,
+            names,
+            column=VelesProduct.name_key,
         )
-        pools.products = [(veles_id, key) for veles_id, key in session.execute(products)]
-    return pools
+        for workspace_id, veles_id, key in session.execute(products):
+            pools[workspace_id].products.append((veles_id, key))
+    return dict(pools)
 
 
 def set_keys(row: Customer | VelesCustomer) -> Keys:

@@ -33,7 +33,7 @@ def create_app(bridge: Context) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         linger = bridge.settings.enqueue_linger_ms / 1000
-        sender = JobSender(bridge.jobs.send_events, linger=linger) if linger > 0 else None
+        sender = JobSender(bridge.jobs.send_keys, linger=linger) if linger > 0 else None
         group_commit = GroupCommit(make_flush(bridge, sender=sender))
         veles_commit = GroupCommit(make_flush(bridge, VelesEvent))
         if sender is not None:

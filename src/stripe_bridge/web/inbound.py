@@ -28,8 +28,9 @@ from stripe_bridge.errors import (
     StoreUnavailable,
     UnknownWorkspace,
 )
+from stripe_bridge.inbox.apply import Key
 from stripe_bridge.inbox.door import Incoming, classify, parse_event, parse_veles_event, verify
-from stripe_bridge.inbox.store import Flush, JobSender, Key, store
+from stripe_bridge.inbox.store import Flush, JobSender, store
 from stripe_bridge.metrics import WEBHOOKS
 from stripe_bridge.models import DEFAULT_WORKSPACE, IGNORED, RECEIVED, Inbox, StripeEvent
 from stripe_bridge.secrets_box import SecretBox
