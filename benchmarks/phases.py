@@ -257,11 +257,12 @@ def drive(bench: Bench, servers: Sequence[Server], bridge: str) -> dict[str, Any
     return results
 
 
-def profile_web(bench: Bench, server: Server) -> str:
-    """py-spy the web process while wrk saturates it (fresh deliveries)."""
+def profile_web(bench: Bench, server: Server, requests: Path | None = None) -> str:
+    """py-spy the web process while wrk saturates it (fresh deliveries, or `requests`)."""
     seconds = bench.args.profile_seconds
-    requests, _ = bench.deliveries("profile-web", bench.args.max_pool // 2)
-    output = bench.out / "profile-web.txt"
+    if requests is None:
+        requests, _ = bench.deliveries("profile-web", bench.args.max_pool // 2)
+    output = bench.out / f"{requests.stem}.txt"
     sampler = profiling.record(server.process.pid, seconds, output, gil=True)
     try:
         run_wrk(bench, server.port, requests, seconds)

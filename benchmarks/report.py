@@ -209,6 +209,9 @@ def render(results: dict[str, Any]) -> str:
     if "profile_web" in results:
         lines += ["", "Where the web process spends its Python CPU at saturation (py-spy --gil):",
                   "```", results["profile_web"], "```"]  # fmt: skip
+    if "profile_web_spread" in results:
+        lines += ["", "The same, deliveries spread over the workspaces (py-spy --gil):", "```",
+                  results["profile_web_spread"], "```"]  # fmt: skip
     if "profile_apply" in results:
         lines += ["", "Where the workers spend their Python CPU (py-spy --gil):", "```",
                   results["profile_apply"]["profile"], "```"]  # fmt: skip

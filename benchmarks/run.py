@@ -218,6 +218,11 @@ def run(bench: Bench, results: dict[str, Any]) -> None:
             backlog.unlink()
             limit = args.profile_seconds + 2
             results["profile_apply"] = apply_backlog(bench, worker, limit=limit, profile=True)
+        spread = results.get("workspaces", {}).get("ingest_ratio", 1.0)
+        if always or spread < report.WORKSPACES_RATIO:
+            print("  profiling the web process at saturation, spread over workspaces…", flush=True)
+            requests = workspaces.spread_deliveries(bench, "profile-web-spread")
+            results["profile_web_spread"] = profile_web(bench, bridge, requests)
     for server in servers:
         bench.stop(server.process)
 

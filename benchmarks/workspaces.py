@@ -83,6 +83,12 @@ def deliveries(bench: Bench, name: str, count: int, routes: Sequence[str]) -> Pa
     return write_deliveries(bench.out / f"{name}.tsv", routed(lines, routes))
 
 
+def spread_deliveries(bench: Bench, name: str) -> Path:
+    """Fresh deliveries spread over the quiet workspaces (for a profile of the web)."""
+    routes = paths(quiet_ids(bench.args.workspaces))
+    return deliveries(bench, name, bench.args.max_pool // 2, routes)
+
+
 def totals(bench: Bench, server: Server, worker_argv: Sequence[str], count: int) -> dict[str, Any]:
     """Saturation then drain, single workspace and spread, in the order S, M, M, S."""
     args = bench.args

@@ -19,12 +19,12 @@ from stripe_bridge.web import admin_api, admin_operations, admin_review, admin_w
 from stripe_bridge.web.console import console
 from stripe_bridge.web.health import healthz, metrics, readyz
 from stripe_bridge.web.inbound import (
-    InboundConfig,
     connect_webhook,
     make_flush,
     stripe_webhook,
     veles_event,
 )
+from stripe_bridge.web.inbound_views import InboundConfig
 from stripe_bridge.web.oauth_callback import oauth_callback
 from stripe_bridge.web.responses import bridge_error, http_error, unexpected_error
 
