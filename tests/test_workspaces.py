@@ -4,6 +4,7 @@ applying, pushing, counts, dead letters, replays, tokens."""
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 from typing import Any
@@ -18,8 +19,10 @@ from stripe_bridge import workspaces
 from stripe_bridge.context import Context
 from stripe_bridge.inbox.door import Incoming, parse_event, sign
 from stripe_bridge.inbox.store import store
+from stripe_bridge.jobs import APPLY_BULK_EVENTS
 from stripe_bridge.models import Customer, OutboxRow, StripeEvent, VelesOrder, utcnow
 from stripe_bridge.outbox.relay import claim
+from stripe_bridge.roles.threads import worker
 from stripe_bridge.sync import run_sync
 from stripe_bridge.web.app import create_app
 from tests.fake_stripe import FakeStripe
@@ -461,3 +464,49 @@ def test_an_event_of_another_account_at_a_workspaces_door_is_not_applied(
         assert row.reason == f"other account: acct_else, workspace is connected to {acme_account}"
         assert session.get(Customer, ("acme", "cus_theirs")) is None
         assert session.get(Customer, ("acme", "cus_own")) is not None
+
+
+def test_bulk_work_never_takes_every_thread_of_a_worker(
+    database_url: str, redis_namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given: a worker of 2 threads (1 for bulk work), and bulk jobs that take long
+    with own_bridge(database_url, redis_namespace, BRIDGE_BULK_THREADS="1") as bridge:
+        with bridge.session_factory.begin() as session:
+            workspaces.create(session, "globex")
+            live = [
+                incoming("globex", customer_event(f"cus_{n}", f"L{n}", f"l{n}@globex.example"))
+                for n in range(3)
+            ]
+            store(session, StripeEvent, live)
+        release, running, most, done = threading.Event(), [0], [0], [0]
+        guard = threading.Lock()
+
+        def long_bulk_job(event_ids: list[Any], workspace_id: str = "default") -> None:
+            with guard:
+                running[0] += 1
+                most[0] = max(most[0], running[0])
+            release.wait(20)
+            with guard:
+                running[0] -= 1
+                done[0] += 1
+
+        monkeypatch.setattr(bridge.broker.get_actor(APPLY_BULK_EVENTS), "fn", long_bulk_job)
+        for n in range(6):
+            bridge.jobs.send_events("acme", [f"evt_bulk_{n}"], bulk=True)
+
+        # When: the worker runs, and live deliveries come while the bulk jobs hold on
+        with worker(bridge, threads=2):
+            assert wait_until(lambda: running[0] == 1, 10)
+            for item in live:
+                bridge.jobs.send_events("globex", [item.id])
+            applied = wait_until(
+                lambda: all(status_of(bridge, "globex", i.id) == "processed" for i in live), 10
+            )
+            bulk_still_running = running[0]
+            release.set()
+            assert wait_until(lambda: done[0] == 6, 20)  # then the bulk work goes on
+
+        # Then: the live events were applied while bulk work held its one thread
+        assert applied
+        assert bulk_still_running == 1
+        assert most[0] == 1

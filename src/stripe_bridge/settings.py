@@ -154,6 +154,7 @@ class Settings(BaseModel):
     sweep_interval: Seconds = _var("BRIDGE_SWEEP_INTERVAL", 30)
     sweep_grace: int = _var("BRIDGE_SWEEP_GRACE", 60, ge=0)
     worker_threads: int = _var("BRIDGE_WORKER_THREADS", 8, ge=1)
+    bulk_threads: int = _var("BRIDGE_BULK_THREADS", 2, ge=1)
     enqueue_linger_ms: int = _var("BRIDGE_ENQUEUE_LINGER_MS", 50, ge=0)
     log_format: Annotated[Literal["auto", "json", "console"], BeforeValidator(_lower)] = _var(
         "BRIDGE_LOG_FORMAT", "auto"

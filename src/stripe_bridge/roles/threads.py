@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -12,6 +13,7 @@ import dramatiq
 import structlog
 
 from stripe_bridge.context import Context
+from stripe_bridge.jobs import BULK_QUEUE
 from stripe_bridge.outbox.relay import Relay, relay_options
 from stripe_bridge.roles.scheduler import Scheduler, sweep
 
@@ -22,18 +24,52 @@ log = structlog.get_logger(__name__)
 def worker(
     bridge: Context, threads: int | None = None, queues: set[str] | None = None
 ) -> Iterator[dramatiq.Worker]:
-    """A Dramatiq worker consuming the bridge's queues (or `queues`) in this process."""
-    instance = dramatiq.Worker(
-        bridge.broker,
-        queues=queues,
-        worker_threads=threads or bridge.settings.worker_threads,
-        worker_timeout=100,
-    )
-    instance.start()
+    """A Dramatiq worker consuming the bridge's queues (or `queues`) in this process, with
+    `threads` (BRIDGE_WORKER_THREADS) for live work. The bulk queue (replays, recoveries),
+    when consumed with others, gets a worker of its own with BRIDGE_BULK_THREADS: however
+    long one workspace's bulk backlog, it never takes the threads live deliveries need (a
+    priority alone only orders what waits: every thread could still be on a bulk batch)."""
+    consumed = set(queues or bridge.broker.get_declared_queues())
+    live_threads = threads or bridge.settings.worker_threads
+    split = BULK_QUEUE in consumed and len(consumed) > 1
+    instances = [
+        dramatiq.Worker(
+            bridge.broker,
+            queues=consumed - {BULK_QUEUE} if split else queues,
+            worker_threads=live_threads,
+            worker_timeout=100,
+        )
+    ]
+    if split:
+        bulk_threads = min(live_threads, bridge.settings.bulk_threads)
+        instances.append(
+            dramatiq.Worker(
+                bridge.broker, queues={BULK_QUEUE}, worker_threads=bulk_threads, worker_timeout=100
+            )
+        )
+    # the second worker adds dramatiq's worker middleware again: by design, not a mistake
+    notice = logging.getLogger(f"dramatiq.broker.{type(bridge.broker).__name__}")
+    quiet = _Without("same type twice")
+    notice.addFilter(quiet)
     try:
-        yield instance
+        for instance in instances:
+            instance.start()
     finally:
-        instance.stop()
+        notice.removeFilter(quiet)
+    try:
+        yield instances[0]
+    finally:
+        for instance in instances:
+            instance.stop()
+
+
+class _Without(logging.Filter):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self._text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self._text not in record.getMessage()
 
 
 def run_periodically(bridge: Context, stop: threading.Event) -> None:
