@@ -9,20 +9,23 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import event as sa_event
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
 from stripe_bridge.context import Context
-from stripe_bridge.errors import PermanentError
+from stripe_bridge.errors import NotFound, PermanentError
 from stripe_bridge.event import Event
 from stripe_bridge.jobs import BULK_QUEUE
 from stripe_bridge.models import Customer, OutboxRow, StripeEvent, VelesEvent, VelesOrder
+from stripe_bridge.operators import deadletters
 from stripe_bridge.operators.maintenance import prune
 from tests.fake_stripe import FakeStripe
 from tests.support import (
     admin_get,
     admin_headers,
+    count_rows,
     event,
     own_client,
     post_event,
@@ -31,6 +34,7 @@ from tests.support import (
     queued_jobs,
     relay_for,
     run_jobs,
+    store_events,
     veles_event,
 )
 
@@ -515,3 +519,47 @@ def test_replaying_many_stripe_events_sends_them_as_batch_jobs(
     with bridge.session_factory() as session:
         names = {row.id: row.name for row in session.scalars(select(Customer))}
     assert names == {f"cus_r{n}": f"R{n}" for n in range(5)}
+
+
+def test_a_large_replay_is_marked_a_chunk_a_transaction_and_sent_as_it_goes(
+    bridge: Context, client: TestClient
+) -> None:
+    # Given: 1,100 dead Stripe events
+    payloads = [
+        event("customer.created", {"id": f"cus_d{n}", "name": f"D{n}"}) for n in range(1100)
+    ]
+    ids = store_events(bridge, payloads)
+    with bridge.session_factory.begin() as session:
+        session.execute(update(StripeEvent).values(status="failed", attempts=8, last_error="x"))
+    commits: list[object] = []
+
+    def on_commit(connection: object) -> None:
+        commits.append(connection)
+
+    sa_event.listen(bridge.engine, "commit", on_commit)
+    try:
+        # When: all are replayed, and a set naming one that is not a dead letter
+        refused = client.post(
+            "/admin/api/dead-letters/event:evt_nope/replay", headers=admin_headers()
+        )
+        with pytest.raises(NotFound):
+            deadletters.replay(bridge, "default", [f"event:{ids[0]}", "event:evt_nope"])
+        before = len(commits)
+        response = client.post(
+            "/admin/api/dead-letters/replay", json={"kind": "event"}, headers=admin_headers()
+        )
+        replay_commits = len(commits) - before
+    finally:
+        sa_event.remove(bridge.engine, "commit", on_commit)
+
+    # Then: nothing was replayed by the refused ones; the replay took three transactions of
+    # marks (500, 500, 100), not 1,100, and sent every event once as bulk jobs
+    assert refused.status_code == 404
+    assert response.status_code == 202
+    assert sorted(response.json()["replayed"]) == sorted(f"event:{id_}" for id_ in ids)
+    assert replay_commits == 3
+    assert queued_jobs(bridge) == 0
+    assert sorted(queued_event_ids(bridge, BULK_QUEUE)) == sorted(ids)
+    run_jobs(bridge)
+    assert dead(client) == []
+    assert count_rows(bridge, Customer) == 1100

@@ -18,6 +18,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from stripe_bridge.context import Context
+from stripe_bridge.db import key_is_one_of
 from stripe_bridge.errors import BadRequest, NotFound
 from stripe_bridge.models import (
     DEAD,
@@ -137,52 +138,20 @@ def get_dead(session: Session, workspace_id: str, ref: str) -> DeadLetter:
     return _letter(kind, row)
 
 
+REPLAY_CHUNK = 500  # dead letters marked in one transaction, then sent as jobs
+
+
 def replay(
     bridge: Context, workspace_id: str, refs: list[str], *, dry_run: bool = False
 ) -> list[str]:
     """Send each of the workspace's dead letters down its normal path again; answers the ids
-    replayed."""
+    replayed. All must be dead letters, or nothing happens."""
+    keys = [parse_ref(ref) for ref in refs]
     with bridge.session_factory() as session:
-        # all exist, or nothing happens
-        letters = [get_dead(session, workspace_id, ref) for ref in refs]
+        _check_dead(session, workspace_id, refs, keys)
     if dry_run:
-        return [letter.id for letter in letters]
-    replayed: list[str] = []
-    to_send: dict[Any, list[str]] = {}  # inbox model → event ids, sent together at the end
-    for letter in letters:
-        kind, key = parse_ref(letter.id)
-        model = MODELS[kind]
-        with bridge.session_factory.begin() as session:
-            # a replay is a new round: it gets every attempt again (`replays` counts the rounds)
-            values: dict[str, Any] = {
-                "replays": model.replays + 1,
-                "replayed_at": utcnow(),
-                "attempts": 0,
-            }
-            if kind == "outbox":
-                values.update(status=PENDING, next_attempt_at=utcnow(), lease_until=None)
-            else:
-                values.update(status=RECEIVED, reason=None, enqueued_at=utcnow())
-            result = session.execute(
-                update(model)
-                .where(
-                    model.workspace_id == workspace_id,
-                    model.id == key,
-                    model.status == DEAD_STATUS[kind],
-                )
-                .values(**values)
-            )
-            if result.rowcount == 0:  # type: ignore[attr-defined]
-                continue  # replayed by someone else meanwhile
-            if kind == "outbox" and session.get_bind().dialect.name == "postgresql":
-                session.execute(text(f"NOTIFY {CHANNEL}"))
-        if kind != "outbox":
-            to_send.setdefault(model, []).append(key)
-        replayed.append(letter.id)
-        log.info("dead letter replayed", workspace_id=workspace_id, dead_letter=letter.id)
-    for model, keys in to_send.items():  # Stripe events go out as batch jobs
-        bridge.jobs.send_events(workspace_id, keys, model, bulk=True)
-    return replayed
+        return [f"{kind}:{key}" for kind, key in keys]
+    return _replay(bridge, workspace_id, keys)
 
 
 def replay_matching(
@@ -195,7 +164,89 @@ def replay_matching(
 ) -> list[str]:
     with bridge.session_factory() as session:
         letters = list_dead(session, workspace_id, kind=kind, event_type=event_type)
-    return replay(bridge, workspace_id, [letter.id for letter in letters], dry_run=dry_run)
+    if dry_run:
+        return [letter.id for letter in letters]
+    return _replay(bridge, workspace_id, [parse_ref(letter.id) for letter in letters])
+
+
+def _check_dead(
+    session: Session, workspace_id: str, refs: list[str], keys: list[tuple[str, Any]]
+) -> None:
+    """NotFound for the first of `refs` that is not a dead letter; a query per chunk."""
+    found: dict[tuple[str, Any], str] = {}
+    for kind, chunk in _chunks(keys):
+        model = MODELS[kind]
+        found.update(
+            ((kind, key), status)
+            for key, status in session.execute(
+                select(model.id, model.status).where(_keys_of(session, model, workspace_id, chunk))
+            )
+        )
+    for ref, key in zip(refs, keys, strict=True):
+        status = found.get(key)
+        if status != DEAD_STATUS[key[0]]:
+            state = f"it is {status}" if status is not None else "no such record"
+            raise NotFound(f"{ref} is not a dead letter ({state})")
+
+
+def _replay(bridge: Context, workspace_id: str, keys: list[tuple[str, Any]]) -> list[str]:
+    """Mark the dead letters for a new round, a chunk a transaction, and send each chunk's
+    Stripe and Veles events as bulk jobs as soon as it is committed (so that the workers
+    start while the rest is marked). A letter replayed by someone else meanwhile is skipped."""
+    replayed: list[str] = []
+    for kind, chunk in _chunks(keys):
+        model = MODELS[kind]
+        # a replay is a new round: it gets every attempt again (`replays` counts the rounds)
+        values: dict[str, Any] = {
+            "replays": model.replays + 1,
+            "replayed_at": utcnow(),
+            "attempts": 0,
+        }
+        if kind == "outbox":
+            values.update(status=PENDING, next_attempt_at=utcnow(), lease_until=None)
+        else:
+            values.update(status=RECEIVED, reason=None, enqueued_at=utcnow())
+        with bridge.session_factory.begin() as session:
+            marked = list(
+                session.scalars(
+                    update(model)
+                    .where(
+                        _keys_of(session, model, workspace_id, chunk),
+                        model.status == DEAD_STATUS[kind],
+                    )
+                    .values(**values)
+                    .returning(model.id)
+                    .execution_options(synchronize_session=False)
+                )
+            )
+            if marked and kind == "outbox" and session.get_bind().dialect.name == "postgresql":
+                session.execute(text(f"NOTIFY {CHANNEL}"))
+        if marked and kind != "outbox":  # Stripe events go out as batch jobs
+            bridge.jobs.send_events(workspace_id, marked, model, bulk=True)
+        for key in marked:
+            log.info("dead letter replayed", workspace_id=workspace_id, dead_letter=f"{kind}:{key}")
+        replayed += [f"{kind}:{key}" for key in marked]
+    return replayed
+
+
+def _chunks(keys: list[tuple[str, Any]]) -> list[tuple[str, list[Any]]]:
+    """The keys by kind, in chunks of `REPLAY_CHUNK`, in the order given."""
+    by_kind: dict[str, list[Any]] = {}
+    for kind, key in keys:
+        by_kind.setdefault(kind, []).append(key)
+    return [
+        (kind, ids[start : start + REPLAY_CHUNK])
+        for kind, ids in by_kind.items()
+        for start in range(0, len(ids), REPLAY_CHUNK)
+    ]
+
+
+def _keys_of(session: Session, model: Any, workspace_id: str, ids: list[Any]) -> Any:
+    """The workspace's rows with these ids: through the primary key per id for the inboxes
+    (`db.key_is_one_of`); the outbox's integer ids with `IN`."""
+    if model is OutboxRow:
+        return (model.workspace_id == workspace_id) & model.id.in_(ids)
+    return key_is_one_of(session, model, [(workspace_id, id_) for id_ in ids])
 
 
 def discard(session: Session, workspace_id: str, ref: str, reason: str) -> DeadLetter:
