@@ -168,6 +168,13 @@ def workspaces_lines(spread: dict[str, Any]) -> list[str]:
             f"{(quiet['max_s'] or 0) * 1e3:,.0f} ms; other processes "
             f"{fair['other_cores']:.2f} cores"
         )
+        alone = fair.get("quiet_alone")
+        if alone:
+            lines.append(
+                f"  - the quiet workspaces alone, before the noisy work: {alone['events']:,} "
+                f"events, p50 {(alone['p50_s'] or 0) * 1e3:,.0f} ms, p99 "
+                f"{(alone['p99_s'] or 0) * 1e3:,.0f} ms"
+            )
     return lines
 
 

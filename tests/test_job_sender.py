@@ -137,3 +137,27 @@ def test_deliveries_of_several_group_commits_share_one_job(
 def test_the_linger_setting_must_not_be_negative(database_url: str, redis_namespace: str) -> None:
     with pytest.raises(ConfigError, match="BRIDGE_ENQUEUE_LINGER_MS"):
         make_settings(database_url, redis_namespace, BRIDGE_ENQUEUE_LINGER_MS="-1")
+
+
+@pytest.mark.parametrize(
+    ("pending", "waited", "due"),
+    [
+        (10, 0.02, 0.03),  # within the linger: its end
+        (1, 0.06, 0.0),  # a trickle: out after the linger
+        (4, 0.06, 0.0),  # at this rate 16 in 250 ms, short of 25: out
+        (12, 0.06, 0.065),  # 200/s: 13 more take 65 ms, then 25 go out together
+        (6, 0.06, 0.19),  # 100/s: 25 only at 250 ms, waited for
+        (25, 0.06, 0.0),  # a quarter of the batch: out
+        (24, 0.25, 0.0),  # five lingers: out, however many
+    ],
+)
+def test_a_steady_stream_lingers_until_a_quarter_of_a_batch(
+    pending: int, waited: float, due: float
+) -> None:
+    sender = JobSender(Recorder(), linger=0.05, size=100)
+    sender._pending = keys(*(f"evt_{n}" for n in range(pending)))
+    sender._first_at = 0.0
+    if due:
+        assert sender._due(waited) == pytest.approx(due)
+    else:
+        assert sender._due(waited) <= 0
