@@ -1,16 +1,19 @@
 """Stored Stripe events applied in batches: one job and one transaction for many events.
 
-The web sends one job per batch of new events (`inbox/store.py` `JobSender`), the sweeper
-and replays likewise, at most `BATCH_SIZE` ids a job. A batch job applies its events with the
-same handlers and the same stale guard as one event at a time (`apply.handle`), but takes every
-lock and reads every shared record once: the inbox rows (`FOR UPDATE SKIP LOCKED`: a row another
-job holds is that job's to apply), then what `prepare` puts in the batch's unit of work (each
-mirror table's rows in one statement in sorted order, the Veles orders and contracts the events
-may update, the matching locks and the Veles customers and products they may match). The
-changed mirror rows go out as one executemany per table (`handlers/base.py` `write_mirrors`).
+The web sends one job per batch of new events of any workspaces (`inbox/store.py`
+`JobSender`), the sweeper and replays one per workspace, at most `BATCH_SIZE` keys a job. A
+batch job applies its events with the same handlers and the same stale guard as one event at
+a time (`apply.handle`), one unit of work per workspace, but takes every lock and reads every
+shared record once, in one statement for all its workspaces: the inbox rows (`FOR UPDATE SKIP
+LOCKED`: a row another job holds is that job's to apply), the connections the refusals read,
+then what `prepare` puts in the units of work (each mirror table's rows in key order, the Veles
+orders and contracts the events may update, the matching locks and the Veles customers and
+products they may match). The changed mirror rows go out as one executemany per table
+(`handlers/base.py` `write_mirrors`). A batch spread over many workspaces thus costs what a
+batch of one costs (`tests/test_batches.py` counts the statements).
 
 If anything in the batch fails, the whole transaction rolls back and its events are applied
-one at a time (`apply.apply_event`), so that one bad event is marked failed on its own and the
+one at a time (`apply.apply_each`), so that one bad event is marked failed on its own and the
 others are applied; a transient failure then re-raises and the job retries (events already
 applied are skipped)."""
 
