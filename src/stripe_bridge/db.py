@@ -191,8 +191,8 @@ def key_is_one_of(
 ) -> ColumnElement[bool]:
     """`model`'s rows whose `(workspace_id, id)` is one of `keys`, as a WHERE condition that
     finds each through the primary key whatever the table's statistics say. With `column`,
-    `(workspace_id, column)` instead (the SQLite side of `handlers/orders._by_stripe_id`; on
-    PostgreSQL that join was planned as a scan of veles_orders, so it uses a LATERAL lookup).
+    `(workspace_id, column)` instead (the SQLite side of `looked_up`; on PostgreSQL that join
+    was planned as a scan of veles_orders, so SELECTs use `looked_up`'s LATERAL form).
 
     PostgreSQL: a join with `unnest(:workspace_ids, :ids) AS keys(workspace_id, id)` (in an
     UPDATE it becomes `UPDATE … FROM`). Written as `workspace_id = … AND id IN (…)` or as
