@@ -133,9 +133,13 @@ def get_dead(session: Session, workspace_id: str, ref: str) -> DeadLetter:
     kind, key = parse_ref(ref)
     row = session.get(MODELS[kind], (workspace_id, key))
     if row is None or row.status != DEAD_STATUS[kind]:
-        state = f"it is {row.status}" if row is not None else "no such record"
-        raise NotFound(f"{ref} is not a dead letter ({state})")
+        raise _not_dead(ref, row.status if row is not None else None)
     return _letter(kind, row)
+
+
+def _not_dead(ref: str, status: str | None) -> NotFound:
+    state = f"it is {status}" if status is not None else "no such record"
+    return NotFound(f"{ref} is not a dead letter ({state})")
 
 
 REPLAY_CHUNK = 500  # dead letters marked in one transaction, then sent as jobs
@@ -185,8 +189,7 @@ def _check_dead(
     for ref, key in zip(refs, keys, strict=True):
         status = found.get(key)
         if status != DEAD_STATUS[key[0]]:
-            state = f"it is {status}" if status is not None else "no such record"
-            raise NotFound(f"{ref} is not a dead letter ({state})")
+            raise _not_dead(ref, status)
 
 
 def _replay(bridge: Context, workspace_id: str, keys: list[tuple[str, Any]]) -> list[str]:

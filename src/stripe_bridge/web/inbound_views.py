@@ -77,13 +77,6 @@ def inbound_views(
     return views
 
 
-def inbound_view(
-    session: Session, box: SecretBox, settings: Settings, workspace_id: str
-) -> InboundView | None:
-    """One workspace's view (`inbound_views`)."""
-    return inbound_views(session, box, settings, [workspace_id])[workspace_id]
-
-
 @dataclass
 class _Cached:
     view: InboundView | None = None
