@@ -121,13 +121,10 @@ def claim_rows_statement(model: type[Any]) -> Any:
     (workspace_id, id) DO UPDATE SET id = id RETURNING *`. The rows are locked in key order, so
     two batches sharing rows cannot deadlock on them."""
     if model not in _CLAIM_MANY_STATEMENTS:
-        listed = (
-            func.unnest(
-                bindparam("workspace_ids", type_=postgresql.ARRAY(String)),
-                bindparam("object_ids", type_=postgresql.ARRAY(String)),
-            )
-            .table_valued("workspace_id", "id")
-            .render_derived(name="listed")
+        listed = _key_pairs(
+            bindparam("workspace_ids", type_=postgresql.ARRAY(String)),
+            bindparam("object_ids", type_=postgresql.ARRAY(String)),
+            "listed",
         )
         source = select(listed.c.workspace_id, listed.c.id).order_by(
             listed.c.workspace_id, listed.c.id
@@ -169,16 +166,9 @@ def looked_up(
         found = select(*columns).where(key_is_one_of(session, model, keys, column), *where)
         found = found.order_by(model.workspace_id, column)
         return found.with_for_update(skip_locked=lock == "skip_locked") if lock else found
-    listed = (
-        func.unnest(
-            bindparam(None, [workspace for workspace, _id in keys], type_=postgresql.ARRAY(String)),
-            bindparam(None, [key for _workspace, key in keys], type_=postgresql.ARRAY(String)),
-        )
-        .table_valued("workspace_id", "key", with_ordinality="n")
-        .render_derived(name="listed")
-    )
+    listed = _key_pairs(*_arrays(keys), "listed", ordinality="n")
     one = select(*columns).where(
-        model.workspace_id == listed.c.workspace_id, column == listed.c.key, *where
+        model.workspace_id == listed.c.workspace_id, column == listed.c.id, *where
     )
     # the locking clause, or else OFFSET 0, keeps the subquery from being flattened
     one = one.with_for_update(skip_locked=lock == "skip_locked") if lock else one.offset(0)
@@ -205,14 +195,22 @@ def key_is_one_of(
     column = model.id if column is None else column
     if session.get_bind().dialect.name != "postgresql":
         return tuple_(model.workspace_id, column).in_(list(keys))
-    listed = (
-        func.unnest(
-            bindparam(None, [workspace for workspace, _id in keys], type_=postgresql.ARRAY(String)),
-            bindparam(
-                None, [key_id for _workspace, key_id in keys], type_=postgresql.ARRAY(String)
-            ),
-        )
-        .table_valued("workspace_id", "id")
-        .render_derived(name="keys")
-    )
+    listed = _key_pairs(*_arrays(keys), "keys")
     return and_(model.workspace_id == listed.c.workspace_id, column == listed.c.id)
+
+
+def _key_pairs(workspace_ids: Any, ids: Any, name: str, ordinality: str | None = None) -> Any:
+    """PostgreSQL: `unnest(:workspace_ids, :ids) AS <name>(workspace_id, id[, <ordinality>])`,
+    the keys as a table (the two arrays: bound parameters)."""
+    listed = func.unnest(workspace_ids, ids).table_valued(
+        "workspace_id", "id", with_ordinality=ordinality
+    )
+    return listed.render_derived(name=name)
+
+
+def _arrays(keys: Sequence[tuple[str, str]]) -> tuple[Any, Any]:
+    """The keys' workspaces and ids as two bound text arrays, for `_key_pairs`."""
+    return (
+        bindparam(None, [workspace for workspace, _id in keys], type_=postgresql.ARRAY(String)),
+        bindparam(None, [key_id for _workspace, key_id in keys], type_=postgresql.ARRAY(String)),
+    )
