@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import dramatiq
 import redis
@@ -20,7 +21,7 @@ from stripe_bridge.context import Context
 from stripe_bridge.errors import PermanentError
 from stripe_bridge.event import Event
 from stripe_bridge.inbox.apply import Key, apply_event, refusal_now
-from stripe_bridge.inbox.batch import BATCH_SIZE, apply_events, chunks
+from stripe_bridge.inbox.batch import apply_events, chunks
 from stripe_bridge.inbox.door import decode_veles_event
 from stripe_bridge.models import DEFAULT_WORKSPACE, Inbox, StripeEvent, VelesEvent
 from stripe_bridge.settings import Settings
@@ -97,6 +98,8 @@ def _keys(items: list[str | list[str]], workspace_id: str) -> list[Key]:
         (item[0], item[1]) if isinstance(item, list) else (workspace_id, item) for item in items
     ]
 
+
+T = TypeVar("T")
 
 APPLY_STRIPE_EVENTS = "apply_stripe_events"
 APPLY_BULK_EVENTS = "apply_stripe_events_bulk"
@@ -201,36 +204,34 @@ class Jobs:
         else:
             actor = self.broker.get_actor(APPLY_BULK_EVENTS if bulk else APPLY_STRIPE_EVENTS)
             messages = [(batch, actor.message(batch, workspace_id)) for batch in chunks(ids)]
-        sent: list[str] = []
-        try:
-            for batch, message in messages:
-                self.broker.enqueue(message)
-                sent.extend(batch)
-            return sent
-        except Exception as exc:
-            log.warning(
-                "broker unavailable; the sweeper will re-enqueue",
-                workspace_id=workspace_id,
-                events=len(ids) - len(sent),
-                error=type(exc).__name__,
-            )
-            return sent
+        return self._enqueue(messages, workspace_id=workspace_id)
 
     def send_keys(self, keys: Sequence[Key]) -> list[Key]:
         """Stripe events of any workspaces (the web's job sender), live, in jobs of at most
         `BATCH_SIZE` keys. Answers the keys sent; on a broker error the rest stay `received`
         for the sweeper."""
         actor = self.broker.get_actor(APPLY_STRIPE_EVENTS)
-        sent: list[Key] = []
+        messages = [
+            (batch, actor.message([[ws, event_id] for ws, event_id in batch]))
+            for batch in chunks(keys)
+        ]
+        return self._enqueue(messages)
+
+    def _enqueue(
+        self, messages: Sequence[tuple[list[T], dramatiq.Message[Any]]], **ids: str
+    ) -> list[T]:
+        """Enqueue each message in turn; answers the items of those enqueued. On a broker error
+        the rest stay `received`, for the sweeper to send once the broker is back."""
+        sent: list[T] = []
         try:
-            for start in range(0, len(keys), BATCH_SIZE):
-                batch = list(keys[start : start + BATCH_SIZE])
-                self.broker.enqueue(actor.message([[ws, event_id] for ws, event_id in batch]))
-                sent.extend(batch)
+            for items, message in messages:
+                self.broker.enqueue(message)
+                sent.extend(items)
         except Exception as exc:
             log.warning(
                 "broker unavailable; the sweeper will re-enqueue",
-                events=len(keys) - len(sent),
+                **ids,
+                events=sum(len(items) for items, _message in messages) - len(sent),
                 error=type(exc).__name__,
             )
         return sent

@@ -23,7 +23,7 @@ import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import structlog
@@ -64,8 +64,11 @@ log = structlog.get_logger(__name__)
 BATCH_SIZE = 100
 
 
-def chunks(ids: Sequence[str], size: int = BATCH_SIZE) -> list[list[str]]:
-    return [list(ids[start : start + size]) for start in range(0, len(ids), size)]
+T = TypeVar("T")
+
+
+def chunks(items: Sequence[T], size: int = BATCH_SIZE) -> list[list[T]]:
+    return [list(items[start : start + size]) for start in range(0, len(items), size)]
 
 
 def apply_events(

@@ -50,8 +50,13 @@ def matching_lock(
     if session.get_bind().dialect.name == "postgresql":
         session.execute(
             text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
-            {"name": f"{name}:{workspace_id}"},
+            {"name": _lock_key(workspace_id, name)},
         )
+
+
+def _lock_key(workspace_id: str, name: str) -> str:
+    """What a matching lock's id is hashed from: one lock per kind and workspace."""
+    return f"{name}:{workspace_id}"
 
 
 @dataclass
@@ -79,7 +84,7 @@ def matching_locks(session: Session, held: Iterable[tuple[str, str]]) -> None:
     """`matching_lock` for many `(workspace_id, name)` at once (a batch of several workspaces),
     in one statement that takes them in the order of their lock ids: every batch takes its
     locks in the same order, so two batches cannot deadlock on them."""
-    keys = sorted({f"{name}:{workspace_id}" for workspace_id, name in held})
+    keys = sorted({_lock_key(workspace_id, name) for workspace_id, name in held})
     if keys and session.get_bind().dialect.name == "postgresql":
         session.execute(
             text(
