@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dramatiq.brokers.stub import StubBroker
+from sqlalchemy import select
 
 from stripe_bridge import connection, outbox
 from stripe_bridge.bootstrap import bootstrap
@@ -107,5 +108,36 @@ def test_sqlite_applies_a_stored_event_like_postgresql(tmp_path: Path) -> None:
         )
 
         assert status == "processed"
+    finally:
+        bridge.close()
+
+
+def test_sqlite_never_hands_a_deleted_workspaces_outbox_ids_out_again(tmp_path: Path) -> None:
+    """Outbox ids name the idempotency keys of pushes (`veles-outbox-{id}-{step}`), which
+    Stripe remembers for 24 h: an id handed out again after a workspace is deleted could get
+    the deleted workspace's stored answer if its account is connected again."""
+    from stripe_bridge.models import utcnow
+    from stripe_bridge.workspaces import create, delete_workspace
+
+    def row(workspace_id: str) -> OutboxRow:
+        return OutboxRow(
+            workspace_id=workspace_id, aggregate_type="order", aggregate_id="ord", kind="order",
+            payload={}, next_attempt_at=utcnow(), created_at=utcnow(),
+        )  # fmt: skip
+
+    bridge = bootstrap(Settings.from_env({"BRIDGE_VAR_DIR": str(tmp_path / "var")}))
+    try:
+        upgrade(bridge.engine)
+        with bridge.session_factory.begin() as session:
+            create(session, "gone")
+            session.add_all([row("default"), row("gone")])
+        with bridge.session_factory.begin() as session:
+            [deleted] = session.scalars(select(OutboxRow.id).filter_by(workspace_id="gone"))
+            delete_workspace(session, "gone")
+        with bridge.session_factory.begin() as session:
+            session.add(row("default"))
+        with bridge.session_factory() as session:
+            ids = list(session.scalars(select(OutboxRow.id).order_by(OutboxRow.id)))
+        assert ids == [1, 3], f"id {deleted} handed out again: {ids}"
     finally:
         bridge.close()

@@ -394,7 +394,7 @@ class OutboxRow(Scoped, Base):
     __tablename__ = "outbox"
 
     # PostgreSQL: (workspace_id, id), the id from a sequence. SQLite keeps `id` alone as its
-    # primary key (a rowid: SQLite numbers only a single-column INTEGER PRIMARY KEY).
+    # primary key (SQLite numbers only a single-column INTEGER PRIMARY KEY), AUTOINCREMENT.
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     )
@@ -431,6 +431,8 @@ class OutboxRow(Scoped, Base):
         Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
         Index("ix_outbox_aggregate", "aggregate_type", "aggregate_id", "workspace_id", "id"),
         Index("uq_outbox_dedupe_key", "workspace_id", "dedupe_key", unique=True),
+        # ids name idempotency keys: never handed out again after a delete (migration 0008)
+        {"sqlite_autoincrement": True},
     )
 
 
