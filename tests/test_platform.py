@@ -127,6 +127,10 @@ def test_connect_events_are_routed_by_their_account(platform: tuple[TestClient, 
         "ignored",
         "unknown_account",
     )
+    # `default`'s own token holders must not read another account's data: only the envelope
+    kept = orjson.loads(unknown.payload)
+    assert (kept["id"], kept["type"], kept["account"]) == (unknown.id, unknown.type, "acct_1Nobody")
+    assert "Nobody's" not in unknown.payload.decode() and "data" not in kept
     assert count_rows(bridge, StripeEvent) == 3
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 
+import orjson
 import structlog
 from starlette.requests import Request
 from starlette.responses import Response
@@ -133,7 +134,8 @@ async def connect_webhook(request: Request) -> bool:
     """POST /webhooks/stripe/connect: the platform's endpoint, every connected account's
     events, verified with STRIPE_CONNECT_WEBHOOK_SECRET and routed by their `account` to the
     workspace connected to it. An account no workspace holds is stored in `default`'s inbox as
-    ignored (`unknown_account`) and answered 200, so that Stripe stops retrying it."""
+    ignored (`unknown_account`), its envelope only, and answered 200, so that Stripe stops
+    retrying it."""
     state = request.app.state
     bridge: Context = state.bridge
     body = await read_body(request, bridge.settings.max_body_bytes)
@@ -146,6 +148,7 @@ async def connect_webhook(request: Request) -> bool:
     workspace_id = await state.inbound.workspace_of(account) if account else None
     if workspace_id is None:
         incoming.status, incoming.reason = IGNORED, UNKNOWN_ACCOUNT
+        incoming.payload = envelope(incoming)  # `default`'s readers must not see its data
     else:
         incoming.workspace_id = workspace_id
         classify(incoming, handled=bridge.handlers)
@@ -153,6 +156,12 @@ async def connect_webhook(request: Request) -> bool:
 
 
 UNKNOWN_ACCOUNT = "unknown_account"
+
+
+def envelope(incoming: Incoming) -> bytes:
+    """What is kept of an event no workspace may read: who sent what, when; not its object."""
+    fields = {"id": incoming.id, "type": incoming.type, "created": incoming.created}
+    return orjson.dumps({**fields, **incoming.extra})
 
 
 @delivery("veles", status_code=202)
