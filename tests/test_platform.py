@@ -12,13 +12,14 @@ from typing import Any
 import orjson
 import pytest
 from freezegun import freeze_time
+from sqlalchemy import select
 from starlette.testclient import TestClient
 from stripe import StripeClient
 
 from stripe_bridge import oauth
 from stripe_bridge.context import Context
 from stripe_bridge.inbox.door import sign
-from stripe_bridge.models import Connection, Customer, StripeEvent
+from stripe_bridge.models import Connection, Customer, OutboxRow, StripeEvent
 from stripe_bridge.sync import run_sync
 from stripe_bridge.web.app import create_app
 from tests.fake_stripe import FakeStripe
@@ -321,3 +322,50 @@ def test_an_order_of_a_platform_workspace_is_pushed_into_its_account(
     assert invoice["metadata"]["veles_order_id"] == "ord_1"
     writes = [r for r in fake_stripe.requests if r.method == "POST" and r.path.startswith("/v1/")]
     assert writes and {r.account for r in writes} == {"acct_1Connected0001"}
+
+
+def test_an_expired_app_token_holds_pushes_back_until_it_is_refreshed(
+    app_install: tuple[TestClient, Context],
+    fake_stripe: FakeStripe,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the scheduler down past the access token's hour, Stripe would answer 401 to every
+    call: the pushes wait for the refresh instead of dying (nothing to replay by hand)."""
+    client, bridge = app_install
+    monkeypatch.setattr(fake_stripe, "clock", lambda: time.time())  # frozen below with ours
+    install(client, fake_stripe, "acct_1Installed0001")
+    stripe = StripeClient(APP_KEY, base_addresses={"api": fake_stripe.url})
+    stripe.v1.products.create(
+        params={"name": "Seats"}, options={"stripe_account": "acct_1Installed0001"}
+    )
+    assert run_sync(bridge, "acme", "products").seen == 1
+    order = {
+        "id": "ord_1",
+        "customer_id": "v_1",
+        "currency": "usd",
+        "lines": [{"product_id": "vp_1", "quantity": 1, "unit_amount": 900}],
+    }
+    for event_type, data in (
+        ("customer.upserted", {"id": "v_1", "name": "Hooli", "email": "h@hooli.example"}),
+        ("product.upserted", {"id": "vp_1", "name": "Seats"}),
+        ("order.committed", order),
+    ):
+        body = orjson.dumps({**veles_event(event_type, data), "workspace_id": "acme"})
+        headers = {"Veles-Signature": sign(body, VELES_SECRET, int(time.time()))}
+        assert client.post("/veles/events", content=body, headers=headers).status_code == 202
+        run_jobs(bridge)
+    calls = len(fake_stripe.requests)
+
+    with freeze_time(timedelta(hours=2)):  # no tick refreshed the token meanwhile
+        relay_for(bridge).drain()
+        with bridge.session_factory() as session:
+            [row] = session.scalars(select(OutboxRow))
+            assert (row.status, row.attempts) == ("pending", 1), row.last_error
+            assert "access token expired" in (row.last_error or ""), row.last_error
+        assert len(fake_stripe.requests) == calls  # nothing sent with a dead token
+        assert oauth.refresh_due(bridge.session_factory, bridge.box, bridge.gateway) == 1
+
+    with freeze_time(timedelta(hours=2, minutes=10)):
+        assert relay_for(bridge).drain() == 1
+    [invoice] = fake_stripe.objects("invoice", account="acct_1Installed0001")
+    assert invoice["metadata"]["veles_order_id"] == "ord_1"

@@ -8,6 +8,7 @@ another account or another mode is refused, and disconnecting keeps every record
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -15,12 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from stripe_bridge import endpoints
-from stripe_bridge.endpoints import (
-    EndpointPlan,
-    roll_webhook_secrets,
-    set_webhook_secrets,
-)
+from stripe_bridge import endpoints, errors
+from stripe_bridge.endpoints import EndpointPlan, roll_webhook_secrets, set_webhook_secrets
 from stripe_bridge.errors import BadRequest, BridgeError, ConfigError, Conflict, UnknownWorkspace
 from stripe_bridge.models import (
     CONNECTED,
@@ -297,4 +294,7 @@ def gateway_for(
     key = api_key(row, box)
     if row is None or key is None:
         return None
+    expires = row.oauth_expires_at  # a Stripe App's token lives an hour: Stripe would 401
+    if expires is not None and expires <= utcnow() + timedelta(minutes=1):
+        raise errors.TokenExpired(f"the Stripe App's access token expired at {expires:%H:%M} UTC")
     return gateways(key, account=row.account_id)

@@ -83,3 +83,10 @@ class UnknownWorkspace(NotFound):
     """A route, an event or a command named a workspace that does not exist."""
 
     code = "unknown_workspace"
+
+
+class TokenExpired(TransientError):
+    """An installed app's access token expired, its refresh late (is the scheduler running?):
+    Stripe would refuse every call for good (401), so the work waits for the refresh."""
+
+    code = "token_expired"
