@@ -64,25 +64,23 @@ def test_an_operator_picks_a_workspace_and_a_workspace_token_sees_only_its_own(
             page = browser.new_page()
             page.goto(f"{console_url}/admin")
             page.fill("#token", ADMIN_TOKEN)
-            page.click("#save-token")
-            picker = page.locator("#workspace")
-            playwright.expect(page.locator("#workspace-picker")).to_be_visible()
-            assert picker.locator("option").all_inner_texts() == [
-                "Acme (acme)",
-                "Default (default)",
-            ]
+            page.press("#token", "Enter")  # the login form submits on Enter
+            picker = page.locator("#workspace-search")
+            playwright.expect(page.locator("#picker")).to_be_visible()
             playwright.expect(picker).to_have_value("default")
+            playwright.expect(page.locator("#connect-form")).to_be_visible()  # default: none
             playwright.expect(page.locator("#general")).not_to_contain_text(acme_account)
 
-            picker.select_option("acme")
-            playwright.expect(page.locator("#general")).to_contain_text(acme_account)
+            picker.fill("acme")  # the list is searched as the operator types
+            playwright.expect(page.locator("#g-account-id")).to_have_text(acme_account)
 
-            other = browser.new_page()  # a workspace admin with acme's token
+            other = browser.new_page()  # a workspace admin with acme's token, its own cookies
             other.goto(f"{console_url}/admin")
             other.fill("#token", token)
-            other.click("#save-token")
-            playwright.expect(other.locator("#general")).to_contain_text(acme_account)
-            playwright.expect(other.locator("#workspace-picker")).to_be_hidden()
+            other.press("#token", "Enter")
+            playwright.expect(other.locator("#g-account-id")).to_have_text(acme_account)
+            playwright.expect(other.locator("#picker")).to_be_hidden()
+            playwright.expect(other.locator("#who")).to_have_text("Workspace acme")
             playwright.expect(other.locator("#error")).to_be_hidden()
         finally:
             browser.close()

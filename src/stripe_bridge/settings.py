@@ -149,6 +149,8 @@ class Settings(BaseModel):
     stripe_rate_limit: int | None = _var("BRIDGE_STRIPE_RATE_LIMIT", None, ge=1)
     # set, `connect` registers the workspace's webhook endpoint in its Stripe account itself
     public_url: Annotated[str | None, _url("http", "https")] = _var("BRIDGE_PUBLIC_URL")
+    # the console links a Veles record's name there: {workspace} and {id} are replaced
+    veles_url: Annotated[str | None, _url("http", "https")] = _var("BRIDGE_VELES_URL")
     event_max_attempts: int = _var("BRIDGE_EVENT_MAX_ATTEMPTS", 8, ge=1)
     startup_wait: int = _var("BRIDGE_STARTUP_WAIT", 30, ge=0)
     sweep_interval: Seconds = _var("BRIDGE_SWEEP_INTERVAL", 30)

@@ -112,5 +112,10 @@ def workspace_of_token(session: Session, token: str) -> str | None:
     """The workspace a token was issued for, or None."""
     if not token.startswith(TOKEN_PREFIX):
         return None
-    row = session.get(WorkspaceToken, _digest(token))
+    return workspace_of_digest(session, _digest(token))
+
+
+def workspace_of_digest(session: Session, digest: str) -> str | None:
+    """The workspace of the token whose SHA-256 hex digest this is, or None."""
+    row = session.get(WorkspaceToken, digest)
     return row.workspace_id if row is not None else None

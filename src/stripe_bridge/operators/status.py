@@ -29,6 +29,7 @@ def status_object(session: Session, settings: Settings, workspace_id: str) -> di
         "account_name": row.account_name if row else None,
         "mode": row.mode if row else settings.inbound_mode,
         "connected_at": iso(row.connected_at) if row else None,
+        "disconnected_at": iso(row.disconnected_at) if row else None,
         "customers_last_synced_at": iso(row.customers_last_synced_at) if row else None,
         "products_last_synced_at": iso(row.products_last_synced_at) if row else None,
         "subscriptions_last_synced_at": iso(row.subscriptions_last_synced_at) if row else None,

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
 from importlib import metadata
 from typing import Any
 
-from sqlalchemy import Select, or_, select
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from stripe_bridge.context import Context
-from stripe_bridge.errors import BadRequest, NotFound
+from stripe_bridge.errors import NotFound
 from stripe_bridge.models import (
     Customer,
     Invoice,
@@ -28,6 +26,7 @@ from stripe_bridge.models import (
     VelesOrder,
     VelesProduct,
 )
+from stripe_bridge.operators import names
 from stripe_bridge.operators.views import (
     contract_json,
     customer_json,
@@ -40,78 +39,20 @@ from stripe_bridge.operators.views import (
     veles_customer_json,
     veles_product_json,
 )
-from stripe_bridge.web.admin_auth import refuse_nul, scope
+from stripe_bridge.web.admin_auth import scope
+from stripe_bridge.web.admin_paging import listed, page, searched, within
 from stripe_bridge.web.openapi import PAGING, Query, declare, document
 from stripe_bridge.web.openapi_schemas import page as page_of
 from stripe_bridge.web.openapi_schemas import ref, string
 from stripe_bridge.web.responses import JSON
 
-MAX_LIMIT = 100
-MATCH_STATUS = Query("match_status", string(), "matched, not_matched (customers); name_match, …")
 
-
-def _encode_cursor(last_id: str) -> str:
-    return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> str:
-    try:
-        last_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("malformed cursor") from None
-    return refuse_nul(last_id, "cursor")
-
-
-def _limit(request: Request) -> int:
-    raw = request.query_params.get("limit", "50")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise BadRequest(f"limit must be between 1 and {MAX_LIMIT}")
-    return int(raw)
-
-
-def page(
-    session: Session,
-    request: Request,
-    query: Select[Any],
-    id_column: InstrumentedAttribute[str],
-    render: Callable[[Any], dict[str, Any]],
-) -> dict[str, Any]:
-    """Keyset pagination by Stripe id: `{"data": [...], "next_cursor": …}`."""
-    limit = _limit(request)
-    if cursor := request.query_params.get("cursor"):
-        query = query.where(id_column > _decode_cursor(cursor))
-    rows = list(session.scalars(query.order_by(id_column).limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return {
-        "data": [render(row) for row in rows],
-        "next_cursor": _encode_cursor(rows[-1].id) if more and rows else None,
-    }
-
-
-def _in(model: Any, workspace_id: str) -> Select[Any]:
-    return select(model).where(model.workspace_id == workspace_id)
-
-
-def _search(
-    query: Select[Any], request: Request, *columns: InstrumentedAttribute[Any]
-) -> Select[Any]:
-    if q := request.query_params.get("q", "").strip():
-        escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        pattern = f"%{escaped}%"
-        query = query.where(or_(*(column.ilike(pattern, escape="\\") for column in columns)))
-    return query
-
-
-async def _list(request: Request, build: Callable[[Session, str], dict[str, Any]]) -> Any:
-    workspace_id = await scope(request)
+def bridge_of(request: Request) -> Context:
     bridge: Context = request.app.state.bridge
+    return bridge
 
-    def work() -> dict[str, Any]:
-        with bridge.session_factory() as session:
-            return build(session, workspace_id)
 
-    return await run_in_threadpool(work)
+MATCH_STATUS = Query("match_status", string(), "matched, not_matched (customers); name_match, …")
 
 
 @declare(
@@ -121,14 +62,20 @@ async def _list(request: Request, build: Callable[[Session, str], dict[str, Any]
 )
 async def list_customers(request: Request) -> Response:
     def build(session: Session, workspace_id: str) -> dict[str, Any]:
-        query = _search(
-            _in(Customer, workspace_id), request, Customer.name, Customer.email, Customer.id
+        query = searched(
+            within(Customer, workspace_id),
+            request,
+            Customer.name,
+            Customer.email,
+            Customer.id,
         )
         if match_status := request.query_params.get("match_status"):
             query = query.where(Customer.match_status == match_status)
-        return page(session, request, query, Customer.id, customer_json)
+        return names.customers(
+            session, workspace_id, page(session, request, query, Customer.id, customer_json)
+        )
 
-    return JSON(await _list(request, build))
+    return JSON(await listed(request, build))
 
 
 @declare(
@@ -138,25 +85,26 @@ async def list_customers(request: Request) -> Response:
 )
 async def list_products(request: Request) -> Response:
     def build(session: Session, workspace_id: str) -> dict[str, Any]:
-        query = _search(_in(Product, workspace_id), request, Product.name, Product.id)
+        query = searched(within(Product, workspace_id), request, Product.name, Product.id)
         if (active := request.query_params.get("active")) in ("true", "false"):
             query = query.where(Product.active == (active == "true"))
         if match_status := request.query_params.get("match_status"):
             query = query.where(Product.match_status == match_status)
-        return page(session, request, query, Product.id, lambda row: product_json(row, session))
+        listed_ = page(session, request, query, Product.id, lambda row: product_json(row, session))
+        return names.products(session, workspace_id, listed_, bridge_of(request).settings.veles_url)
 
-    return JSON(await _list(request, build))
+    return JSON(await listed(request, build))
 
 
 @declare("Stripe prices", answers={200: page_of("Price"), 400: None}, query=PAGING)
 async def list_prices(request: Request) -> Response:
     def build(session: Session, workspace_id: str) -> dict[str, Any]:
-        query = _search(
-            _in(Price, workspace_id), request, Price.id, Price.product_id, Price.nickname
+        query = searched(
+            within(Price, workspace_id), request, Price.id, Price.product_id, Price.nickname
         )
         return page(session, request, query, Price.id, price_json)
 
-    return JSON(await _list(request, build))
+    return JSON(await listed(request, build))
 
 
 @declare(
@@ -166,14 +114,19 @@ async def list_prices(request: Request) -> Response:
 )
 async def list_subscriptions(request: Request) -> Response:
     def build(session: Session, workspace_id: str) -> dict[str, Any]:
-        query = _search(
-            _in(Subscription, workspace_id), request, Subscription.id, Subscription.customer_id
+        query = searched(
+            within(Subscription, workspace_id),
+            request,
+            Subscription.id,
+            Subscription.customer_id,
         )
         if status := request.query_params.get("status"):
             query = query.where(Subscription.status == status)
-        return page(session, request, query, Subscription.id, subscription_json)
+        return names.subscriptions(
+            session, workspace_id, page(session, request, query, Subscription.id, subscription_json)
+        )
 
-    return JSON(await _list(request, build))
+    return JSON(await listed(request, build))
 
 
 @declare(
@@ -183,14 +136,18 @@ async def list_subscriptions(request: Request) -> Response:
 )
 async def list_invoices(request: Request) -> Response:
     def build(session: Session, workspace_id: str) -> dict[str, Any]:
-        query = _search(
-            _in(Invoice, workspace_id), request, Invoice.id, Invoice.customer_id, Invoice.number
+        query = searched(
+            within(Invoice, workspace_id),
+            request,
+            Invoice.id,
+            Invoice.customer_id,
+            Invoice.number,
         )
         if status := request.query_params.get("status"):
             query = query.where(Invoice.status == status)
         return page(session, request, query, Invoice.id, invoice_json)
 
-    return JSON(await _list(request, build))
+    return JSON(await listed(request, build))
 
 
 @declare(
@@ -200,8 +157,8 @@ async def list_invoices(request: Request) -> Response:
 )
 async def list_events(request: Request) -> Response:
     def build(session: Session, workspace_id: str) -> dict[str, Any]:
-        query = _search(
-            _in(StripeEvent, workspace_id), request, StripeEvent.id, StripeEvent.object_id
+        query = searched(
+            within(StripeEvent, workspace_id), request, StripeEvent.id, StripeEvent.object_id
         )
         if status := request.query_params.get("status"):
             query = query.where(StripeEvent.status == status)
@@ -209,29 +166,32 @@ async def list_events(request: Request) -> Response:
             query = query.where(StripeEvent.type == event_type)
         return page(session, request, query, StripeEvent.id, event_json)
 
-    return JSON(await _list(request, build))
+    return JSON(await listed(request, build))
 
 
 @declare("Veles customers", answers={200: page_of("VelesCustomer"), 400: None}, query=PAGING)
 async def list_veles_customers(request: Request) -> Response:
     def build(session: Session, workspace_id: str) -> dict[str, Any]:
-        query = _search(
-            _in(VelesCustomer, workspace_id), request, VelesCustomer.name, VelesCustomer.email
+        query = searched(
+            within(VelesCustomer, workspace_id),
+            request,
+            VelesCustomer.name,
+            VelesCustomer.email,
         )
         return page(session, request, query, VelesCustomer.id, veles_customer_json)
 
-    return JSON(await _list(request, build))
+    return JSON(await listed(request, build))
 
 
 @declare("Veles products", answers={200: page_of("VelesProduct"), 400: None}, query=PAGING)
 async def list_veles_products(request: Request) -> Response:
     def build(session: Session, workspace_id: str) -> dict[str, Any]:
-        query = _search(
-            _in(VelesProduct, workspace_id), request, VelesProduct.name, VelesProduct.sku
+        query = searched(
+            within(VelesProduct, workspace_id), request, VelesProduct.name, VelesProduct.sku
         )
         return page(session, request, query, VelesProduct.id, veles_product_json)
 
-    return JSON(await _list(request, build))
+    return JSON(await listed(request, build))
 
 
 def _one(

@@ -195,12 +195,7 @@ async def replay_dead_letters(request: Request) -> Response:
     """Replay every dead letter matching `{"kind"?, "type"?, "dry_run"?}`."""
     workspace_id = await scope(request)
     bridge: Context = request.app.state.bridge
-    try:
-        body = orjson.loads(await request.body() or b"{}")
-    except orjson.JSONDecodeError:
-        raise BadRequest("body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise BadRequest("body must be a JSON object")
+    body = await _object(request)
     kind, event_type, dry_run = body.get("kind"), body.get("type"), body.get("dry_run", False)
     for name, value in (("kind", kind), ("type", event_type)):
         if value is not None and not isinstance(value, str):
@@ -214,6 +209,37 @@ async def replay_dead_letters(request: Request) -> Response:
         )
     )
     return JSON({"replayed": replayed, "dry_run": dry_run}, status_code=202)
+
+
+async def _object(request: Request) -> dict[str, Any]:
+    try:
+        body = orjson.loads(await request.body() or b"{}")
+    except orjson.JSONDecodeError:
+        raise BadRequest("body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("body must be a JSON object")
+    return body
+
+
+@declare(
+    "Discard one dead letter, with the reason kept (it leaves the list)",
+    answers={200: ref("DeadLetter"), 400: None, 404: None},
+    body=obj({"reason": string(minLength=1)}),
+)
+async def discard_dead_letter(request: Request) -> Response:
+    workspace_id = await scope(request)
+    bridge: Context = request.app.state.bridge
+    reason = (await _object(request)).get("reason")
+    if not isinstance(reason, str):
+        raise BadRequest("reason must be a string")
+    ref_ = str(request.path_params["id"])
+
+    def work() -> dict[str, Any]:
+        with bridge.session_factory.begin() as session:
+            letter = deadletters.discard(session, workspace_id, ref_, refuse_nul(reason, "reason"))
+            return letter.as_json()
+
+    return JSON(await run_in_threadpool(work))
 
 
 @declare(
@@ -238,6 +264,7 @@ routes = [
     Route("/dead-letters", list_dead_letters, methods=["GET"]),
     Route("/dead-letters/replay", replay_dead_letters, methods=["POST"]),
     Route("/dead-letters/{id}/replay", replay_dead_letter, methods=["POST"]),
+    Route("/dead-letters/{id}/discard", discard_dead_letter, methods=["POST"]),
     Route("/connection", get_connection, methods=["GET"]),
     Route("/connection", put_connection, methods=["PUT"]),
     Route("/connection", delete_connection, methods=["DELETE"]),

@@ -17,11 +17,11 @@ from starlette.routing import Route
 
 from stripe_bridge import workspaces
 from stripe_bridge.context import Context
-from stripe_bridge.errors import BadRequest, Unauthorized
+from stripe_bridge.errors import BadRequest
 from stripe_bridge.models import NOT_CONNECTED, Connection, Workspace
 from stripe_bridge.operators.views import iso
-from stripe_bridge.web.admin_api import page
-from stripe_bridge.web.admin_auth import bearer, is_operator, refuse_nul, require_admin
+from stripe_bridge.web.admin_auth import caller, refuse_nul, require_admin
+from stripe_bridge.web.admin_paging import page, searched
 from stripe_bridge.web.openapi import PAGING, declare
 from stripe_bridge.web.openapi_schemas import obj, ref, string
 from stripe_bridge.web.openapi_schemas import page as page_of
@@ -52,17 +52,15 @@ def _render(session: Session) -> Any:
     query=PAGING,
 )
 async def list_workspaces(request: Request) -> Response:
-    token = bearer(request)
+    who = await caller(request)
     bridge: Context = request.app.state.bridge
 
     def work() -> dict[str, Any]:
         with bridge.session_factory() as session:
             query = select(Workspace)
-            if not is_operator(request, token):
-                holder = workspaces.workspace_of_token(session, token)
-                if holder is None:
-                    raise Unauthorized("missing or wrong bearer token")
-                query = query.where(Workspace.id == holder)
+            if not who.operator:
+                query = query.where(Workspace.id == who.workspace_id)
+            query = searched(query, request, Workspace.id, Workspace.name)
             return page(session, request, query, Workspace.id, _render(session))
 
     return JSON(await run_in_threadpool(work))

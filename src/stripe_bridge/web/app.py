@@ -9,14 +9,14 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from stripe_bridge import oauth
 from stripe_bridge.context import Context
 from stripe_bridge.errors import BridgeError
 from stripe_bridge.inbox.store import GroupCommit, JobSender
 from stripe_bridge.models import VelesEvent
-from stripe_bridge.web import admin_api, admin_operations, admin_review, admin_workspaces
-from stripe_bridge.web.console import console
+from stripe_bridge.web import admin_api, admin_operations, admin_review, admin_workspaces, console
 from stripe_bridge.web.health import healthz, metrics, readyz
 from stripe_bridge.web.inbound import (
     connect_webhook,
@@ -64,12 +64,14 @@ def create_app(bridge: Context) -> Starlette:
             Mount(
                 "/admin/api",
                 routes=[
+                    Route("/session", console.session_info, methods=["GET"]),
                     *admin_workspaces.routes,
                     Mount("/workspaces/{workspace_id}", routes=scoped),
                     *scoped,
                 ],
             ),
-            Route("/admin", console),
+            *console.routes,
+            Mount("/admin/static", StaticFiles(packages=[("stripe_bridge.web", "static")])),
         ],
         exception_handlers={
             BridgeError: bridge_error,

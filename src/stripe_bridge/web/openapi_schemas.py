@@ -40,7 +40,10 @@ def ref(name: str) -> Schema:
 
 
 def page(item: str) -> Schema:
-    return obj({"data": array(ref(item)), "next_cursor": nullable(string())})
+    return obj(
+        {"data": array(ref(item)), "next_cursor": nullable(string()), "total": integer()},
+        optional=["total"],  # every row the filters select, on every page
+    )
 
 
 TEXT, TIME = nullable(string()), nullable(string(format="date-time"))
@@ -217,6 +220,7 @@ COMPONENTS: dict[str, Schema] = {
             "account_name": TEXT,
             "mode": string(enum=["test", "live"]),
             "connected_at": TIME,
+            "disconnected_at": TIME,
             "customers_last_synced_at": TIME,
             "products_last_synced_at": TIME,
             "subscriptions_last_synced_at": TIME,
