@@ -56,6 +56,7 @@ def test_an_operator_logs_in_and_the_cookie_stands_for_the_token(client: TestCli
     assert client.get("/admin/static/console.js").status_code == 200
     session = client.get("/admin/api/session").json()
     assert (session["operator"], session["workspace_id"]) == (True, None)
+    assert session["registers_webhook_endpoint"] is False  # no BRIDGE_PUBLIC_URL here
     assert client.get("/admin/api/connection").status_code == 200
 
 

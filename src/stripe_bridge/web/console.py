@@ -130,6 +130,8 @@ async def session_info(request: Request) -> Response:
             "operator": who.operator,
             "workspace_id": who.workspace_id,
             "csrf": login.csrf if login is not None else None,
+            # the Connect form asks for a signing secret only when the bridge does not register
+            "registers_webhook_endpoint": bool(request.app.state.bridge.endpoint_plan),
         }
     )
 

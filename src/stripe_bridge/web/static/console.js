@@ -50,7 +50,8 @@ function words(status, message) {
 
 const post = (path, body) => api(scoped(path), { method: "POST", body: JSON.stringify(body || {}) });
 
-function busy(text) { $("status").textContent = text || ""; }
+let said = 0;  // which message the status line shows: a load clears only its own
+function busy(text) { $("status").textContent = text || ""; return ++said; }
 function fail(error) {
   $("error").textContent = error instanceof Problem ? error.message : "Something went wrong in the console. Reload the page.";
   $("error").hidden = false;
@@ -59,8 +60,8 @@ function fail(error) {
 function ok() { $("error").hidden = true; }
 
 async function attempt(run, doing) {
-  busy(doing || "Loading…");
-  try { await run(); ok(); busy(""); } catch (error) { fail(error); }
+  const mine = busy(doing || "Loading…");
+  try { await run(); ok(); if (said === mine) busy(""); } catch (error) { fail(error); }
 }
 
 // --- small builders ----------------------------------------------------------------------------
@@ -320,9 +321,8 @@ async function review(run, done) {
     await run();
     await loadConnection();
     await loaders[current]();
-    busy(done);
+    busy(done);  // stays until the next action
   }, "Saving…");
-  if ($("error").hidden) busy(done);
 }
 
 function showReview(noun, on) {
