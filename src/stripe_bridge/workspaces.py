@@ -85,7 +85,7 @@ def delete_workspace(session: Session, workspace_id: str) -> None:
     session.execute(delete(Workspace).where(Workspace.id == workspace_id))
 
 
-def _digest(token: str) -> str:
+def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -94,7 +94,9 @@ def issue_token(session: Session, workspace_id: str) -> str:
     require(session, workspace_id)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     session.add(
-        WorkspaceToken(token_hash=_digest(token), workspace_id=workspace_id, created_at=utcnow())
+        WorkspaceToken(
+            token_hash=token_digest(token), workspace_id=workspace_id, created_at=utcnow()
+        )
     )
     return token
 
@@ -106,13 +108,6 @@ def revoke_tokens(session: Session, workspace_id: str) -> int:
         delete(WorkspaceToken).where(WorkspaceToken.workspace_id == workspace_id)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
-
-
-def workspace_of_token(session: Session, token: str) -> str | None:
-    """The workspace a token was issued for, or None."""
-    if not token.startswith(TOKEN_PREFIX):
-        return None
-    return workspace_of_digest(session, _digest(token))
 
 
 def workspace_of_digest(session: Session, digest: str) -> str | None:

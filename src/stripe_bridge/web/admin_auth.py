@@ -21,8 +21,9 @@ from stripe_bridge.context import Context
 from stripe_bridge.errors import BadRequest, Forbidden, Unauthorized, UnknownWorkspace
 from stripe_bridge.models import DEFAULT_WORKSPACE
 from stripe_bridge.web import console_session
-from stripe_bridge.web.console_session import Login, digest
+from stripe_bridge.web.console_session import Login
 from stripe_bridge.workspaces import exists, workspace_of_digest
+from stripe_bridge.workspaces import token_digest as digest
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 WRONG = "missing or wrong bearer token"
@@ -36,7 +37,8 @@ class Caller:
     workspace_id: str | None
 
 
-def _admin_token(request: Request) -> str:
+def admin_token(request: Request) -> str:
+    """BRIDGE_ADMIN_TOKEN, or 403 for every admin request when it is not set."""
     token: str | None = request.app.state.bridge.settings.admin_token
     if not token:
         raise Forbidden("admin is disabled: BRIDGE_ADMIN_TOKEN is not set")
@@ -46,14 +48,14 @@ def _admin_token(request: Request) -> str:
 def login_of(request: Request) -> Login | None:
     """The console login the request's cookie stands for (None without a valid one)."""
     cookie = request.cookies.get(console_session.COOKIE)
-    return console_session.opened(_admin_token(request), cookie)
+    return console_session.opened(admin_token(request), cookie)
 
 
 def credential(request: Request) -> str:
     """The digest of the caller's token, after the checks every admin request passes: admin
     enabled, text PostgreSQL can compare (a NUL in a query or path parameter would fail the
     query: a 500), and the CSRF token for a cookie's request that changes something."""
-    _admin_token(request)
+    admin_token(request)
     parameters = [*request.query_params.multi_items(), *request.path_params.items()]
     if any("\x00" in f"{name}{value}" for name, value in parameters):
         raise BadRequest("parameters may not contain NUL characters")
@@ -71,19 +73,25 @@ def credential(request: Request) -> str:
 
 
 def is_operator_digest(request: Request, token_digest: str) -> bool:
-    expected = digest(_admin_token(request))
+    expected = digest(admin_token(request))
     return hmac.compare_digest(token_digest.encode(), expected.encode())
 
 
-def _resolve(request: Request, token_digest: str) -> Caller:
+def holder_of(request: Request, token_digest: str) -> Caller | None:
+    """Whose token this is the digest of: the operator, a workspace, or nobody (None)."""
     if is_operator_digest(request, token_digest):
         return Caller(True, None)
     bridge: Context = request.app.state.bridge
     with bridge.session_factory() as session:
-        holder = workspace_of_digest(session, token_digest)
-    if holder is None:
+        workspace_id = workspace_of_digest(session, token_digest)
+    return Caller(False, workspace_id) if workspace_id is not None else None
+
+
+def _resolve(request: Request, token_digest: str) -> Caller:
+    who = holder_of(request, token_digest)
+    if who is None:
         raise Unauthorized(WRONG)
-    return Caller(False, holder)
+    return who
 
 
 async def caller(request: Request) -> Caller:

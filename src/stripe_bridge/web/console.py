@@ -16,14 +16,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from stripe_bridge.context import Context
 from stripe_bridge.errors import BadRequest, Forbidden, PayloadTooLarge
 from stripe_bridge.web import console_session
-from stripe_bridge.web.admin_auth import caller, is_operator_digest, login_of
+from stripe_bridge.web.admin_auth import admin_token, caller, holder_of, login_of
 from stripe_bridge.web.openapi import declare
 from stripe_bridge.web.openapi_schemas import boolean, nullable, obj, string
 from stripe_bridge.web.responses import JSON
-from stripe_bridge.workspaces import workspace_of_digest
 
 _STATIC = files("stripe_bridge.web").joinpath("static")
 CSP = (
@@ -41,13 +39,6 @@ REFUSED = "That token is not valid: use BRIDGE_ADMIN_TOKEN or a token issued for
 MAX_FORM = 4096
 
 
-def _admin_token(request: Request) -> str:
-    token: str | None = request.app.state.bridge.settings.admin_token
-    if not token:
-        raise Forbidden("admin is disabled: BRIDGE_ADMIN_TOKEN is not set")
-    return token
-
-
 def _page(name: str, status_code: int = 200, error: str = "") -> HTMLResponse:
     html = _STATIC.joinpath(name).read_text(encoding="utf-8")
     if error:  # a fixed sentence of ours, never the caller's input
@@ -60,19 +51,15 @@ def _page(name: str, status_code: int = 200, error: str = "") -> HTMLResponse:
 
 async def console(request: Request) -> Response:
     """GET /admin: the console for a valid login, else the login form."""
-    admin_token = _admin_token(request)
-    login = console_session.opened(admin_token, request.cookies.get(console_session.COOKIE))
+    operator_token = admin_token(request)
+    login = console_session.opened(operator_token, request.cookies.get(console_session.COOKIE))
     if login is None or not await run_in_threadpool(_known, request, login.digest):
         return _page("login.html")
     return _page("console.html")
 
 
 def _known(request: Request, digest: str) -> bool:
-    if is_operator_digest(request, digest):
-        return True
-    bridge: Context = request.app.state.bridge
-    with bridge.session_factory() as session:
-        return workspace_of_digest(session, digest) is not None
+    return holder_of(request, digest) is not None
 
 
 def _same_origin(request: Request) -> bool:
@@ -87,7 +74,7 @@ def _same_origin(request: Request) -> bool:
 async def login(request: Request) -> Response:
     """POST /admin/login (form: token): 303 to /admin with the session cookie, or the form
     again with 401 and what went wrong."""
-    admin_token = _admin_token(request)
+    operator_token = admin_token(request)
     if not _same_origin(request):
         raise Forbidden("the console's login must be posted from the console")
     body = await request.body()
@@ -98,7 +85,7 @@ async def login(request: Request) -> Response:
     except (UnicodeDecodeError, ValueError):
         raise BadRequest("malformed form") from None
     token = (form.get("token") or [""])[0].strip()
-    value, session = console_session.seal(admin_token, token)
+    value, session = console_session.seal(operator_token, token)
     if not token or "\x00" in token or not await run_in_threadpool(_known, request, session.digest):
         return _page("login.html", 401, REFUSED)
     response = RedirectResponse("/admin", status_code=303)

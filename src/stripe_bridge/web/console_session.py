@@ -18,14 +18,12 @@ from dataclasses import dataclass
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.responses import Response
 
+from stripe_bridge.workspaces import token_digest as digest
+
 COOKIE = "bridge_console"
 PATH = "/admin"
 MAX_AGE = 8 * 3600  # seconds a login lasts
 CSRF_HEADER = "x-csrf-token"
-
-
-def digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
