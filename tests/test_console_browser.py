@@ -143,6 +143,12 @@ def general(page: Any) -> None:
     expect(page.locator("#g-key")).to_have_text("…" + TEST_KEY[-4:])
     expect(page.get_by_role("tab", name="General")).to_have_attribute("aria-selected", "true")
     shot(page, "general")
+    page.get_by_role("tab", name="General").focus()  # the tabs answer the arrow keys
+    page.keyboard.press("ArrowLeft")
+    expect(page.get_by_role("tab", name="Dead letters")).to_have_attribute("aria-selected", "true")
+    expect(page.get_by_role("tab", name="Dead letters")).to_be_focused()
+    page.keyboard.press("Home")
+    expect(page.get_by_role("tab", name="General")).to_have_attribute("aria-selected", "true")
 
 
 def customers(page: Any) -> None:
