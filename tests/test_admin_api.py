@@ -593,3 +593,36 @@ def test_the_routers_own_answers_are_json_errors_too(client: TestClient) -> None
     assert wrong_method.status_code == 405
     assert wrong_method.json()["error"]["code"] == "method_not_allowed"
     assert "GET" in wrong_method.headers["allow"]
+
+
+def test_ten_thousand_products_page_with_their_total(client: TestClient, bridge: Context) -> None:
+    """The console pages every table: a page of 100 of 10,000 products, and the filtered
+    total, answer like a page of 10 (one count, one keyset page)."""
+    from sqlalchemy import insert
+
+    from stripe_bridge.models import Product
+
+    rows = [
+        {
+            "workspace_id": "default",
+            "id": f"prod_{n:05d}",
+            "name": f"Product {n:05d}",
+            "match_status": "not_matched" if n % 10 else "ignored",
+            "active": True,
+        }
+        for n in range(10_000)
+    ]
+    with bridge.session_factory.begin() as session:
+        session.execute(insert(Product), rows)
+
+    first = admin_get(client, "products", limit=100)
+    ignored = admin_get(client, "products", limit=100, match_status="ignored")
+    later = admin_get(client, "products", limit=100, cursor=first["next_cursor"])
+
+    assert (first["total"], len(first["data"]), first["data"][-1]["id"]) == (
+        10_000,
+        100,
+        "prod_00099",
+    )
+    assert (ignored["total"], len(ignored["data"])) == (1_000, 100)
+    assert later["data"][0]["id"] == "prod_00100" and later["total"] == 10_000
