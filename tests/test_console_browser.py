@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 import pytest
 import uvicorn
+from stripe import StripeClient
 
 from stripe_bridge import connection
 from stripe_bridge.context import Context
@@ -82,10 +83,21 @@ def console(
 
 
 def seed(bridge: Context, fake_stripe: FakeStripe) -> None:
-    for n in range(120):
+    made = [
         fake_stripe.seed("product", name=f"Product {n:03d}", description=f"Plan number {n}")
+        for n in range(120)
+    ]
     fake_stripe.seed("product", name="Legacy Widget", active=False)
-    fake_stripe.seed("customer", name="Acme", email="ap@acme.example")
+    acme = fake_stripe.seed("customer", name="Acme", email="ap@acme.example")
+    stripe = StripeClient(TEST_KEY, base_addresses={"api": fake_stripe.url})
+    price = stripe.v1.prices.create(
+        params={"product": made[0]["id"], "unit_amount": 4900, "currency": "usd",
+                "recurring": {"interval": "month"}}
+    )  # fmt: skip
+    stripe.v1.subscriptions.create(
+        params={"customer": acme["id"], "items": [{"price": price.id, "quantity": 3}],
+                "metadata": {"veles_contract_id": "ct_acme"}}
+    )  # fmt: skip
     fake_stripe.seed("customer", name="Hooli", email="someone@elsewhere.example")
     fake_stripe.seed("customer", name=MARKUP, email=None)
     veles(
@@ -104,6 +116,7 @@ def seed(bridge: Context, fake_stripe: FakeStripe) -> None:
     )  # fmt: skip
     assert run_sync(bridge, "default", "products").status == "completed"
     assert run_sync(bridge, "default", "customers").status == "completed"
+    assert run_sync(bridge, "default", "subscriptions").status == "completed"
 
 
 def shot(page: Any, name: str) -> None:
@@ -126,9 +139,7 @@ def test_an_operator_reviews_pages_syncs_and_replays_through_the_console(
             customers(page)
             products(page)
             sync_with_progress(page, bridge)
-            page.click("#tab-subscriptions")
-            expect(page.locator("#subscriptions-rows")).to_contain_text("No subscriptions here")
-            shot(page, "subscriptions")
+            subscriptions(page)
             dead_letters(page, bridge)
         finally:
             browser.close()
@@ -242,7 +253,20 @@ def sync_with_progress(page: Any, bridge: Context) -> None:
     page.click("#products-sync")
     expect(page.locator("#products-progress")).to_contain_text("Queued")
     run_jobs(bridge)  # the worker takes it
-    expect(page.locator("#products-progress")).to_contain_text("Done: 121 seen")
+    # 121 products and the one price
+    expect(page.locator("#products-progress")).to_contain_text("Done: 122 seen")
+
+
+def subscriptions(page: Any) -> None:
+    page.get_by_role("tab", name="Subscriptions").click()
+    row = page.locator("#subscriptions-rows tr").first
+    expect(row).to_contain_text("Acme")  # the customer's name, not its id
+    expect(row).to_contain_text("3 \u00d7 Product 000 at $49.00 / month")
+    expect(row).to_contain_text("ct_acme")
+    shot(page, "subscriptions")
+    page.select_option("#subscriptions-status", "canceled")
+    expect(page.locator("#subscriptions-rows")).to_contain_text("No subscriptions here")
+    page.select_option("#subscriptions-status", "")
 
 
 def dead_letters(page: Any, bridge: Context) -> None:
