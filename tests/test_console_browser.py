@@ -264,6 +264,11 @@ def subscriptions(page: Any) -> None:
     expect(row).to_contain_text("3 \u00d7 Product 000 at $49.00 / month")
     expect(row).to_contain_text("ct_acme")
     shot(page, "subscriptions")
+    page.fill("#subscriptions-q", "acm")  # by the customer's name
+    expect(page.locator("#subscriptions-pager")).to_contain_text("of 1")
+    page.fill("#subscriptions-q", "hooli")
+    expect(page.locator("#subscriptions-rows")).to_contain_text("No subscriptions here")
+    page.fill("#subscriptions-q", "")
     page.select_option("#subscriptions-status", "canceled")
     expect(page.locator("#subscriptions-rows")).to_contain_text("No subscriptions here")
     page.select_option("#subscriptions-status", "")

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from importlib import metadata
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -114,11 +115,18 @@ async def list_prices(request: Request) -> Response:
 )
 async def list_subscriptions(request: Request) -> Response:
     def build(session: Session, workspace_id: str) -> dict[str, Any]:
+        def by_name(pattern: str) -> Any:  # the console shows customers by name
+            names = select(Customer.id).where(
+                Customer.workspace_id == workspace_id, Customer.name.ilike(pattern, escape="\\")
+            )
+            return Subscription.customer_id.in_(names)
+
         query = searched(
             within(Subscription, workspace_id),
             request,
             Subscription.id,
             Subscription.customer_id,
+            also=by_name,
         )
         if status := request.query_params.get("status"):
             query = query.where(Subscription.status == status)

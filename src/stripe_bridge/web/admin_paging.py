@@ -7,7 +7,7 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -65,12 +65,18 @@ def within(model: Any, workspace_id: str) -> Select[Any]:
 
 
 def searched(
-    query: Select[Any], request: Request, *columns: InstrumentedAttribute[Any]
+    query: Select[Any],
+    request: Request,
+    *columns: InstrumentedAttribute[Any],
+    also: Callable[[str], ColumnElement[bool]] | None = None,
 ) -> Select[Any]:
+    """`?q=` as a case-insensitive substring of any of `columns` (or what `also` makes of the
+    LIKE pattern, e.g. a related row's name)."""
     if q := request.query_params.get("q", "").strip():
         escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         pattern = f"%{escaped}%"
-        query = query.where(or_(*(column.ilike(pattern, escape="\\") for column in columns)))
+        matches = [column.ilike(pattern, escape="\\") for column in columns]
+        query = query.where(or_(*matches, *([also(pattern)] if also else [])))
     return query
 
 
