@@ -626,3 +626,46 @@ def test_ten_thousand_products_page_with_their_total(client: TestClient, bridge:
     )
     assert (ignored["total"], len(ignored["data"])) == (1_000, 100)
     assert later["data"][0]["id"] == "prod_00100" and later["total"] == 10_000
+
+
+def test_a_page_of_products_reads_their_prices_in_one_statement(
+    client: TestClient, bridge: Context
+) -> None:
+    """A page of 100 products with two prices each costs the same few statements as a page of
+    one: the prices come in one query for the page, not one per product."""
+    from sqlalchemy import event as sa_event
+    from sqlalchemy import insert
+
+    from stripe_bridge.models import Price, Product
+
+    with bridge.session_factory.begin() as session:
+        session.execute(
+            insert(Product),
+            [{"workspace_id": "default", "id": f"prod_{n:03d}", "name": f"P {n}", "active": True,
+              "match_status": "not_matched"} for n in range(100)],
+        )  # fmt: skip
+        session.execute(
+            insert(Price),
+            [{"workspace_id": "default", "id": f"price_{n:03d}_{k}", "product_id": f"prod_{n:03d}",
+              "active": True, "currency": "usd", "unit_amount": 100 * k} for n in range(100)
+             for k in (1, 2)],
+        )  # fmt: skip
+    seen: list[str] = []
+
+    def record(*args: Any) -> None:
+        seen.append(args[2])
+
+    def statements_for(limit: int) -> tuple[int, dict[str, Any]]:
+        seen.clear()
+        sa_event.listen(bridge.engine, "before_cursor_execute", record)
+        try:
+            answer = admin_get(client, "products", limit=limit)
+        finally:
+            sa_event.remove(bridge.engine, "before_cursor_execute", record)
+        return sum("prices" in s for s in seen), answer
+
+    one, _ = statements_for(1)
+    hundred, answer = statements_for(100)
+    assert (one, hundred) == (1, 1)
+    assert [p["unit_amount"] for p in answer["data"][42]["prices"]] == [100, 200]
+    assert answer["data"][42]["prices"][0]["id"] == "price_042_1"

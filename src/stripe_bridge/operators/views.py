@@ -59,12 +59,11 @@ def price_json(row: Price) -> dict[str, Any]:
     }
 
 
-def product_json(row: Product, session: Session) -> dict[str, Any]:
-    prices = session.scalars(
-        select(Price)
-        .where(Price.workspace_id == row.workspace_id, Price.product_id == row.id)
-        .order_by(Price.id)
-    )
+def product_json(
+    row: Product, session: Session, prices: list[Price] | None = None
+) -> dict[str, Any]:
+    if prices is None:
+        prices = products_prices(session, [row])[row.id]
     return {
         "id": row.id,
         "name": row.name,
@@ -79,6 +78,23 @@ def product_json(row: Product, session: Session) -> dict[str, Any]:
         "candidates": row.match_candidates or [],
         "prices": [price_json(price) for price in prices],
     }
+
+
+def products_json(rows: list[Product], session: Session) -> list[dict[str, Any]]:
+    """A page of products with their prices, read in one query for the page."""
+    prices = products_prices(session, rows)
+    return [product_json(row, session, prices[row.id]) for row in rows]
+
+
+def products_prices(session: Session, rows: list[Product]) -> dict[str, list[Price]]:
+    found: dict[str, list[Price]] = {row.id: [] for row in rows}
+    if rows:
+        query = select(Price).where(
+            Price.workspace_id == rows[0].workspace_id, Price.product_id.in_(list(found))
+        )
+        for price in session.scalars(query.order_by(Price.id)):
+            found[price.product_id or ""].append(price)
+    return found
 
 
 def subscription_json(row: Subscription) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from stripe_bridge.operators.views import (
     invoice_json,
     order_json,
     price_json,
-    product_json,
+    products_json,
     subscription_json,
     veles_customer_json,
     veles_product_json,
@@ -91,7 +91,13 @@ async def list_products(request: Request) -> Response:
             query = query.where(Product.active == (active == "true"))
         if match_status := request.query_params.get("match_status"):
             query = query.where(Product.match_status == match_status)
-        listed_ = page(session, request, query, Product.id, lambda row: product_json(row, session))
+        listed_ = page(
+            session,
+            request,
+            query,
+            Product.id,
+            render_all=lambda rows: products_json(rows, session),
+        )
         return names.products(session, workspace_id, listed_, bridge_of(request).settings.veles_url)
 
     return JSON(await listed(request, build))

@@ -43,9 +43,13 @@ def page(
     request: Request,
     query: Select[Any],
     id_column: InstrumentedAttribute[str],
-    render: Callable[[Any], dict[str, Any]],
+    render: Callable[[Any], dict[str, Any]] | None = None,
+    *,
+    render_all: Callable[[list[Any]], list[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
-    """Keyset pagination by Stripe id: `{"data": [...], "next_cursor": …, "total": n}`."""
+    """Keyset pagination by Stripe id: `{"data": [...], "next_cursor": …, "total": n}`; each
+    row rendered by `render`, or the page's rows at once by `render_all` (one query for what
+    they need)."""
     limit = _limit(request)
     total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
     if cursor := request.query_params.get("cursor"):
@@ -53,8 +57,11 @@ def page(
     rows = list(session.scalars(query.order_by(id_column).limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
+    if render_all is None:
+        assert render is not None, "page() needs a way to render rows"
+        render_all = lambda rows: [render(row) for row in rows]  # noqa: E731
     return {
-        "data": [render(row) for row in rows],
+        "data": render_all(rows),
         "next_cursor": _encode_cursor(rows[-1].id) if more and rows else None,
         "total": total or 0,
     }

@@ -51,17 +51,20 @@ function words(status, message) {
 const post = (path, body) => api(scoped(path), { method: "POST", body: JSON.stringify(body || {}) });
 
 let said = 0;  // which message the status line shows: a load clears only its own
+let kept = "";  // the last action's result: a load that runs meanwhile puts it back when done
 function busy(text) { $("status").textContent = text || ""; return ++said; }
+function tell(text) { kept = text; busy(text); }
 function fail(error) {
   $("error").textContent = error instanceof Problem ? error.message : "Something went wrong in the console. Reload the page.";
   $("error").hidden = false;
-  busy("");
+  kept = ""; busy("");
 }
 function ok() { $("error").hidden = true; }
 
 async function attempt(run, doing) {
+  if (doing) kept = "";  // an action starts: the last one's result is over
   const mine = busy(doing || "Loading…");
-  try { await run(); ok(); if (said === mine) busy(""); } catch (error) { fail(error); }
+  try { await run(); ok(); if (said === mine) busy(kept); } catch (error) { fail(error); }
 }
 
 // --- small builders ----------------------------------------------------------------------------
@@ -321,7 +324,7 @@ async function review(run, done) {
     await run();
     await loadConnection();
     await loaders[current]();
-    busy(done);  // stays until the next action
+    tell(done);  // stays until the next action
   }, "Saving…");
 }
 
@@ -449,12 +452,12 @@ async function replayMatching() {
   await attempt(async () => {
     const dry = await post("dead-letters/replay", { ...filter, dry_run: true });
     const count = dry.replayed.length;
-    if (!count) { busy("No dead letter matches these filters."); return; }
+    if (!count) { tell("No dead letter matches these filters."); return; }
     const yes = await confirmWith({ title: `Replay ${count} dead letter${count === 1 ? "" : "s"}?`, text: "Each is tried again once; what fails again comes back here.", action: `Replay ${count}` });
     if (!yes) return;
     const done = await post("dead-letters/replay", filter);
     await loadDead();
-    busy(`${done.replayed.length} sent to be tried again`);
+    tell(`${done.replayed.length} sent to be tried again`);
   }, "Counting…");
 }
 
